@@ -1,0 +1,45 @@
+"""Library functions behind ``evaluate``, ``predict`` and ``lstmtext.load``: one checkpoint in, the task's
+Predictor out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.errors import UsageError
+from lstmtext.tasks import get_task
+
+
+def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
+    """The task's Predictor for a checkpoint (``predict`` for sentiment; ``tag``, ``generate``, ``translate``…)."""
+    import torch
+
+    from lstmtext.config import build_recipe
+    from lstmtext.tokenizer import Tokenizer
+
+    meta, state = ckpt.load(path, task=task, command=command)
+    if meta.get("kind") == "resume":
+        raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
+    mod = get_task(meta["task"])
+    recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"])
+    tok = Tokenizer(ckpt.tokenizer_proto(meta))
+    labels = meta.get("labels") or []
+    model = mod.build_model(recipe, len(tok), labels)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UsageError(f"checkpoint {path}: weights do not fit its own recipe ({str(e).splitlines()[0]})") from None
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model.to(dev).eval()
+    predictor = mod.Predictor(model, tok, labels, recipe, dev)
+    predictor.meta = meta
+    return predictor
+
+
+def evaluate(path: str | Path, data: str, device: str = "cpu") -> dict:
+    """Metrics of a checkpoint on a labelled file or ``hf:`` dataset (the test split unless @SPLIT is given)."""
+    p = load(path, device=device)
+    mod = get_task(p.task)
+    examples = mod.read(data, p.recipe.options, "test")
+    feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
+    return mod.evaluate(p.model, feats, p.labels, p.device, 16384, p.tok)

@@ -1,0 +1,226 @@
+"""The recipe schema. Each dataclass holds its defaults; TOML files and ``--set a.b=v`` only override them.
+
+A recipe is a TOML file with the sections below plus one section named after the task (``[sentiment]``)
+whose schema the task module owns. Unknown sections and keys are errors, so a typo never trains silently
+with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lstmtext.errors import UsageError
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # a file, a folder, a PREFIX or hf:NAME[:CONFIG]; empty = the sample in data/
+    dev: str = ""  # empty = a seeded slice of train (never the split that is reported)
+    valid_fraction: float = 0.05
+    valid_max: int = 2000  # cap on the slice taken from train, in examples
+    max_length: int = 512  # pieces per example; longer inputs are cut so memory stays bounded
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 8000
+    model_type: str = "unigram"  # unigram | bpe
+    character_coverage: float = 0.9995
+    max_sentences: int = 300_000  # lines sampled from the training text to train SentencePiece
+
+
+@dataclass
+class EncoderConfig:
+    cell: str = "lstm"  # lstm | gru
+    embed_dim: int = 256
+    hidden_dim: int = 256
+    num_layers: int = 1
+    embed_dropout: float = 0.1
+    dropout: float = 0.3  # between layers and on the encoder's output
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_time: str = ""  # "20m", "1h30m", "90s"; empty = no limit
+    max_steps: int = 0  # stop (with resume state) after this many steps; 0 = no limit
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    warmup: float = 0.02  # fraction of the run spent warming up the learning rate
+    schedule: str = "linear"  # linear | cosine | constant (after warmup)
+    batch_tokens: int = 6000  # padded tokens per batch (length-bucketed)
+    max_batch_size: int = 128
+    eval_every: int = 0  # steps between evaluations; 0 = once per epoch
+    patience: int = 4  # evaluations without improvement before stopping; 0 = never stop early
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+
+
+SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "encoder": EncoderConfig, "train": TrainConfig}
+
+
+@dataclass
+class Recipe:
+    task: str
+    options: Any  # the task's own dataclass, stored under the task's name
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"task": self.task}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        out[self.task] = dataclasses.asdict(self.options)
+        return out
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Bring a TOML or command-line value to the field's type, or say what was expected."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        (item,) = typing.get_args(typ) or (str,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, where) for v in value]
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    return value
+
+
+def _apply(obj: Any, values: dict, where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        if key not in names:
+            raise UsageError(f"{where}: unknown key '{key}' (valid: {', '.join(names)})")
+        setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def _apply_section(recipe: Recipe, section: str, values: Any, where: str) -> None:
+    valid = [*SECTIONS, recipe.task]
+    if section == recipe.task:
+        target = recipe.options
+    elif section in SECTIONS:
+        target = getattr(recipe, section)
+    else:
+        raise UsageError(f"{where}: unknown section '{section}' (valid: {', '.join(valid)})")
+    if not isinstance(values, dict):
+        raise UsageError(f"{where}: '{section}' must be a table of keys")
+    _apply(target, values, f"{where} [{section}]" if not where.endswith(section) else where)
+
+
+def parse_set(item: str) -> tuple[str, str, str]:
+    m = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\s*=(.*)", item)
+    if not m:
+        raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.lr=0.001")
+    return m.group(1), m.group(2), m.group(3).strip()
+
+
+def build_recipe(
+    task: str,
+    options_cls: type,
+    defaults: dict | None = None,
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    stored: dict | None = None,
+) -> Recipe:
+    """Defaults ← the task's own defaults ← a stored recipe (resume) ← a TOML file ← ``--set`` overrides."""
+    recipe = Recipe(task=task, options=options_cls())
+    for section, values in (defaults or {}).items():
+        _apply_section(recipe, section, values, f"defaults of task '{task}'")
+    if stored:
+        for section, values in stored.items():
+            if section != "task":
+                _apply_section(recipe, section, values, "stored recipe")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"recipe {path}: file not found")
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"recipe {path}: not valid TOML ({e})") from None
+        file_task = doc.pop("task", task)
+        if file_task != task:
+            raise UsageError(f"recipe {path} is for task '{file_task}', not '{task}'")
+        for section, values in doc.items():
+            _apply_section(recipe, section, values, f"recipe {path}")
+    for item in overrides or []:
+        section, key, value = parse_set(item)
+        _apply_section(recipe, section, {key: value}, f"--set {section}.{key}")
+    validate(recipe)
+    return recipe
+
+
+def validate(recipe: Recipe) -> None:
+    c = recipe.encoder
+    if c.cell not in ("lstm", "gru"):
+        raise UsageError(f"encoder.cell: expected 'lstm' or 'gru', got {c.cell!r}")
+    for name in ("embed_dim", "hidden_dim", "num_layers"):
+        if getattr(c, name) < 1:
+            raise UsageError(f"encoder.{name}: must be at least 1")
+    t = recipe.train
+    if t.schedule not in ("linear", "cosine", "constant"):
+        raise UsageError(f"train.schedule: expected linear, cosine or constant, got {t.schedule!r}")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
+    if t.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UsageError(f"train.precision: expected auto, fp32, bf16 or fp16, got {t.precision!r}")
+    if t.lr <= 0 or t.batch_tokens < 1 or t.epochs < 1:
+        raise UsageError("train: lr, batch_tokens and epochs must be positive")
+    parse_duration(t.max_time)
+    if not 0 <= recipe.data.valid_fraction < 1:
+        raise UsageError("data.valid_fraction: expected a number in [0, 1)")
+    if recipe.tokenizer.vocab_size < 300:
+        raise UsageError("tokenizer.vocab_size: must be at least 300 (256 byte pieces plus specials)")
+
+
+def parse_duration(text: str) -> float | None:
+    """'20m' → 1200.0, '1h30m' → 5400.0, '90' or '90s' → 90.0, '' → None."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+    if not m or not any(m.groups()):
+        raise UsageError(f"max-time {text!r}: expected a duration such as 20m, 1h30m or 90s")
+    h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mnt * 60 + s
+
+
+def load_recipe_file_task(path: str | Path) -> str | None:
+    """The task a recipe file names, so that ``train --recipe R`` can check it without a TASK mismatch."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("task")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None

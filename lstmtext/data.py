@@ -1,0 +1,291 @@
+"""Reading data (local files, stdin, ``hf:NAME[:CONFIG]``) and cutting it into length-bucketed batches.
+
+Every reader names the file and line of what it cannot read. Text is UTF-8; a BOM and CRLF line ends are
+accepted silently; other bytes are an error rather than a silent replacement.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import random
+import select
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from lstmtext.errors import UsageError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = REPO_ROOT / "data"
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is refused rather than read into memory
+
+
+def sample_path(task: str, split: str) -> Path:
+    """The embedded sample for a task (data/TASK/SPLIT.*), the default data for ``lstmtext train TASK``."""
+    found = sorted((SAMPLES / task).glob(f"{split}.*"))
+    if not found:
+        raise UsageError(f"no embedded sample for task '{task}' in {SAMPLES / task}; pass --train FILE")
+    return found[0]
+
+
+# -- local text files --------------------------------------------------------------------------------------
+def _decode(raw: bytes, name: str, lineno: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{name} line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+            "convert the file to UTF-8, e.g. with iconv"
+        ) from None
+    if lineno == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    return text.rstrip("\r\n")
+
+
+def check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: file not found")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder, expected a file")
+    return p
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file (``.gz`` is opened transparently)."""
+    p = check_file(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            yield lineno, _decode(raw, str(path), lineno)
+
+
+def file_kind(path: str | Path) -> str:
+    """tsv | csv | jsonl | txt, from the extension (``.gz`` looked through)."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for ext, kind in ((".tsv", "tsv"), (".csv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl")):
+        if name.endswith(ext):
+            return kind
+    return "txt"
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) from a TSV/CSV file with a header row or a JSONL file."""
+    kind = file_kind(path)
+    if kind == "jsonl":
+        for lineno, line in read_lines(path):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise UsageError(f"{path} line {lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+        return
+    if kind not in ("tsv", "csv"):
+        raise UsageError(f"{path}: unknown file type; expected .tsv, .csv or .jsonl (optionally .gz)")
+    lines = read_lines(path)
+    header_line = next(lines, None)
+    if header_line is None:
+        raise UsageError(f"{path}: file is empty; expected a header row and then one example per line")
+    if kind == "tsv":
+        header = [h.strip() for h in header_line[1].split("\t")]
+        rows = ((n, line.split("\t")) for n, line in lines if line.strip())
+    else:
+        header = [h.strip() for h in next(csv.reader([header_line[1]]))]
+        rows = ((n, next(csv.reader([line]))) for n, line in lines if line.strip())
+    for lineno, fields in rows:
+        if len(fields) != len(header):
+            raise UsageError(
+                f"{path} line {lineno}: expected {len(header)} fields ({', '.join(header)}), found {len(fields)}"
+            )
+        yield lineno, dict(zip(header, fields))
+
+
+def pick_column(available: Iterable[str], wanted: str, candidates: tuple[str, ...], what: str, where: str) -> str:
+    available = list(available)
+    if wanted:
+        if wanted not in available:
+            raise UsageError(f"{where}: no column '{wanted}' for the {what} (columns: {', '.join(available)})")
+        return wanted
+    for c in candidates:
+        if c in available:
+            return c
+    raise UsageError(
+        f"{where}: cannot tell which column holds the {what} (columns: {', '.join(available)}); "
+        f"name it with --set {what}_column=NAME"
+    )
+
+
+# -- Hugging Face datasets ---------------------------------------------------------------------------------
+def is_hf(source: str) -> bool:
+    return source.startswith("hf:")
+
+
+def load_hf(source: str, split: str):
+    """``hf:NAME[:CONFIG][@SPLIT]`` → a datasets.Dataset. Unreachable hubs become one clear line."""
+    spec = source[3:]
+    if "@" in spec:
+        spec, split = spec.split("@", 1)
+    name, _, config = spec.partition(":")
+    try:
+        import datasets
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+        datasets.logging.set_verbosity_error()
+        ds = datasets.load_dataset(name, config or None)
+    except Exception as e:  # the hub client raises many kinds: ConnectionError, OfflineModeIsEnabled, …
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"{source}: cannot load this Hugging Face dataset ({type(e).__name__}: {first[:160]}); "
+            "if you are offline, pass a local file instead"
+        ) from None
+    if split not in ds:
+        fallback = {"validation": ("validation", "valid", "dev", "test"), "test": ("test", "validation")}
+        for alt in fallback.get(split, ()):
+            if alt in ds:
+                split = alt
+                break
+        else:
+            raise UsageError(f"{source}: has no split '{split}' (splits: {', '.join(ds)})")
+    return ds[split]
+
+
+# -- splitting and batching --------------------------------------------------------------------------------
+def split_valid(examples: list, fraction: float, cap: int, seed: int) -> tuple[list, list]:
+    """A seeded slice of train for model selection, so the reported split never picks the model."""
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    n = min(cap, max(1, int(len(examples) * fraction)))
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def bucket_batches(
+    lengths: list[int], batch_tokens: int, max_batch_size: int, shuffle: bool = False, seed: int = 0
+) -> list[list[int]]:
+    """Index lists whose padded size (batch × longest) stays under batch_tokens.
+
+    Sorting by length (random tie-break when shuffling) keeps padding near zero; shuffling the order of
+    the batches keeps training stochastic.
+    """
+    rng = random.Random(seed)
+    if shuffle:
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    else:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0
+    for i in order:
+        n = max(1, lengths[i])
+        if cur and (max(longest, n) * (len(cur) + 1) > batch_tokens or len(cur) >= max_batch_size):
+            batches.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        batches.append(cur)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+# -- streaming input for predict/tag/translate/generate ----------------------------------------------------
+class InputLines:
+    """Lines from a file or stdin, handed out in batches that never wait for input that has not arrived.
+
+    Reading a file (or a fast pipe) fills whole batches; a line typed into an interactive pipe is handed
+    out alone, at once, so its answer is printed before the next line is read.
+    """
+
+    def __init__(self, source: str | None):
+        self.name = "stdin" if source in (None, "-") else str(source)
+        if source in (None, "-"):
+            self._fd = sys.stdin.fileno() if sys.stdin is not None else None
+            self._own = False
+            if self._fd is None:
+                raise UsageError("no input: stdin is closed; pass an input file")
+        else:
+            check_file(source)
+            self._fd = os.open(source, os.O_RDONLY)
+            self._own = True
+        self._buf = b""
+        self._eof = False
+        self.lineno = 0
+        self.seen_any = False
+
+    def _more_ready(self) -> bool:
+        try:
+            ready, _, _ = select.select([self._fd], [], [], 0)
+        except (OSError, ValueError):  # select does not take this kind of file: read blocking
+            return True
+        return bool(ready)
+
+    def _read(self) -> None:
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            self._eof = True
+        self._buf += chunk
+        if len(self._buf) > MAX_LINE_BYTES and b"\n" not in self._buf:
+            raise UsageError(f"{self.name} line {self.lineno + 1}: longer than {MAX_LINE_BYTES >> 20} MB")
+
+    def _next_line(self, block: bool) -> str | None:
+        while b"\n" not in self._buf and not self._eof:
+            if not block and not self._more_ready():
+                return None
+            self._read()
+        if not self._buf:
+            return None
+        raw, sep, rest = self._buf.partition(b"\n")
+        self._buf = rest
+        self.lineno += 1
+        self.seen_any = True
+        return _decode(raw, self.name, self.lineno)
+
+    def batches(self, max_batch: int = 64) -> Iterator[list[str]]:
+        try:
+            while True:
+                batch: list[str] = []
+                line = self._next_line(block=True)
+                if line is None:
+                    break
+                batch.append(line)
+                while len(batch) < max_batch:
+                    line = self._next_line(block=False)
+                    if line is None:
+                        break
+                    batch.append(line)
+                yield batch
+        finally:
+            if self._own:
+                os.close(self._fd)
+        if not self.seen_any:
+            raise UsageError(f"no input: {self.name} is empty; expected one text per line")
+
+
+def write_line(text: str) -> None:
+    """Write one line of output and flush it, so a reader downstream sees it at once."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def sha256_file(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+

@@ -1,0 +1,9 @@
+"""The two failures a user can see. The CLI turns each into one line on stderr and an exit code."""
+
+
+class UsageError(Exception):
+    """Bad usage or bad input (exit code 2). The message names the file, the line and what was expected."""
+
+
+class TrainingStopped(Exception):
+    """Training stopped early for a reason the user must act on (NaN loss); the last good checkpoint is kept."""

@@ -1,0 +1,76 @@
+"""Everything people read goes to stderr: notes, the training progress bar, metric tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def note(text: str) -> None:
+    if not _quiet:
+        console.print(text, markup=False, soft_wrap=True)
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(max(0, s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class TrainProgress:
+    """A rich progress bar on a terminal; a plain line every ``interval`` seconds otherwise (logs, CI)."""
+
+    def __init__(self, total_steps: int, enabled: bool = True, interval: float = 30.0):
+        self.total = max(1, total_steps)
+        self.enabled = enabled and not _quiet
+        self.live = self.enabled and console.is_terminal
+        self.interval = interval
+        self._last_line = time.monotonic()
+        self._bar = None
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self._task = self._bar.add_task("train", total=self.total, info="")
+            self._bar.start()
+
+    def update(self, step: int, fraction: float, info: str, eta: float) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=min(step, self.total), info=info)
+        elif time.monotonic() - self._last_line >= self.interval:
+            self._last_line = time.monotonic()
+            note(f"step {step} ({100 * fraction:.0f}%) {info} eta {fmt_seconds(eta)}")
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            (self._bar.console if self._bar is not None else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def is_tty_stdout() -> bool:
+    return sys.stdout.isatty()

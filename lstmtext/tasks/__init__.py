@@ -1,0 +1,35 @@
+"""The one extension point: a task is a module of plain functions, named here.
+
+A task module provides (see tasks/sentiment.py for the reference implementation):
+  NAME, MAIN_METRIC, HIGHER_IS_BETTER (optional, default True), FORMATS (predict --format choices)
+  Options                       dataclass: the recipe section named after the task ([sentiment])
+  DEFAULTS                      {section: {key: value}} the task's own recipe defaults
+  read(source, opts, split)     → examples (dicts with "where" = "FILE line N" for messages)
+  tokenizer_texts(examples)     → the text SentencePiece trains on
+  make_labels(examples)         → label names (or [] when the task has none)
+  featurize(examples, tok, labels, recipe) → features, each with "length" (pieces) for bucketing
+  collate(features)             → dict of tensors: "tokens" (B,T), "lengths" (B,), targets
+  build_model(recipe, vocab_size, labels) → Model(Encoder, Head); model(batch) → (logits, loss)
+  evaluate(model, features, labels, device, batch_tokens, tok) → metrics dict (with MAIN_METRIC)
+  summary(metrics)              → the scalar metrics logged after each evaluation
+  report(metrics, console)      → the tables `lstmtext evaluate` prints
+  Predictor(model, tok, labels, recipe, device) with .task, .predict(texts) and .format(text, result, fmt)
+Modules are imported when first asked for, so ``lstmtext --help`` never pays for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from lstmtext.errors import UsageError
+
+TASKS = {
+    "sentiment": "lstmtext.tasks.sentiment",
+}
+
+
+def get_task(name: str) -> ModuleType:
+    if name not in TASKS:
+        raise UsageError(f"unknown task '{name}' (valid: {', '.join(TASKS)})")
+    return importlib.import_module(TASKS[name])

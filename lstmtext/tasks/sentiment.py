@@ -1,0 +1,224 @@
+"""Sentiment (any label set): pooled encoder states → MLP → labels.
+
+Data: TSV/CSV with a header or JSONL, text and label columns found by name or given with
+``--set sentiment.text_column=…``; or ``hf:NAME``. Labels may be strings or integers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from lstmtext.data import is_hf, load_hf, pick_column, read_records
+from lstmtext.errors import UsageError
+
+NAME = "sentiment"
+MAIN_METRIC = "accuracy"
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")
+
+
+@dataclass
+class Options:
+    text_column: str = ""  # empty = the first of: text, sentence, review, content, document
+    label_column: str = ""  # empty = the first of: label, labels, sentiment, class, polarity
+    pooling: str = "maxmean"  # max | mean | maxmean | attention
+    hidden_dim: int = 256
+    dropout: float = 0.3
+
+
+DEFAULTS: dict = {}
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def read(source: str, opts: Options, split: str = "train") -> list[dict]:
+    """Examples {"text", "label", "where"}; ``where`` names the file and line for error messages."""
+    examples = []
+    skipped = 0
+    if is_hf(source):
+        ds = load_hf(source, split)
+        text_col = pick_column(ds.column_names, opts.text_column, TEXT_COLUMNS, "text", source)
+        label_col = pick_column(ds.column_names, opts.label_column, LABEL_COLUMNS, "label", source)
+        names = getattr(ds.features[label_col], "names", None)  # ClassLabel integers → their names
+        for i, row in enumerate(ds):
+            label = row[label_col]
+            label = names[label] if names is not None and isinstance(label, int) and label >= 0 else label
+            examples.append({"text": str(row[text_col]).strip(), "label": str(label), "where": f"{source} row {i}"})
+    else:
+        cols = None
+        for lineno, rec in read_records(source):
+            if cols is None:
+                cols = (
+                    pick_column(rec, opts.text_column, TEXT_COLUMNS, "text", str(source)),
+                    pick_column(rec, opts.label_column, LABEL_COLUMNS, "label", str(source)),
+                )
+            text, label = rec.get(cols[0]), rec.get(cols[1])
+            where = f"{source} line {lineno}"
+            if text is None or label is None:
+                raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
+            label = str(label).strip()
+            if not label:
+                raise UsageError(f"{where}: the label is empty")
+            examples.append({"text": str(text).strip(), "label": label, "where": where})
+    kept = [e for e in examples if e["text"]]
+    skipped = len(examples) - len(kept)
+    if not kept:
+        raise UsageError(f"{source}: no examples found; expected a text and a label on each line")
+    if skipped:
+        from lstmtext.progress import note
+
+        note(f"{source}: skipped {skipped} example(s) with empty text")
+    return kept
+
+
+def tokenizer_texts(examples: list[dict]):
+    return (e["text"] for e in examples)
+
+
+def make_labels(examples: list[dict]) -> list[str]:
+    names = {e["label"] for e in examples}
+    try:
+        return sorted(names, key=lambda s: (float(s), s))  # 0 < 1 < 2 … < 10, not "10" < "2"
+    except ValueError:
+        return sorted(names)
+
+
+def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict]:
+    max_length = recipe.data.max_length
+    index = {name: i for i, name in enumerate(labels)}
+    ids = tok.encode([e["text"] for e in examples])
+    feats = []
+    for e, seq in zip(examples, ids):
+        if len(seq) > max_length:  # keep head and tail: reviews state their verdict at either end
+            head = max_length // 4
+            seq = seq[:head] + seq[len(seq) - (max_length - head):]
+        f = {"ids": seq, "length": len(seq)}
+        if "label" in e:
+            if e["label"] not in index:
+                raise UsageError(
+                    f"{e['where']}: label '{e['label']}' was never seen in training "
+                    f"(this model knows: {', '.join(labels)})"
+                )
+            f["label"] = index[e["label"]]
+        feats.append(f)
+    return feats
+
+
+def collate(features: list[dict]) -> dict:
+    import torch
+
+    from lstmtext.tasks.common import pad
+
+    batch = {
+        "tokens": pad([f["ids"] for f in features]),
+        "lengths": torch.tensor([max(1, f["length"]) for f in features]),
+    }
+    if features and "label" in features[0]:
+        batch["labels"] = torch.tensor([f["label"] for f in features])
+    return batch
+
+
+# -- model -------------------------------------------------------------------------------------------------
+def build_model(recipe, vocab_size: int, labels: list[str]):
+    from lstmtext.heads.classify import ClassifyHead
+    from lstmtext.model import Model, build_encoder
+
+    encoder = build_encoder(recipe.encoder, vocab_size)
+    o = recipe.options
+    return Model(encoder, ClassifyHead(encoder.output_dim, len(labels), o.hidden_dim, o.dropout, o.pooling))
+
+
+# -- evaluation --------------------------------------------------------------------------------------------
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+    import torch
+
+    from lstmtext.tasks.common import classification_metrics, inference_batches
+
+    gold, pred = [], []
+    total_loss, n = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for _, batch in inference_batches(features, collate, batch_tokens, device):
+            logits, loss = model(batch)
+            total_loss += loss.item() * len(logits)
+            n += len(logits)
+            gold += batch["labels"].tolist()
+            pred += logits.argmax(-1).tolist()
+    metrics = classification_metrics(gold, pred, labels)
+    metrics["loss"] = total_loss / max(1, n)
+    return metrics
+
+
+def summary(metrics: dict) -> dict:
+    """The scalar metrics shown after each evaluation during training."""
+    return {k: metrics[k] for k in ("loss", "accuracy", "macro_f1") if k in metrics}
+
+
+def report(metrics: dict, console) -> None:
+    from rich.table import Table
+
+    labels = metrics["labels"]
+    head = Table(title=f"{metrics['examples']} examples", show_header=False, box=None)
+    head.add_row("accuracy", f"{100 * metrics['accuracy']:.2f}")
+    head.add_row("macro-F1", f"{100 * metrics['macro_f1']:.2f}")
+    console.print(head)
+    t = Table(title="per class")
+    for c in ("label", "precision", "recall", "F1", "support"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for name in labels:
+        m = metrics["per_class"][name]
+        t.add_row(name, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"]))
+    console.print(t)
+    cm = Table(title="confusion (rows: gold, columns: predicted)")
+    cm.add_column("gold \\ pred")
+    for name in labels:
+        cm.add_column(name, justify="right")
+    for name, row in zip(labels, metrics["confusion"]):
+        cm.add_row(name, *map(str, row))
+    console.print(cm)
+
+
+# -- prediction --------------------------------------------------------------------------------------------
+class Predictor:
+    """What ``lstmtext.load`` returns for a sentiment checkpoint."""
+
+    task = NAME
+
+    def __init__(self, model, tok, labels: list[str], recipe, device):
+        self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
+
+    def predict(self, texts: list[str]) -> list[dict | None]:
+        """One dict {"label", "score", "scores"} per text; None for an empty text."""
+        import torch
+
+        from lstmtext.tasks.common import inference_batches
+
+        out: list[dict | None] = [None] * len(texts)
+        keep = [i for i, t in enumerate(texts) if t.strip()]
+        feats = featurize([{"text": texts[i].strip()} for i in keep], self.tok, self.labels, self.recipe)
+        self.model.eval()
+        with torch.inference_mode():
+            for idx, batch in inference_batches(feats, collate, 16384, self.device):
+                probs = self.model(batch)[0].float().softmax(-1).tolist()
+                for j, p in zip(idx, probs):
+                    best = max(range(len(p)), key=p.__getitem__)
+                    out[keep[j]] = {
+                        "label": self.labels[best],
+                        "score": round(p[best], 4),
+                        "scores": {name: round(q, 4) for name, q in zip(self.labels, p)},
+                    }
+        return out
+
+    __call__ = predict
+
+    def format(self, text: str, result: dict | None, fmt: str) -> str:
+        if fmt == "jsonl":
+            if result is None:
+                return json.dumps({"text": text, "label": None}, ensure_ascii=False)
+            return json.dumps({"text": text, **result}, ensure_ascii=False)
+        if fmt == "text":
+            return "" if result is None else result["label"]
+        raise UsageError(f"--format {fmt}: sentiment predictions are written as text or jsonl")
+
+
+FORMATS = ("text", "jsonl")

@@ -1,0 +1,549 @@
+"""The one training loop for every task. It never branches on the task: the task module reads, featurizes,
+collates, builds the model and evaluates; ``model(batch)`` returns (logits, loss).
+
+Resume state (model, optimizer, RNG, data position, best score, elapsed time) is written beside the
+checkpoint as ``NAME.resume.safetensors`` at every evaluation, on Ctrl-C and when ``train.max_steps`` is
+reached, so ``--resume`` continues the run exactly. Under ``torchrun`` each rank trains on its share of
+every epoch's batches (DDP, gloo on CPU, NCCL on CUDA) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lstmtext import __version__
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import Recipe, build_recipe, parse_duration
+from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
+from lstmtext.errors import TrainingStopped, UsageError
+from lstmtext.progress import TrainProgress, fmt_seconds, note
+from lstmtext.tasks import get_task
+from lstmtext.tasks.common import to_device
+from lstmtext.tokenizer import Tokenizer
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the resume state has been written."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+def home() -> Path:
+    return Path(os.environ.get("LSTMTEXT_HOME", Path.home() / ".lstmtext"))
+
+
+def default_model_path(task: str) -> Path:
+    """Where ``train TASK`` writes without ``-o`` and where tag/generate/translate/predict look without ``-m``."""
+    return home() / "models" / f"{task}.ckpt"
+
+
+def companion(out: Path, kind: str) -> Path:
+    """sst2.ckpt → sst2.resume.safetensors / sst2.metrics.jsonl, in the same folder."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.{kind}")
+
+
+# -- distributed -------------------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def broadcast_bytes(data: bytes | None, d: Dist) -> bytes:
+    """Rank 0's bytes on every rank (the tokenizer model), through tensors: no pickle."""
+    if d.world == 1:
+        return data  # type: ignore[return-value]
+    import torch.distributed as dist
+
+    n = torch.tensor([len(data) if d.main else 0], dtype=torch.long)
+    dist.broadcast(n, 0)
+    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if d.main else torch.empty(int(n), dtype=torch.uint8)
+    dist.broadcast(buf, 0)
+    return bytes(buf.numpy().tobytes())
+
+
+def all_flags(flags: list[int], d: Dist, device) -> list[int]:
+    """Max of small integer flags over ranks, so every rank stops at the same step."""
+    if d.world == 1:
+        return flags
+    import torch.distributed as dist
+
+    t = torch.tensor(flags, dtype=torch.long, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+# -- devices and precision ---------------------------------------------------------------------------------
+def pick_device(name: str, d: Dist | None = None) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+# -- optimizer state without pickle ------------------------------------------------------------------------
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, state in sd["state"].items():
+        for k, v in state.items():
+            tensors[f"optim.{pid}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_tensors() -> dict:
+    return {"rng.torch": torch.get_rng_state()}
+
+
+# -- the loop ----------------------------------------------------------------------------------------------
+def lr_factor(progress: float, warmup: float, schedule: str) -> float:
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 1e-3)
+    if schedule == "constant":
+        return 1.0
+    rest = min(1.0, (progress - warmup) / max(1e-9, 1 - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * rest))
+    return max(0.0, 1.0 - rest)
+
+
+def _better(a: float | None, b: float | None, higher: bool) -> bool:
+    if b is None:
+        return True
+    if a is None:
+        return False
+    return a > b if higher else a < b
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None) -> Recipe:
+    mod = get_task(task)
+    return build_recipe(task, mod.Options, getattr(mod, "DEFAULTS", None), recipe_path, list(overrides), stored)
+
+
+def train(
+    task: str,
+    recipe_path: str | None = None,
+    overrides: list[str] | tuple = (),
+    out: str | Path | None = None,
+    init_from: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+) -> dict:
+    """Train a model for ``task`` and write the best checkpoint to ``out``. Returns a summary dict."""
+    mod = get_task(task)
+    out = Path(out) if out else default_model_path(task)
+    resume_file = companion(out, "resume.safetensors")
+    log_file = companion(out, "metrics.jsonl")
+    if resume and init_from:
+        raise UsageError("--resume continues a run; --init-from starts a new one: pass only one of them")
+
+    stored_state: dict = {}
+    stored_meta: dict = {}
+    if resume:
+        if not resume_file.exists():
+            raise UsageError(f"--resume: no resume state at {resume_file}; start the run without --resume")
+        stored_meta, stored_state = ckpt.load(resume_file, task=task, command=f"train {task} --resume")
+    elif out.exists() and not force:
+        raise UsageError(f"output {out} exists; pass --force to overwrite it or --resume to continue its run")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"output {out} is a folder; pass a file path such as {out}/model.ckpt")
+
+    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"))
+    tc = recipe.train
+    device = pick_device(tc.device)
+    d = setup_distributed(device)
+    if d.world > 1 and device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // d.world))
+    _seed_all(tc.seed)
+    max_time = parse_duration(tc.max_time)
+
+    # data
+    train_src = recipe.data.train or str(sample_path(task, "train"))
+    train_examples = mod.read(train_src, recipe.options, "train")
+    dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
+    if dev_src:
+        dev_examples = mod.read(dev_src, recipe.options, "validation")
+    else:
+        train_examples, dev_examples = split_valid(
+            train_examples, recipe.data.valid_fraction, recipe.data.valid_max, tc.seed
+        )
+
+    # tokenizer: resume > init-from > trained on this run's training text (on rank 0, then shared)
+    init_meta, init_state = ({}, {})
+    if init_from:
+        init_meta, init_state = ckpt.load(init_from)
+    if stored_meta:
+        tok = Tokenizer(ckpt.tokenizer_proto(stored_meta))
+    elif init_meta:
+        tok = Tokenizer(ckpt.tokenizer_proto(init_meta))
+    else:
+        proto = None
+        if d.main:
+            t0 = time.perf_counter()
+            tc_ = recipe.tokenizer
+            proto = Tokenizer.train(
+                mod.tokenizer_texts(train_examples), tc_.vocab_size, tc_.model_type, tc_.character_coverage,
+                tc_.max_sentences, tc.seed,
+            ).model_proto
+            note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")
+        tok = Tokenizer(broadcast_bytes(proto, d))
+    labels = stored_meta.get("labels") or mod.make_labels(train_examples)
+    train_feats = mod.featurize(train_examples, tok, labels, recipe)
+    dev_feats = mod.featurize(dev_examples, tok, labels, recipe) if dev_examples else []
+    note(
+        f"{task}: {len(train_feats)} training examples, {len(dev_feats)} for validation"
+        f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}"
+        + (f", labels {', '.join(labels)}" if labels else "")
+    )
+
+    # model
+    model = mod.build_model(recipe, len(tok), labels)
+    if init_state:
+        copy_encoder(model, init_state, init_from, init_meta)
+    if stored_state:
+        model.load_state_dict({k[len("model."):]: v for k, v in stored_state.items() if k.startswith("model.")})
+    model.to(device)
+    raw_model = model
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    decay, no_decay = [], []
+    for name, p in raw_model.named_parameters():
+        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr,
+        foreach=True,
+    )
+    if stored_state:
+        restore_optimizer(opt, stored_state, stored_meta["optimizer"])
+    autocast, scaler = autocast_for(device, tc.precision)
+
+    lengths = [f["length"] for f in train_feats]
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        batches = bucket_batches(lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch)
+        if d.world > 1:  # equal counts on every rank, or DDP's all-reduce would wait forever
+            batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
+        return batches
+
+    steps_per_epoch = len(epoch_batches(0))
+    if steps_per_epoch == 0:
+        raise UsageError(f"{train_src}: too few examples to make a batch on each of {d.world} processes")
+    total_steps = steps_per_epoch * tc.epochs
+
+    # state carried across resume
+    st = stored_meta.get("loop", {})
+    step, epoch, pos = st.get("step", 0), st.get("epoch", 0), st.get("pos", 0)
+    best, bad_evals = st.get("best"), st.get("bad_evals", 0)
+    elapsed_before = st.get("elapsed", 0.0)
+    best_metrics = st.get("best_metrics")
+    if stored_meta:
+        torch.set_rng_state(stored_state["rng.torch"])
+        random.setstate((3, tuple(stored_meta["rng_python"]), None))
+        note(f"resuming at step {step} (epoch {epoch + 1}, batch {pos}) from {resume_file}")
+
+    higher = getattr(mod, "HIGHER_IS_BETTER", True)
+    main_metric = mod.MAIN_METRIC
+    provenance_data = [_describe_source(s) for s in (train_src, dev_src) if s]
+
+    def save_resume() -> None:
+        if not d.main:
+            return
+        tensors = {f"model.{k}": v for k, v in raw_model.state_dict().items()}
+        opt_tensors, opt_meta = optimizer_tensors(opt)
+        tensors.update(opt_tensors)
+        tensors.update(rng_tensors())
+        meta = {
+            "task": task,
+            "kind": "resume",
+            "recipe": recipe.to_dict(),
+            "labels": labels,
+            "optimizer": opt_meta,
+            "rng_python": list(random.getstate()[1]),
+            "loop": {
+                "step": step, "epoch": epoch, "pos": pos, "best": best, "bad_evals": bad_evals,
+                "elapsed": elapsed(), "best_metrics": best_metrics,
+            },
+        }
+        ckpt.save(resume_file, tensors, meta, tok.model_proto)
+
+    def save_best(metrics: dict | None) -> None:
+        if not d.main:
+            return
+        meta = {
+            "task": task,
+            "recipe": recipe.to_dict(),
+            "labels": labels,
+            "metrics": metrics or {},
+            "provenance": {
+                "data": provenance_data,
+                "steps": step,
+                "epochs": round(step / steps_per_epoch, 3),
+                "train_seconds": round(elapsed(), 1),
+                "seed": tc.seed,
+                "init_from": str(init_from) if init_from else None,
+                "world_size": d.world,
+                "device": device.type,
+                "lstmtext": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        }
+        ckpt.save(out, raw_model.state_dict(), meta, tok.model_proto)
+
+    t_start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_start
+
+    printed_header: list = []
+
+    def run_eval(train_loss: float, tok_per_s: float, lr: float, progress: TrainProgress) -> bool:
+        """Evaluate, keep the checkpoint if it is the best so far; True when patience has run out."""
+        nonlocal best, bad_evals, best_metrics
+        if dev_feats:
+            metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok)
+            raw_model.train()
+            value = metrics.get(main_metric)
+        else:
+            metrics, value = {}, None
+        improved = not dev_feats or _better(value, best, higher)
+        if improved:
+            best, bad_evals = value, 0
+            best_metrics = mod.summary(metrics) if dev_feats else None
+            save_best(best_metrics)
+        else:
+            bad_evals += 1
+        row = {
+            "step": step, "epoch": round(step / steps_per_epoch, 3), "time": round(elapsed(), 1),
+            "lr": lr, "train_loss": train_loss, "tokens_per_s": round(tok_per_s), "best": improved,
+            **{f"dev_{k}": v for k, v in (mod.summary(metrics) if dev_feats else {}).items()},
+        }
+        if d.main:
+            with open(log_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            progress.print(_eval_line(row, header=not printed_header))
+            printed_header.append(True)
+        save_resume()
+        return tc.patience > 0 and bad_evals >= tc.patience
+
+    if d.main and not resume:
+        log_file.unlink(missing_ok=True)
+    model.train()
+    progress = TrainProgress(total_steps, enabled=show_progress and d.main)
+    stop_reason = "finished"
+    window_loss, window_n, window_tokens, window_t = 0.0, 0, 0, time.perf_counter()
+    loss_avg = float("nan")
+    tok_rate = 0.0
+    last_eval_step = step if resume else -1
+    try:
+        while epoch < tc.epochs and stop_reason == "finished":
+            batches = epoch_batches(epoch)
+            while pos < len(batches):
+                idx = batches[pos]
+                batch = to_device(mod.collate([train_feats[i] for i in idx]), device)
+                progress_frac = step / total_steps
+                if max_time:
+                    progress_frac = max(progress_frac, elapsed() / max_time)
+                lr = tc.lr * lr_factor(progress_frac, tc.warmup, tc.schedule)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with autocast():
+                    _, loss = model(batch)
+                bad = 0 if torch.isfinite(loss).item() else 1
+                if not bad:
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(opt)
+                    else:
+                        loss.backward()
+                    if tc.clip > 0:
+                        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.clip)
+                    if scaler is not None:
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        opt.step()
+                step += 1
+                pos += 1
+                timeout = 1 if max_time and elapsed() >= max_time else 0
+                bad, timeout = all_flags([bad, timeout], d, device)
+                if bad:
+                    kept = f"the last good checkpoint {out} is kept" if out.exists() else "no checkpoint was written yet"
+                    raise TrainingStopped(
+                        f"loss became NaN or infinite at step {step}; training stopped and {kept}; "
+                        f"try a lower learning rate (--set train.lr={tc.lr / 10:g}) or --set train.clip=1"
+                    )
+                window_loss += loss.item()
+                window_n += 1
+                window_tokens += int(batch["lengths"].sum()) * d.world
+                now = time.perf_counter()
+                if now - window_t >= 2.0 or window_n >= 50:
+                    loss_avg, tok_rate = window_loss / window_n, window_tokens / (now - window_t)
+                    window_loss, window_n, window_tokens, window_t = 0.0, 0, 0, now
+                remaining = (
+                    max(0.0, max_time - elapsed()) if max_time and elapsed() / max_time > step / total_steps
+                    else elapsed() / max(step, 1) * (total_steps - step)
+                )
+                progress.update(
+                    step, progress_frac, f"epoch {epoch + 1}/{tc.epochs} loss {loss_avg:.3f} {tok_rate:,.0f} tok/s", remaining
+                )
+                if tc.eval_every and step % tc.eval_every == 0:
+                    last_eval_step = step
+                    if run_eval(loss_avg, tok_rate, lr, progress):
+                        stop_reason = f"no improvement in {tc.patience} evaluations (early stopping)"
+                        break
+                if timeout:
+                    stop_reason = f"time limit {tc.max_time} reached"
+                    break
+                if tc.max_steps and step >= tc.max_steps and step < total_steps:
+                    stop_reason = "max_steps"
+                    break
+            else:
+                epoch, pos = epoch + 1, 0
+                if not tc.eval_every:
+                    last_eval_step = step
+                    if run_eval(loss_avg, tok_rate, lr, progress):
+                        stop_reason = f"no improvement in {tc.patience} evaluations (early stopping)"
+        if stop_reason == "max_steps":
+            save_resume()
+        elif last_eval_step != step:
+            run_eval(loss_avg, tok_rate, lr, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        save_resume()
+        raise Interrupted(
+            f"interrupted at step {step}; resume state saved to {resume_file}; "
+            f"continue with: lstmtext train {task} -o {out} --resume"
+        ) from None
+    finally:
+        progress.close()
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    summary = {
+        "task": task,
+        "checkpoint": str(out),
+        "stop": stop_reason,
+        "steps": step,
+        "train_seconds": round(elapsed(), 1),
+        "best": best_metrics,
+        "main_metric": main_metric,
+        "tokens_per_s": round(tok_rate),
+    }
+    if d.main:
+        if stop_reason == "max_steps":
+            note(f"stopped after {step} steps (train.max_steps); continue with --resume")
+        else:
+            note(f"{stop_reason} after {step} steps in {fmt_seconds(elapsed())}; best checkpoint: {out}")
+    return summary
+
+
+def _eval_line(row: dict, header: bool) -> str:
+    """One fixed-width row per evaluation (the header before the first), readable in a log file too."""
+    cols = ["step", "epoch", "train_loss"] + [k for k in row if k.startswith("dev_")] + ["tokens_per_s", "best"]
+    cells, names = [], []
+    for c in cols:
+        v = row.get(c)
+        text = ("*" if v else "") if isinstance(v, bool) else (f"{v:.4f}" if isinstance(v, float) and abs(v) < 1e4 else f"{v:,}" if isinstance(v, (int, float)) else str(v))
+        width = max(len(c), len(text), 6)
+        names.append(c.rjust(width))
+        cells.append(text.rjust(width))
+    line = "  ".join(cells)
+    return ("  ".join(names) + "\n" + line) if header else line
+
+
+def _describe_source(src: str) -> dict:
+    if is_hf(src):
+        return {"source": src}
+    p = Path(src)
+    if p.is_file():
+        return {"source": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return {"source": str(p)}
+
+
+def copy_encoder(model, state: dict, path, meta: dict) -> None:
+    """``--init-from``: copy the encoder (embedding included) from another checkpoint, refusing a misfit."""
+    own = model.state_dict()
+    copied = 0
+    for k, v in state.items():
+        if not k.startswith("encoder."):
+            continue
+        if k not in own:
+            raise UsageError(f"--init-from {path}: its encoder has '{k}', which this recipe's encoder lacks "
+                             f"(its encoder settings: {meta.get('recipe', {}).get('encoder')})")
+        if own[k].shape != v.shape:
+            raise UsageError(
+                f"--init-from {path}: encoder weight '{k}' is {tuple(v.shape)} there but {tuple(own[k].shape)} "
+                f"here; use the same [encoder] settings (theirs: {meta.get('recipe', {}).get('encoder')})"
+            )
+        own[k] = v
+        copied += 1
+    if copied == 0:
+        raise UsageError(f"--init-from {path}: the checkpoint has no encoder weights")
+    model.load_state_dict(own)
+    note(f"init-from: copied {copied} encoder tensors and the tokenizer from {path}")
