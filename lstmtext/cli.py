@@ -362,5 +362,8 @@ def tokenizer_decode(
             write_line(tok.decode(ids))
 
 
+# -- task commands: tag (ner), generate (lm), translate (translate) are registered here -----------------------
+
+
 if __name__ == "__main__":
     main()
