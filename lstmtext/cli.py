@@ -123,6 +123,8 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (mixed precision on CUDA)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text (sentiment)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label (sentiment)."),
+    source_lang: Optional[str] = typer.Option(None, "--source-lang", help="Source language suffix, e.g. de (translate)."),
+    target_lang: Optional[str] = typer.Option(None, "--target-lang", help="Target language suffix, e.g. en (translate)."),
     set_: List[str] = typer.Option([], "--set", help="Override a recipe value: --set train.lr=0.001 (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables."),
@@ -140,7 +142,8 @@ def train(
     for key, value in (
         ("data.train", train_data), ("data.dev", dev_data), ("train.epochs", epochs), ("train.max_time", max_time),
         ("train.seed", seed), ("train.device", device), (f"{task}.text_column", text_column),
-        (f"{task}.label_column", label_column),
+        (f"{task}.label_column", label_column), (f"{task}.source_lang", source_lang),
+        (f"{task}.target_lang", target_lang),
     ):
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -199,7 +202,7 @@ def stream_predictions(predictor, source: Optional[str], fmt: str, batch_size: i
 def predict(
     args: List[str] = typer.Argument(None, help="[CHECKPOINT] [INPUT|-]: one text per line; stdin when INPUT is - or missing."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (instead of the first argument)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | jsonl (sentiment); conll | jsonl | inline (ner)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | jsonl (sentiment); conll | jsonl | inline (ner). Default: the task's first."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
 ) -> None:
     """Run any checkpoint over text, one prediction per input line, streamed to stdout.
@@ -225,6 +228,7 @@ def predict(
     from lstmtext.api import load
 
     predictor = load(model, device=device)
+    fmt = fmt or predictor_formats(predictor)[0]
     if fmt not in predictor_formats(predictor):
         raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(predictor_formats(predictor))}")
     stream_predictions(predictor, source, fmt)
