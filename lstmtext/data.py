@@ -261,12 +261,19 @@ class InputLines:
                 if line is None:
                     break
                 batch.append(line)
+                pending: UsageError | None = None
                 while len(batch) < max_batch:
-                    line = self._next_line(block=False)
+                    try:
+                        line = self._next_line(block=False)
+                    except UsageError as e:  # answer the lines before the bad one first
+                        pending = e
+                        break
                     if line is None:
                         break
                     batch.append(line)
                 yield batch
+                if pending is not None:
+                    raise pending
         finally:
             if self._own:
                 os.close(self._fd)

@@ -158,6 +158,28 @@ def lr_factor(progress: float, warmup: float, schedule: str) -> float:
     return max(0.0, 1.0 - rest)
 
 
+def train_step(model, opt, batch: dict, autocast, scaler, clip: float) -> tuple[torch.Tensor, bool]:
+    """One optimisation step; a non-finite loss skips the update and reports False."""
+    with autocast():
+        _, loss = model(batch)
+    if not torch.isfinite(loss).item():
+        return loss, False
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    else:
+        loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    return loss, True
+
+
 def _better(a: float | None, b: float | None, higher: bool) -> bool:
     if b is None:
         return True
@@ -359,9 +381,17 @@ def train(
 
     printed_header: list = []
 
-    def run_eval(train_loss: float, tok_per_s: float, lr: float, progress: TrainProgress) -> bool:
+    last_rate = [0.0]
+    span = [0.0, 0, 0, 0.0]  # loss sum, steps, tokens, training seconds since the last evaluation
+
+    def run_eval(lr: float, progress: TrainProgress) -> bool:
         """Evaluate, keep the checkpoint if it is the best so far; True when patience has run out."""
         nonlocal best, bad_evals, best_metrics
+        train_loss = span[0] / span[1] if span[1] else float("nan")
+        tok_per_s = span[2] / span[3] if span[3] else 0.0
+        if span[1]:
+            last_rate[0] = tok_per_s
+        span[:] = [0.0, 0, 0, 0.0]
         if dev_feats:
             metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok)
             raw_model.train()
@@ -402,6 +432,7 @@ def train(
             batches = epoch_batches(epoch)
             while pos < len(batches):
                 idx = batches[pos]
+                step_t0 = time.perf_counter()
                 batch = to_device(mod.collate([train_feats[i] for i in idx]), device)
                 progress_frac = step / total_steps
                 if max_time:
@@ -409,23 +440,8 @@ def train(
                 lr = tc.lr * lr_factor(progress_frac, tc.warmup, tc.schedule)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                with autocast():
-                    _, loss = model(batch)
-                bad = 0 if torch.isfinite(loss).item() else 1
-                if not bad:
-                    opt.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(opt)
-                    else:
-                        loss.backward()
-                    if tc.clip > 0:
-                        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.clip)
-                    if scaler is not None:
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        opt.step()
+                loss, finite = train_step(model, opt, batch, autocast, scaler, tc.clip)
+                bad = 0 if finite else 1
                 step += 1
                 pos += 1
                 timeout = 1 if max_time and elapsed() >= max_time else 0
@@ -438,8 +454,13 @@ def train(
                     )
                 window_loss += loss.item()
                 window_n += 1
-                window_tokens += int(batch["lengths"].sum()) * d.world
+                n_tokens = int(batch["lengths"].sum()) * d.world
+                window_tokens += n_tokens
                 now = time.perf_counter()
+                span[0] += loss.item()
+                span[1] += 1
+                span[2] += n_tokens
+                span[3] += now - step_t0
                 if now - window_t >= 2.0 or window_n >= 50:
                     loss_avg, tok_rate = window_loss / window_n, window_tokens / (now - window_t)
                     window_loss, window_n, window_tokens, window_t = 0.0, 0, 0, now
@@ -452,7 +473,7 @@ def train(
                 )
                 if tc.eval_every and step % tc.eval_every == 0:
                     last_eval_step = step
-                    if run_eval(loss_avg, tok_rate, lr, progress):
+                    if run_eval(lr, progress):
                         stop_reason = f"no improvement in {tc.patience} evaluations (early stopping)"
                         break
                 if timeout:
@@ -465,12 +486,12 @@ def train(
                 epoch, pos = epoch + 1, 0
                 if not tc.eval_every:
                     last_eval_step = step
-                    if run_eval(loss_avg, tok_rate, lr, progress):
+                    if run_eval(lr, progress):
                         stop_reason = f"no improvement in {tc.patience} evaluations (early stopping)"
         if stop_reason == "max_steps":
             save_resume()
         elif last_eval_step != step:
-            run_eval(loss_avg, tok_rate, lr, progress)
+            run_eval(lr, progress)
     except KeyboardInterrupt:
         progress.close()
         save_resume()
@@ -493,11 +514,11 @@ def train(
         "train_seconds": round(elapsed(), 1),
         "best": best_metrics,
         "main_metric": main_metric,
-        "tokens_per_s": round(tok_rate),
+        "tokens_per_s": round(last_rate[0]),
     }
     if d.main:
         if stop_reason == "max_steps":
-            note(f"stopped after {step} steps (train.max_steps); continue with --resume")
+            note(f"stopped after {step} steps (train.max_steps); continue with: lstmtext train {task} -o {out} --resume --set train.max_steps=0")
         else:
             note(f"{stop_reason} after {step} steps in {fmt_seconds(elapsed())}; best checkpoint: {out}")
     return summary

@@ -1,0 +1,205 @@
+"""Sentiment end to end through the real CLI, the Python API, streaming and the bad-input rules (DESIGN §8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+
+SAMPLE_DEV = REPO / "data" / "sentiment" / "dev.tsv"
+
+
+def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_path):
+    ev = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json")
+    assert ev.returncode == 0, ev.stderr
+    m = json.loads(ev.stdout)
+    assert m["examples"] == 200 and m["labels"] == ["0", "1"]
+    assert m["accuracy"] > 0.6  # three tiny epochs on the sample already beat chance clearly
+    assert sum(map(sum, m["confusion"])) == 200 and set(m["per_class"]) == {"0", "1"}
+
+    table = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV)
+    assert table.returncode == 0 and table.stdout == ""  # tables are for people: stderr
+    for word in ("accuracy", "macro-F1", "precision", "confusion"):
+        assert word in table.stderr
+
+    texts = ["what a truly wonderful film !", "", "the plot is tedious and lifeless ."]
+    piped = run_cli("predict", sentiment_ckpt, "--format", "jsonl", input="\n".join(texts) + "\n")
+    assert piped.returncode == 0, piped.stderr
+    rows = [json.loads(l) for l in piped.stdout.splitlines()]
+    assert [r["text"] for r in rows] == texts  # one object per input line, blank included
+    assert rows[1]["label"] is None
+    assert rows[0]["label"] in ("0", "1") and abs(sum(rows[0]["scores"].values()) - 1) < 1e-3
+
+    infile = tmp_path / "reviews.txt"
+    infile.write_text("\n".join(texts) + "\n")
+    from_file = run_cli("predict", sentiment_ckpt, infile)
+    assert from_file.returncode == 0
+    assert from_file.stdout.splitlines() == [r["label"] or "" for r in rows]
+
+    info = run_cli("info", sentiment_ckpt, "--format", "json")
+    meta = json.loads(info.stdout)
+    assert meta["task"] == "sentiment" and meta["labels"] == ["0", "1"]
+    assert meta["provenance"]["seed"] == 1 and len(meta["provenance"]["data"][0]["sha256"]) == 64
+    assert meta["recipe"]["encoder"]["hidden_dim"] == 32 and "tokenizer" not in meta
+    assert "sentiment" in run_cli("info", sentiment_ckpt).stderr
+
+
+def test_sentiment_python_api_matches_cli(sentiment_ckpt):
+    import lstmtext
+
+    model = lstmtext.load(sentiment_ckpt)
+    out = model.predict(["what a truly wonderful film !", "", "the plot is tedious ."])
+    assert out[1] is None and out[0]["label"] in model.labels
+    cli = run_cli("predict", sentiment_ckpt, input="what a truly wonderful film !\n")
+    assert cli.stdout.strip() == out[0]["label"]
+
+
+def test_sentiment_default_model_place_needs_no_path():
+    train = run_cli("train", "sentiment", "--epochs", "1", "-q", *TINY)
+    assert train.returncode == 0, train.stderr
+    home = os.environ["LSTMTEXT_HOME"]
+    assert os.path.exists(os.path.join(home, "models", "sentiment.ckpt"))
+    pred = run_cli("predict", input="a gorgeous, witty film\n")
+    assert pred.returncode == 0, pred.stderr
+    assert pred.stdout.strip() in ("0", "1")
+
+
+def test_sentiment_string_labels_and_csv_columns(tmp_path):
+    data = tmp_path / "reviews.csv"
+    rows = ["review,stars"] + [f'"great film {i}",five' for i in range(30)] + [f'"awful film {i}",one' for i in range(30)]
+    rows += [f'"fine film {i}",three' for i in range(30)]
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.ckpt"
+    proc = run_cli("train", "sentiment", "--train", data, "--text-column", "review", "--label-column", "stars",
+                   "-o", out, "--epochs", "2", "-q", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(run_cli("info", out, "--format", "json").stdout)
+    assert meta["labels"] == ["five", "one", "three"]
+    assert run_cli("predict", out, input="great film 3\n").stdout.strip() in meta["labels"]
+
+
+def test_sentiment_interactive_pipe_answers_each_line_before_the_next(sentiment_ckpt):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmtext", "predict", str(sentiment_ckpt)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(), cwd=REPO,
+    )
+    try:
+        for text in ("a wonderful film .", "a dull film ."):
+            proc.stdin.write((text + "\n").encode())
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 60)  # the answer comes while stdin stays open
+            assert ready, "no answer before the next line was sent"
+            assert proc.stdout.readline().decode().strip() in ("0", "1")
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_sentiment_closed_pipe_downstream_exits_quietly(sentiment_ckpt, tmp_path):
+    big = tmp_path / "many.txt"
+    big.write_text("a wonderful film .\n" * 20000)
+    proc = subprocess.run(
+        f"{sys.executable} -m lstmtext predict {sentiment_ckpt} {big} | head -1", shell=True,
+        capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=120,
+    )
+    assert proc.stdout.strip() in ("0", "1")
+    assert proc.stderr == ""
+
+
+# -- bad input (DESIGN §8) ---------------------------------------------------------------------------------
+def test_sentiment_bad_input_missing_file(sentiment_ckpt, tmp_path):
+    assert_usage_error(run_cli("train", "sentiment", "--train", tmp_path / "nope.tsv", "-q"), "nope.tsv: file not found")
+    assert_usage_error(run_cli("evaluate", sentiment_ckpt, tmp_path / "nope.tsv"), "file not found")
+    assert_usage_error(run_cli("predict", sentiment_ckpt, tmp_path / "nope.txt"), "file not found")
+    assert_usage_error(run_cli("predict", tmp_path / "no.ckpt", "-"), "no.ckpt")
+
+
+def test_sentiment_bad_input_empty(sentiment_ckpt, tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    assert_usage_error(run_cli("train", "sentiment", "--train", empty, "-q"), "empty.tsv", "empty")
+    header_only = tmp_path / "header.tsv"
+    header_only.write_text("sentence\tlabel\n\n\n")
+    assert_usage_error(run_cli("train", "sentiment", "--train", header_only, "-q"), "no examples")
+    assert_usage_error(run_cli("predict", sentiment_ckpt, input=""), "no input")
+
+
+def test_sentiment_blank_lines_keep_alignment(sentiment_ckpt):
+    proc = run_cli("predict", sentiment_ckpt, input="\n  \na wonderful film .\n\n")
+    assert proc.returncode == 0
+    lines = proc.stdout.split("\n")
+    assert lines[:2] == ["", ""] and lines[2] in ("0", "1") and lines[3] == ""
+
+
+def test_sentiment_non_utf8_input(sentiment_ckpt, tmp_path):
+    proc = run_cli("predict", sentiment_ckpt, input=b"good film\nbad \xff film\n")
+    assert_usage_error(proc, "stdin line 2", "UTF-8")
+    assert proc.stdout.splitlines()[0] in ("0", "1")  # what came before the bad line was answered
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"sentence\tlabel\ngood\t1\nbad \xe9\t0\n")
+    assert_usage_error(run_cli("train", "sentiment", "--train", bad, "-q"), "bad.tsv line 3", "UTF-8")
+
+
+def test_sentiment_crlf_and_bom_read_like_plain_files(sentiment_ckpt, tmp_path):
+    plain = SAMPLE_DEV.read_text()
+    crlf = tmp_path / "dev_crlf.tsv"
+    crlf.write_bytes(b"\xef\xbb\xbf" + plain.replace("\n", "\r\n").encode())
+    a = json.loads(run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json").stdout)
+    b = json.loads(run_cli("evaluate", sentiment_ckpt, crlf, "--format", "json").stdout)
+    assert a["accuracy"] == b["accuracy"] and a["examples"] == b["examples"] == 200
+
+
+def test_sentiment_one_megabyte_line(sentiment_ckpt):
+    line = ("a wonderful film . " * 60000)[:1_000_000]
+    proc = run_cli("predict", sentiment_ckpt, input=line + "\nshort\n")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
+
+
+def test_sentiment_unseen_labels_in_eval_data(sentiment_ckpt, tmp_path):
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\ngood film\t1\nmeh film\t2\n")
+    assert_usage_error(run_cli("evaluate", sentiment_ckpt, data), "eval.tsv line 3", "label '2' was never seen")
+
+
+def test_sentiment_truncated_and_foreign_checkpoints(sentiment_ckpt, tmp_path):
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(sentiment_ckpt.read_bytes()[:5000])
+    assert_usage_error(run_cli("predict", cut, "-", input="good\n"), "truncated")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert_usage_error(run_cli("evaluate", text, SAMPLE_DEV), "not an lstmtext checkpoint")
+    assert_usage_error(run_cli("info", cut), "truncated")
+
+
+def test_sentiment_output_exists_needs_force(sentiment_ckpt, tmp_path):
+    out = tmp_path / "m.ckpt"
+    out.write_bytes(b"precious")
+    assert_usage_error(run_cli("train", "sentiment", "-o", out, "-q", *TINY), "exists", "--force")
+    assert out.read_bytes() == b"precious"
+
+
+def test_sentiment_unreachable_hf_dataset_is_one_line():
+    proc = run_cli("train", "sentiment", "--train", "hf:stanfordnlp/sst2", "-q", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    assert_usage_error(proc, "hf:stanfordnlp/sst2", "local file")
+
+
+def test_sentiment_help_is_fast_and_imports_no_torch():
+    code = (
+        "import sys\nfrom lstmtext import cli\nsys.argv=['lstmtext','--help']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', 'torch' in sys.modules, 'datasets' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), cwd=REPO)
+    assert "HEAVY False False" in proc.stdout
+    for command in ("train", "evaluate", "predict", "info"):
+        help_text = run_cli(command, "--help").stdout
+        assert "Example:" in help_text, command

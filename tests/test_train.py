@@ -1,0 +1,132 @@
+"""The training loop: determinism, resume, Ctrl-C, NaN, init-from, the metrics log and DDP under torchrun."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_same_seed_same_model_and_metrics_log(tmp_path):
+    a, b, c = tmp_path / "a.ckpt", tmp_path / "b.ckpt", tmp_path / "c.ckpt"
+    for out, seed in ((a, 7), (b, 7), (c, 8)):
+        proc = run_cli("train", "sentiment", "-o", out, "--epochs", "2", "--seed", seed, "-q", *TINY)
+        assert proc.returncode == 0, proc.stderr
+    assert _same(_weights(a), _weights(b))
+    assert not _same(_weights(a), _weights(c))
+    log = [json.loads(l) for l in (tmp_path / "a.metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1.0, 2.0]
+    assert all("dev_accuracy" in r and r["tokens_per_s"] > 0 for r in log)
+
+
+def test_train_resume_continues_exactly(tmp_path):
+    full, part = tmp_path / "full.ckpt", tmp_path / "part.ckpt"
+    args = ["--epochs", "2", "-q", "--set", "train.eval_every=5", *TINY]
+    assert run_cli("train", "sentiment", "-o", full, *args).returncode == 0
+    first = run_cli("train", "sentiment", "-o", part, *args, "--set", "train.max_steps=7")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "part.resume.safetensors").exists()
+    second = run_cli("train", "sentiment", "-o", part, "--resume", "-q", "--set", "train.max_steps=0")
+    assert second.returncode == 0, second.stderr
+    assert _same(_weights(full), _weights(part))
+    assert _same(_weights(tmp_path / "full.resume.safetensors"), _weights(tmp_path / "part.resume.safetensors"))
+    assert_usage_error(run_cli("train", "sentiment", "-o", tmp_path / "new.ckpt", "--resume"), "no resume state")
+
+
+def test_train_ctrl_c_saves_resume_state_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "m.ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmtext", "train", "sentiment", "-o", str(out), "--epochs", "200", *TINY,
+         "--set", "train.eval_every=3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO,
+    )
+    log = tmp_path / "m.metrics.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert (tmp_path / "m.resume.safetensors").exists() and out.exists()
+    again = run_cli("train", "sentiment", "-o", out, "--resume", "-q", "--epochs", "2")
+    assert again.returncode == 0, again.stderr
+
+
+def test_train_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    import lstmtext.train as loop
+    from lstmtext.errors import TrainingStopped
+
+    real_step = loop.train_step
+    calls = []
+
+    def diverging(*args, **kwargs):  # a run whose loss turns NaN at its 6th step
+        calls.append(1)
+        if len(calls) >= 6:
+            return torch.tensor(float("nan")), False
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", diverging)
+    out = tmp_path / "m.ckpt"
+    overrides = [a for a in TINY if a != "--set"] + ["train.eval_every=2", "train.epochs=5"]
+    with pytest.raises(TrainingStopped, match=r"NaN or infinite at step 6.*last good checkpoint .*m.ckpt is kept"):
+        loop.train("sentiment", overrides=overrides, out=out, show_progress=False)
+    log = [json.loads(l) for l in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]  # the checkpoint is from before the divergence
+    assert run_cli("info", out, "--format", "json").returncode == 0
+
+
+def test_train_init_from_copies_encoder_and_refuses_misfit(sentiment_ckpt, tmp_path):
+    out = tmp_path / "m.ckpt"
+    ok = run_cli("train", "sentiment", "-o", out, "--init-from", sentiment_ckpt, "--epochs", "1", *TINY)
+    assert ok.returncode == 0, ok.stderr
+    assert "copied" in ok.stderr
+    misfit = run_cli("train", "sentiment", "-o", tmp_path / "x.ckpt", "--init-from", sentiment_ckpt, *TINY,
+                     "--set", "encoder.hidden_dim=48")
+    assert_usage_error(misfit, "--init-from", "encoder")
+
+
+def test_train_gru_cell_trains_through_the_same_code(tmp_path):
+    out = tmp_path / "gru.ckpt"
+    proc = run_cli("train", "sentiment", "-o", out, "--epochs", "1", "-q", *TINY, "--set", "encoder.cell=gru")
+    assert proc.returncode == 0, proc.stderr
+    assert any("fwd.weight_hh_l0" in k and v.shape[0] == 3 * 32 for k, v in _weights(out).items())
+
+
+def test_train_unknown_task_and_recipe_key_are_usage_errors():
+    assert_usage_error(run_cli("train", "sentimnet"), "unknown task 'sentimnet'", "sentiment")
+    assert_usage_error(run_cli("train", "sentiment", "--set", "train.learning_rate=1"), "unknown key 'learning_rate'")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (REPO / ".venv/bin/torchrun").exists(), reason="torchrun missing")
+def test_train_distributed_two_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun") or str(REPO / ".venv/bin/torchrun")
+    out = tmp_path / "ddp.ckpt"
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "lstmtext", "train", "sentiment", "-o", str(out),
+         "--epochs", "2", "-q", *TINY],
+        capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads(run_cli("info", out, "--format", "json").stdout)
+    assert meta["provenance"]["world_size"] == 2
+    log = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()
+    assert len(log) == 2  # only rank 0 writes: one row per evaluation, not two
+    assert run_cli("predict", out, input="a wonderful film .\n").returncode == 0

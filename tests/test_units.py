@@ -1,0 +1,301 @@
+"""Unit tests of the shared parts: config, tokenizer, encoder, checkpoint, data, metrics."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import build_recipe, parse_duration
+from lstmtext.data import InputLines, bucket_batches, read_records, split_valid
+from lstmtext.encoder import Encoder, final_states, reverse_within_length
+from lstmtext.errors import UsageError
+from lstmtext.tasks import TASKS, get_task
+from lstmtext.tasks.common import classification_metrics
+from lstmtext.tokenizer import UNK, Tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- config ------------------------------------------------------------------------------------------------
+def _recipe(**kw):
+    mod = get_task("sentiment")
+    return build_recipe("sentiment", mod.Options, mod.DEFAULTS, **kw)
+
+
+def test_config_set_overrides_with_types():
+    r = _recipe(overrides=["train.lr=0.01", "encoder.cell=gru", "train.epochs=3", "sentiment.pooling=attention"])
+    assert r.train.lr == 0.01 and r.encoder.cell == "gru" and r.train.epochs == 3
+    assert r.options.pooling == "attention"
+    assert r.to_dict()["sentiment"]["pooling"] == "attention"
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.lrr=1", "unknown key 'lrr'"),
+        ("trian.lr=1", "unknown section 'trian'"),
+        ("train.epochs=many", "expected int"),
+        ("encoder.cell=rnn", "encoder.cell"),
+        ("train.lr", "expected SECTION.KEY=VALUE"),
+    ],
+)
+def test_config_bad_values_are_errors(override, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        _recipe(overrides=[override])
+
+
+def test_config_unknown_key_in_recipe_file_is_error(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('task = "sentiment"\n[train]\nepochs = 2\nlearning_rate = 0.1\n')
+    with pytest.raises(UsageError, match="unknown key 'learning_rate'"):
+        _recipe(path=path)
+    path.write_text('task = "ner"\n')
+    with pytest.raises(UsageError, match="is for task 'ner'"):
+        _recipe(path=path)
+
+
+def test_config_every_recipe_loads_and_opens_with_its_command():
+    recipes = sorted((REPO / "recipes").glob("*.toml"))
+    assert any(p.name == "sst2.toml" for p in recipes) and any(p.name == "imdb.toml" for p in recipes)
+    import tomllib
+
+    for path in recipes:
+        task = tomllib.loads(path.read_text())["task"]
+        assert task in TASKS, f"{path.name}: task {task} is not in TASKS"
+        mod = get_task(task)
+        r = build_recipe(task, mod.Options, mod.DEFAULTS, path=path)
+        assert r.task == task
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(f"# lstmtext train {task}"), f"{path.name} must open with its command"
+        assert "score:" in path.read_text().split("\ntask")[0], f"{path.name} must state the score it reached"
+
+
+def test_config_parse_duration():
+    assert parse_duration("20m") == 1200
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90 and parse_duration("90s") == 90
+    assert parse_duration("") is None
+    with pytest.raises(UsageError):
+        parse_duration("soon")
+
+
+def test_tasks_unknown_name_lists_valid_ones():
+    with pytest.raises(UsageError, match="valid: sentiment"):
+        get_task("sentimnet")
+
+
+# -- tokenizer ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok():
+    lines = [f"the film number {i} was good and the plot was dull ." for i in range(200)]
+    return Tokenizer.train(lines, vocab_size=300)
+
+
+def test_tokenizer_byte_fallback_never_unknown(tok):
+    text = "the film ✓ was 好 great"
+    ids = tok.encode_one(text)
+    assert UNK not in ids
+    assert tok.decode(ids) == text
+
+
+def test_tokenizer_roundtrips_through_bytes(tok):
+    again = Tokenizer(tok.model_proto)
+    assert again.encode(["the plot was good"]) == tok.encode(["the plot was good"])
+    with pytest.raises(UsageError):
+        Tokenizer(b"not a model")
+
+
+def test_tokenizer_encode_words_marks_first_pieces(tok):
+    words = ["the", "unbelievably", "dull", "plot"]
+    ids, first = tok.encode_words(words)
+    assert first[0] == 0 and len(first) == len(words)
+    assert first == sorted(first) and len(set(first)) == len(first)
+    for w, start, end in zip(words, first, first[1:] + [len(ids)]):
+        assert tok.decode(ids[start:end]) == w
+
+
+def test_tokenizer_training_is_deterministic():
+    lines = [f"sentence {i} about films and plots" for i in range(100)]
+    assert Tokenizer.train(lines, vocab_size=300).model_proto == Tokenizer.train(lines, vocab_size=300).model_proto
+
+
+# -- encoder -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_encoder_same_output_alone_and_in_padded_batch(cell):
+    torch.manual_seed(0)
+    enc = Encoder(50, 16, 12, num_layers=2, cell=cell).eval()
+    seqs = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
+    T = max(map(len, seqs))
+    tokens = torch.tensor([s + [0] * (T - len(s)) for s in seqs])
+    lengths = torch.tensor([len(s) for s in seqs])
+    batch = enc(tokens, lengths)
+    assert batch.shape == (3, T, 24)
+    for i, s in enumerate(seqs):
+        alone = enc(torch.tensor([s]), torch.tensor([len(s)]))
+        torch.testing.assert_close(batch[i, : len(s)], alone[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(final_states(batch, lengths)[i], final_states(alone, torch.tensor([len(s)]))[0])
+
+
+def test_encoder_forward_stack_never_sees_the_future():
+    torch.manual_seed(0)
+    enc = Encoder(50, 16, 12, num_layers=2).eval()
+    a = torch.tensor([[5, 6, 7, 8, 9]])
+    b = torch.tensor([[5, 6, 7, 30, 31]])
+    L = torch.tensor([5])
+    sa, sb = enc(a, L), enc(b, L)
+    torch.testing.assert_close(sa[0, :3, :12], sb[0, :3, :12])  # forward states before the change agree
+    assert not torch.allclose(sa[0, :3, 12:], sb[0, :3, 12:])  # backward states do see it
+
+
+def test_encoder_reverse_within_length_keeps_padding_in_place():
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
+    out = reverse_within_length(x, torch.tensor([3, 4]))
+    assert out.tolist() == [[3, 2, 1, 0], [7, 6, 5, 4]]
+
+
+# -- checkpoint --------------------------------------------------------------------------------------------
+def _save(path, task="sentiment", **meta):
+    ckpt.save(path, {"w": torch.arange(6.0).view(2, 3)}, {"task": task, "recipe": {}, **meta}, b"proto-bytes")
+
+
+def test_checkpoint_roundtrip_is_safetensors_with_json_metadata(tmp_path):
+    path = tmp_path / "m.ckpt"
+    _save(path, labels=["neg", "pos"])
+    meta, state = ckpt.load(path, task="sentiment")
+    assert meta["labels"] == ["neg", "pos"] and meta["format_version"] == ckpt.FORMAT_VERSION
+    assert ckpt.tokenizer_proto(meta) == b"proto-bytes"
+    torch.testing.assert_close(state["w"], torch.arange(6.0).view(2, 3))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:  # a plain safetensors file: no pickle involved
+        assert json.loads(f.metadata()["lstmtext"])["task"] == "sentiment"
+
+
+def test_checkpoint_refuses_truncated_foreign_newer_and_wrong_task(tmp_path):
+    good = tmp_path / "m.ckpt"
+    _save(good)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: len(data) - 10])
+    with pytest.raises(UsageError, match="truncated"):
+        ckpt.load(cut)
+    (tmp_path / "tiny.ckpt").write_bytes(b"abc")
+    with pytest.raises(UsageError, match="truncated or not an lstmtext checkpoint"):
+        ckpt.load(tmp_path / "tiny.ckpt")
+    foreign = tmp_path / "foreign.ckpt"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(foreign))
+    with pytest.raises(UsageError, match="not an lstmtext checkpoint"):
+        ckpt.load(foreign)
+    newer = tmp_path / "newer.ckpt"
+    ckpt.save(newer, {"w": torch.zeros(1)}, {"task": "sentiment", "format_version": 99}, b"")
+    # save() stamps the current version first; rewrite the header to claim a future one
+    raw = newer.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["lstmtext"])
+    meta["format_version"] = 99
+    header["__metadata__"]["lstmtext"] = json.dumps(meta)
+    body = json.dumps(header).encode()
+    body += b" " * (-len(body) % 8)
+    newer.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n :])
+    with pytest.raises(UsageError, match="newer"):
+        ckpt.load(newer)
+    with pytest.raises(UsageError, match="is a 'sentiment' model; 'lstmtext tag' needs a 'ner' model"):
+        ckpt.load(good, task="ner", command="tag")
+    with pytest.raises(UsageError, match="file not found"):
+        ckpt.load(tmp_path / "missing.ckpt")
+
+
+def test_checkpoint_crash_mid_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.ckpt"
+    _save(path, labels=["a"])
+    before = path.read_bytes()
+    import safetensors.torch
+
+    def boom(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(OSError):
+        _save(path, labels=["b"])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt"]  # no temp file left behind
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def test_data_bucket_batches_cover_all_under_budget():
+    lengths = [(i * 7) % 50 + 1 for i in range(500)]
+    batches = bucket_batches(lengths, batch_tokens=300, max_batch_size=32, shuffle=True, seed=3)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(500))
+    for b in batches:
+        assert len(b) <= 32
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 300
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert padded / sum(lengths) < 1.1  # bucketing keeps padding small
+    assert batches == bucket_batches(lengths, 300, 32, shuffle=True, seed=3)
+    assert batches != bucket_batches(lengths, 300, 32, shuffle=True, seed=4)
+
+
+def test_data_split_valid_is_seeded_and_disjoint():
+    ex = list(range(1000))
+    tr, va = split_valid(ex, 0.1, 50, seed=1)
+    assert len(va) == 50 and len(tr) == 950 and not set(tr) & set(va)
+    assert split_valid(ex, 0.1, 50, seed=1) == (tr, va)
+
+
+def test_data_records_from_tsv_csv_jsonl_with_bom_and_crlf(tmp_path):
+    (tmp_path / "a.tsv").write_bytes("\ufeffsentence\tlabel\r\ngood film\t1\r\n\r\nbad film\t0\r\n".encode())
+    (tmp_path / "a.csv").write_text('text,label\n"good, really",pos\nbad,neg\n')
+    (tmp_path / "a.jsonl").write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\n')
+    assert [r for _, r in read_records(tmp_path / "a.tsv")] == [
+        {"sentence": "good film", "label": "1"}, {"sentence": "bad film", "label": "0"}]
+    assert [r["text"] for _, r in read_records(tmp_path / "a.csv")] == ["good, really", "bad"]
+    assert [(n, r["label"]) for n, r in read_records(tmp_path / "a.jsonl")] == [(1, 1), (3, 0)]
+
+
+def test_data_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"sentence\tlabel\ngood\t1\nbad \xff\xfe film\t0\n")
+    with pytest.raises(UsageError, match=r"bad.tsv line 3: not valid UTF-8"):
+        list(read_records(bad))
+    short = tmp_path / "short.tsv"
+    short.write_text("sentence\tlabel\ngood\t1\nno label here\n")
+    with pytest.raises(UsageError, match=r"short.tsv line 3: expected 2 fields"):
+        list(read_records(short))
+    js = tmp_path / "x.jsonl"
+    js.write_text('{"text": "a"}\n{oops\n')
+    with pytest.raises(UsageError, match=r"x.jsonl line 2: not valid JSON"):
+        list(read_records(js))
+
+
+def test_data_input_lines_batches_a_file_and_keeps_blank_lines(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes(b"\xef\xbb\xbfone\r\n\r\ntwo\nthree")
+    batches = list(InputLines(str(f)).batches(max_batch=2))
+    assert batches == [["one", ""], ["two", "three"]]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(UsageError, match="empty"):
+        list(InputLines(str(empty)).batches())
+
+
+# -- metrics -----------------------------------------------------------------------------------------------
+def test_metrics_classification_by_hand():
+    gold = [0, 0, 0, 1, 1, 2]
+    pred = [0, 0, 1, 1, 2, 2]
+    m = classification_metrics(gold, pred, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8), "support": 3}
+    assert m["per_class"]["b"]["f1"] == pytest.approx(0.5)
+    assert m["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
