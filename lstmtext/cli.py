@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from lstmtext.errors import TrainingStopped, UsageError
+from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
 app = typer.Typer(
     name="lstmtext",
@@ -47,7 +47,7 @@ def main() -> None:
     except TrainingStopped as e:
         _err(str(e))
         sys.exit(2)
-    except BrokenPipeError:
+    except (OutputClosed, BrokenPipeError):
         # A reader downstream went away (| head -1): stop quietly, and keep Python from complaining at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

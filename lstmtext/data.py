@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from lstmtext.errors import UsageError
+from lstmtext.errors import OutputClosed, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "data"
@@ -283,8 +283,11 @@ class InputLines:
 
 def write_line(text: str) -> None:
     """Write one line of output and flush it, so a reader downstream sees it at once."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise OutputClosed() from None
 
 
 def sha256_file(path: str | Path) -> str:

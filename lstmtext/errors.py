@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class TrainingStopped(Exception):
     """Training stopped early for a reason the user must act on (NaN loss); the last good checkpoint is kept."""
+
+
+class OutputClosed(Exception):
+    """The reader of stdout went away (``| head -1``). Not an OSError, so Click does not turn it into exit 1."""

@@ -107,10 +107,12 @@ def test_sentiment_closed_pipe_downstream_exits_quietly(sentiment_ckpt, tmp_path
     big = tmp_path / "many.txt"
     big.write_text("a wonderful film .\n" * 20000)
     proc = subprocess.run(
-        f"{sys.executable} -m lstmtext predict {sentiment_ckpt} {big} | head -1", shell=True,
+        ["bash", "-c", f'{sys.executable} -m lstmtext predict {sentiment_ckpt} {big} | head -1; echo "status=${{PIPESTATUS[0]}}"'],
         capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=120,
     )
-    assert proc.stdout.strip() in ("0", "1")
+    first, status = proc.stdout.splitlines()
+    assert first in ("0", "1")
+    assert status == "status=0"  # quiet and successful: the reader chose to stop
     assert proc.stderr == ""
 
 

@@ -1,0 +1,135 @@
+"""Sentiment benchmarks: train a recipe on ../shared/data, score it, and time the CLI.
+
+    python benchmarks/bench_sentiment.py --recipe sst2     # SST-2 dev accuracy, ≤ 20 min of training
+    python benchmarks/bench_sentiment.py --recipe imdb     # IMDB test accuracy, ≤ 45 min of training
+    python benchmarks/bench_sentiment.py --recipe sst2 --only speed --checkpoint benchmarks/out/sst2.ckpt
+
+Rows go to BENCHMARKS.md and benchmarks/out/*.json. Model selection happens on a seeded slice of train
+(the recipes say so); the reported split is never seen before evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, REPO, SHARED, lstmtext, record  # noqa: E402
+
+EVAL = {"sst2": SHARED / "sst2" / "dev.tsv", "imdb": SHARED / "imdb" / "test.jsonl.gz"}
+SPLIT = {"sst2": "SST-2 dev (872)", "imdb": "IMDB test (25,000)"}
+
+
+def train_and_score(name: str, max_time: str | None, ckpt: Path, save: bool) -> None:
+    args = ["train", "sentiment", "--recipe", f"recipes/{name}.toml", "-o", ckpt, "--force", "-q"]
+    if max_time:
+        args += ["--max-time", max_time]
+    command = "lstmtext " + " ".join(map(str, args))
+    _, wall = lstmtext(*args)
+    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
+    log = [json.loads(l) for l in ckpt.with_name(ckpt.stem + ".metrics.jsonl").read_text().splitlines()]
+    rates = [r["tokens_per_s"] for r in log if r["tokens_per_s"]]
+    tok_s = round(statistics.median(rates)) if rates else None
+    minutes = round(info["provenance"]["train_seconds"] / 60, 1)
+    ev, _ = lstmtext("evaluate", ckpt, EVAL[name], "--format", "json")
+    m = json.loads(ev.stdout)
+    print(f"{name}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} after {minutes} min ({wall:.0f}s wall)")
+    if save:
+        extra = {"macro_f1": m["macro_f1"], "selection_metric": info["metrics"], "steps": info["provenance"]["steps"]}
+        record(f"sentiment-{name}", SPLIT[name], "accuracy", round(100 * m["accuracy"], 2), minutes, tok_s,
+               f"{command} && lstmtext evaluate {ckpt.name} {EVAL[name]}", extra)
+
+
+def speed(ckpt: Path, save: bool, batches: int) -> None:
+    """Whole-loop training throughput vs the raw encoder forward+backward on the same batches; CLI timings."""
+    import torch
+
+    import lstmtext.api as api
+    from lstmtext.data import bucket_batches
+    from lstmtext.tasks import get_task
+    from lstmtext.tasks.common import to_device
+    from lstmtext.train import autocast_for, train_step
+
+    p = api.load(ckpt)
+    mod = get_task("sentiment")
+    recipe = p.recipe
+    examples = mod.read(str(SHARED / "sst2" / "train.tsv"), recipe.options)[:20000]
+    feats = mod.featurize(examples, p.tok, p.labels, recipe)
+    idx = bucket_batches([f["length"] for f in feats], recipe.train.batch_tokens, recipe.train.max_batch_size, True, 1)
+    idx = idx[:batches]
+    model = mod.build_model(recipe, len(p.tok), p.labels)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    autocast, scaler = autocast_for(torch.device("cpu"), "fp32")
+    pre = [mod.collate([feats[i] for i in b]) for b in idx]
+    n_tokens = sum(int(b["lengths"].sum()) for b in pre)
+
+    def raw() -> float:  # embedding + both LSTM stacks, forward and backward: the encoder's own cost
+        t0 = time.perf_counter()
+        for b in pre:
+            model.zero_grad(set_to_none=True)
+            model.encoder(b["tokens"], b["lengths"]).sum().backward()
+        return n_tokens / (time.perf_counter() - t0)
+
+    def loop() -> float:  # what train.py does per step: collate, move, forward, loss, backward, clip, AdamW
+        t0 = time.perf_counter()
+        for b in idx:
+            batch = to_device(mod.collate([feats[i] for i in b]), torch.device("cpu"))
+            loss, _ = train_step(model, opt, batch, autocast, scaler, 1.0)
+            loss.item()
+        return n_tokens / (time.perf_counter() - t0)
+
+    raw(), loop()  # warm up oneDNN
+    r = [raw(), loop(), raw(), loop()]
+    raw_rate, loop_rate = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+    ratio = loop_rate / raw_rate
+    print(f"raw encoder fwd+bwd {raw_rate:,.0f} tok/s; whole loop {loop_rate:,.0f} tok/s; ratio {ratio:.2f}")
+
+    # CLI: --help, and predict over SST-2 dev end to end (start-up included)
+    helps = []
+    for _ in range(5):
+        _, s = lstmtext("--help")
+        helps.append(s)
+    lines = [l.split("\t")[0] for l in (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    pred_times = []
+    for _ in range(3):
+        proc, s = lstmtext("predict", ckpt, f.name)
+        assert len(proc.stdout.splitlines()) == len(lines)
+        pred_times.append(s)
+    help_s, pred_s = statistics.median(helps), statistics.median(pred_times)
+    print(f"lstmtext --help {help_s:.3f}s (median of 5); predict over SST-2 dev {pred_s:.2f}s (median of 3)")
+    if save:
+        cmd = f"python benchmarks/bench_sentiment.py --only speed --checkpoint {ckpt.relative_to(REPO) if ckpt.is_relative_to(REPO) else ckpt}"
+        record("train-throughput-vs-raw-encoder", "SST-2 train (20k, recipe batches)", "loop/raw tokens/s",
+               round(ratio, 3), None, round(loop_rate), cmd, {"raw_tokens_per_s": round(raw_rate), "batches": len(idx)})
+        record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
+        record("cli-predict-sst2-dev", "SST-2 dev (872 lines)", "seconds end to end", round(pred_s, 2), None,
+               round(sum(len(l.split()) for l in lines) / pred_s), f"lstmtext predict {ckpt.name} dev.txt")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", choices=["sst2", "imdb"], default="sst2")
+    ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 2m for a smoke run)")
+    ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
+    ap.add_argument("--checkpoint", type=Path, help="checkpoint for --only speed")
+    ap.add_argument("--batches", type=int, default=150, help="batches in the throughput comparison")
+    ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
+    a = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    ckpt = a.checkpoint or OUT / f"{a.recipe}.ckpt"
+    if a.only in ("all", "train"):
+        train_and_score(a.recipe, a.max_time, ckpt, not a.no_record)
+    if a.only in ("all", "speed") and a.recipe == "sst2":
+        speed(ckpt, not a.no_record, a.batches)
+
+
+if __name__ == "__main__":
+    main()
