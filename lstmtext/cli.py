@@ -367,6 +367,15 @@ def tokenizer_decode(
 
 
 # -- task commands: tag (ner), generate (lm), translate (translate) are registered here -----------------------
+from lstmtext.cli_translate import translate  # noqa: E402
+
+app.command()(translate)
+from lstmtext.cli_ner import tag  # noqa: E402
+
+app.command()(tag)
+from lstmtext.cli_lm import generate  # noqa: E402
+
+app.command()(generate)
 
 
 if __name__ == "__main__":

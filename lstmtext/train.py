@@ -118,6 +118,9 @@ def autocast_for(device: torch.device, precision: str):
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return nullcontext, None
+    if device.type == "cpu" and precision in ("bf16", "fp16"):
+        # oneDNN has no reduced-precision LSTM primitive here: the fused LSTM call fails under CPU autocast.
+        raise UsageError(f"train.precision={precision} needs a CUDA device; on CPU use fp32 (or auto)")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
@@ -530,7 +533,12 @@ def _eval_line(row: dict, header: bool) -> str:
     cells, names = [], []
     for c in cols:
         v = row.get(c)
-        text = ("*" if v else "") if isinstance(v, bool) else (f"{v:.4f}" if isinstance(v, float) and abs(v) < 1e4 else f"{v:,}" if isinstance(v, (int, float)) else str(v))
+        if isinstance(v, bool):
+            text = "*" if v else ""
+        elif isinstance(v, float):
+            text = f"{v:.4f}" if abs(v) < 1e4 else f"{v:,.1f}"
+        else:
+            text = f"{v:,}" if isinstance(v, int) else str(v)
         width = max(len(c), len(text), 6)
         names.append(c.rjust(width))
         cells.append(text.rjust(width))

@@ -26,6 +26,9 @@ from lstmtext.errors import UsageError
 
 TASKS = {
     "sentiment": "lstmtext.tasks.sentiment",
+    "translate": "lstmtext.tasks.translate",
+    "lm": "lstmtext.tasks.lm",
+    "ner": "lstmtext.tasks.ner",
 }
 
 

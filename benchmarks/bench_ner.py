@@ -1,0 +1,140 @@
+"""NER benchmarks on CoNLL-2003: train the recipe, score eng.testb through the CLI, time `lstmtext tag`.
+
+    python benchmarks/bench_ner.py                                  # from scratch, ≤ 30 min of training
+    python benchmarks/bench_ner.py --init-from wt2.ckpt --name ner-conll2003-lm-init \
+        --set encoder.embed_dim=512 --set encoder.hidden_dim=512          # encoder pretrained by train lm
+    python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
+    python benchmarks/bench_ner.py --quick --max-time 1m --no-record   # smoke test: subsets, no rows
+
+Model selection happens on eng.testa (the recipe's dev); eng.testb is seen only by `lstmtext evaluate`.
+The speed row times `lstmtext tag` end to end (start-up included) over the raw sentences of eng.testb,
+words joined by spaces, one sentence per line; it reports words/s (the median of --repeats runs).
+Rows go to BENCHMARKS.md and benchmarks/out/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, REPO, SHARED, lstmtext, record  # noqa: E402
+
+DATA = SHARED / "conll2003"
+TRAIN, DEV, TEST = DATA / "eng.train", DATA / "eng.testa", DATA / "eng.testb"
+
+
+def conll_sentences(path: Path) -> list[list[str]]:
+    """Raw CoNLL blocks (lines of one sentence each), -DOCSTART- dropped."""
+    out, cur = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if cur:
+                out.append(cur)
+                cur = []
+            continue
+        cur.append(line)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def subset(path: Path, n: int) -> Path:
+    """The first n sentences of a CoNLL file (for --quick), written under benchmarks/out/."""
+    dest = OUT / f"quick.{path.name}"
+    dest.write_text("\n\n".join("\n".join(s) for s in conll_sentences(path)[:n]) + "\n", encoding="utf-8")
+    return dest
+
+
+def rel(p: Path) -> str:
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
+def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: bool) -> None:
+    args = ["train", "ner", "--recipe", a.recipe, "--train", rel(train), "--dev", rel(dev), "-o", rel(ckpt), "--force", "-q"]
+    if a.max_time:
+        args += ["--max-time", a.max_time]
+    if a.init_from:
+        args += ["--init-from", a.init_from]
+    for item in a.set:
+        args += ["--set", item]
+    command = "lstmtext " + " ".join(map(str, args))
+    print(command, flush=True)
+    _, wall = lstmtext(*args)
+    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
+    log_file = ckpt.with_name(ckpt.stem + ".metrics.jsonl")
+    log = [json.loads(l) for l in log_file.read_text().splitlines()] if log_file.exists() else []
+    rates = [r["tokens_per_s"] for r in log if r.get("tokens_per_s")]
+    tok_s = round(statistics.median(rates)) if rates else None
+    minutes = round(info["provenance"]["train_seconds"] / 60, 1)
+    ev, _ = lstmtext("evaluate", ckpt, rel(test), "--format", "json")
+    m = json.loads(ev.stdout)
+    per_type = " ".join(f"{k} {100 * v['f1']:.2f}" for k, v in m["per_type"].items())
+    print(f"{test.name}: F1 {100 * m['f1']:.2f} (P {100 * m['precision']:.2f} R {100 * m['recall']:.2f}; {per_type}) "
+          f"after {minutes} min of training ({wall:.0f}s wall); dev {info['metrics']}", flush=True)
+    if save:
+        extra = {"precision": m["precision"], "recall": m["recall"], "per_type": m["per_type"],
+                 "selection": {"split": dev.name, **info["metrics"]}, "steps": info["provenance"]["steps"],
+                 "init_from": a.init_from}
+        record(a.name, f"CoNLL-2003 {test.name}" + (" (quick subset)" if a.quick else ""), "entity F1",
+               round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {ckpt.name} {rel(test)}", extra)
+
+
+def speed(a, ckpt: Path, test: Path, save: bool) -> None:
+    sentences = [" ".join(line.split()[0] for line in s) for s in conll_sentences(test)]
+    raw = OUT / f"ner-{test.name}.raw.txt"
+    raw.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    words = sum(len(s.split()) for s in sentences)
+    times = []
+    for _ in range(a.repeats):
+        proc, s = lstmtext("tag", rel(raw), "-m", rel(ckpt), "--format", a.format)
+        if a.format != "conll":
+            assert len(proc.stdout.splitlines()) == len(sentences), "tag lost line alignment"
+        times.append(s)
+    t = statistics.median(times)
+    rate = words / t
+    print(f"lstmtext tag over {test.name} raw ({len(sentences)} lines, {words} words, --format {a.format}): "
+          f"{t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end", flush=True)
+    if save:
+        record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
+               round(rate), None, None, f"lstmtext tag {raw.name} -m {ckpt.name} --format {a.format}",
+               {"seconds": round(t, 2), "runs": [round(x, 2) for x in times]})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="recipes/conll2003.toml")
+    ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 1m for a smoke run)")
+    ap.add_argument("--init-from", help="start from this checkpoint's encoder (an LM trained by 'lstmtext train lm')")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
+    ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
+    ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
+    ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
+    ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
+    ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
+    a = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for p in (TRAIN, DEV, TEST):
+        if not p.exists():
+            raise SystemExit(f"missing {p}: the benchmark reads CoNLL-2003 from ../shared/data/conll2003")
+    if a.quick:
+        a.name += "-quick"
+        train, dev, test = subset(TRAIN, 500), subset(DEV, 200), subset(TEST, 200)
+    else:
+        train, dev, test = TRAIN, DEV, TEST
+    ckpt = a.checkpoint or OUT / f"{a.name}.ckpt"
+    save = not a.no_record
+    if a.only in ("all", "train"):
+        train_and_score(a, ckpt, train, dev, test, save)
+    if a.only in ("all", "speed"):
+        speed(a, ckpt, test, save)
+
+
+if __name__ == "__main__":
+    main()

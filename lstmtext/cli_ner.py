@@ -1,0 +1,37 @@
+"""``lstmtext tag``: named entities in raw text, one result per input line, streamed to stdout.
+
+Registered on the app in cli.py. torch is imported inside the command body only.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from lstmtext.errors import UsageError
+
+FORMATS = ("conll", "jsonl", "inline")
+
+
+def tag(
+    source: Optional[str] = typer.Argument(None, help="Text file, one sentence (or paragraph) per line; - or nothing for stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."),
+    fmt: str = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
+    pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+) -> None:
+    """Tag named entities (PER, LOC, ORG, …) in raw text.
+
+    Example: echo "Angela Merkel met Emmanuel Macron in Paris." | lstmtext tag --format inline
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: expected conll, jsonl or inline")
+    from lstmtext.api import load
+    from lstmtext.cli import _default_model, stream_predictions
+
+    predictor = load(model or _default_model("ner"), device=device, task="ner", command="tag")
+    predictor.pretokenized = pretokenized
+    # Files and fast pipes fill batches of up to 512 lines (sorted by length inside the predictor);
+    # an interactive line comes alone and is answered at once.
+    stream_predictions(predictor, source, fmt, batch_size=512)

@@ -1,0 +1,51 @@
+"""``lstmtext translate``: one translation per input line, streamed from a file or stdin.
+
+Registered on the app in lstmtext/cli.py. Like every command body, it imports torch only when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from lstmtext.errors import UsageError
+
+
+def translate(
+    source: Optional[str] = typer.Argument(None, metavar="INPUT", help="Text file, one sentence per line; - or nothing reads stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A translate checkpoint. Default: the one 'lstmtext train translate' last wrote."),
+    beam: Optional[int] = typer.Option(None, "--beam", "-b", help="Beam size; 1 = greedy. Default: the model's translate.beam (5)."),
+    n_best: int = typer.Option(1, "--n-best", "-n", help="Hypotheses kept per sentence (listed in --format jsonl)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Sentences decoded together (sorted by length)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+) -> None:
+    """Translate each input line; an empty line gives an empty line, so outputs stay aligned with inputs.
+
+    Example: echo "Ein Mann fährt Fahrrad." | lstmtext translate -m de-en.ckpt --beam 5
+    """
+    if fmt not in ("text", "jsonl"):
+        raise UsageError(f"--format {fmt}: expected text or jsonl")
+    if beam is not None and beam < 1:
+        raise UsageError(f"--beam {beam}: expected a beam size of at least 1")
+    if n_best < 1:
+        raise UsageError(f"--n-best {n_best}: expected at least 1")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: expected at least 1")
+    if model is None:
+        from lstmtext.cli import _default_model
+        from lstmtext.progress import note
+
+        model = str(_default_model("translate"))
+        note(f"using {model}")
+    from lstmtext.api import load
+    from lstmtext.data import InputLines, write_line
+
+    predictor = load(model, device=device, task="translate", command="translate")
+    if beam is not None and beam < n_best:
+        beam = n_best  # a beam keeps at most K hypotheses; --n-best 3 needs at least 3
+    reader = InputLines(source)
+    for lines in reader.batches(batch_size):
+        for text, result in zip(lines, predictor.translate(lines, beam=beam, n_best=n_best)):
+            write_line(predictor.format(text, result, fmt))

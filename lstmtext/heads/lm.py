@@ -1,0 +1,70 @@
+"""Bidirectional language model head: forward states predict the next piece, backward states the previous one.
+
+The output layer is tied to the encoder's embedding (V, E): fewer parameters, and it regularises a small LM
+well. When the encoder's H differs from E, a per-direction projection H → E comes first. The embedding is
+held outside the module tree (``self._tied``), so the state dict stores it once, under ``encoder.embed``:
+safetensors refuses tensors that share memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lstmtext.tokenizer import PAD
+
+
+class LMHead(nn.Module):
+    def __init__(self, embed: nn.Embedding, hidden_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self._tied = [embed]  # a list, not a submodule: see the module docstring
+        vocab_size, embed_dim = embed.weight.shape
+        if hidden_dim != embed_dim:
+            self.proj_fwd = nn.Linear(hidden_dim, embed_dim)
+            self.proj_bwd = nn.Linear(hidden_dim, embed_dim)
+        else:
+            self.proj_fwd = self.proj_bwd = None
+        self.dropout = nn.Dropout(dropout)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self.hidden_dim = hidden_dim
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._tied[0].weight
+
+    def _logits(self, h: torch.Tensor, proj) -> torch.Tensor:
+        if proj is not None:
+            h = self.dropout(proj(h))
+        return F.linear(h, self.weight, self.bias)  # (..., V)
+
+    def forward_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Forward-stack states (..., H) → next-piece logits (..., V)."""
+        return self._logits(h, self.proj_fwd)
+
+    def backward_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Backward-stack states (..., H) → previous-piece logits (..., V)."""
+        return self._logits(h, self.proj_bwd)
+
+    def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """states (B, T, 2H) → (forward logits (B, T-1, V), loss = mean of both directions' per-piece NLL).
+
+        Position t's forward state predicts tokens[t+1]; its backward state predicts tokens[t-1]. Padding
+        targets (id 0) are ignored.
+        """
+        H = self.hidden_dim
+        tokens = batch["tokens"]
+        fwd_logits = self.forward_logits(states[:, :-1, :H])  # (B, T-1, V)
+        bwd_logits = self.backward_logits(states[:, 1:, H:])  # (B, T-1, V)
+        V = fwd_logits.size(-1)
+        fwd_targets = tokens[:, 1:]  # (B, T-1)
+        bwd_targets = tokens[:, :-1]  # (B, T-1)
+        # The backward state at t must not predict tokens[t-1] when t is padding (its reversed read began
+        # past the real tokens); padding positions hold PAD, so masking targets at padded t is enough.
+        bwd_targets = bwd_targets.masked_fill(tokens[:, 1:] == PAD, PAD)
+        fwd_nll = F.cross_entropy(fwd_logits.float().reshape(-1, V), fwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
+        bwd_nll = F.cross_entropy(bwd_logits.float().reshape(-1, V), bwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
+        n_fwd = (fwd_targets != PAD).sum()
+        n_bwd = (bwd_targets != PAD).sum()
+        loss = 0.5 * (fwd_nll / n_fwd.clamp(min=1) + bwd_nll / n_bwd.clamp(min=1))
+        return fwd_logits, loss

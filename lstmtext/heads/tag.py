@@ -1,0 +1,121 @@
+"""Sequence tagging: the state of each word's first piece → linear → a linear-chain CRF over BIO tags.
+
+The CRF's transitions that would make an invalid BIO sequence (I-X at the start, I-X after O or after a tag
+of another type) are replaced by a constant before every use, so no gradient reaches them and they can never
+be learned back: Viterbi decoding therefore never emits such a sequence. Both the forward algorithm (for the
+loss) and Viterbi are vectorised over the batch and loop over time only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lstmtext.encoder import lengths_to_mask
+
+# Finite in the loss (so an all-masked row never turns into NaN), -inf in Viterbi (so it is never chosen).
+FORBIDDEN = -1e4
+
+
+def bio_allowed(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed transitions (L, L) from → to, allowed starts (L,)) for BIO tag names such as O, B-PER, I-PER."""
+    L = len(labels)
+    trans = torch.ones(L, L, dtype=torch.bool)
+    start = torch.ones(L, dtype=torch.bool)
+    for j, to in enumerate(labels):
+        if not to.startswith("I-"):
+            continue
+        start[j] = False  # an entity cannot begin inside itself
+        kind = to[2:]
+        for i, frm in enumerate(labels):
+            trans[i, j] = frm in (f"B-{kind}", f"I-{kind}")
+    return trans, start
+
+
+class CRF(nn.Module):
+    def __init__(self, labels: list[str]):
+        super().__init__()
+        L = len(labels)
+        self.num_labels = L
+        self.transitions = nn.Parameter(torch.zeros(L, L))  # [from, to]
+        self.start = nn.Parameter(torch.zeros(L))
+        self.end = nn.Parameter(torch.zeros(L))
+        allowed, start_allowed = bio_allowed(labels)
+        # Derived from the label names, so not stored in the checkpoint.
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("start_allowed", start_allowed, persistent=False)
+
+    def _scores(self, forbidden: float) -> tuple[torch.Tensor, torch.Tensor]:
+        trans = self.transitions.masked_fill(~self.allowed, forbidden)  # (L, L)
+        start = self.start.masked_fill(~self.start_allowed, forbidden)  # (L,)
+        return trans, start
+
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood per sequence. emissions (B, W, L), tags (B, W), mask (B, W) bool."""
+        trans, start = self._scores(FORBIDDEN)
+        return (self._log_partition(emissions, mask, trans, start) - self._gold_score(emissions, tags, mask, trans, start)).mean()
+
+    def _log_partition(self, em, mask, trans, start) -> torch.Tensor:
+        alpha = start + em[:, 0]  # (B, L)
+        for t in range(1, em.size(1)):
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + em[:, t]  # (B, L_from, L_to) → (B, L)
+            alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
+        return torch.logsumexp(alpha + self.end, dim=1)  # (B,)
+
+    def _gold_score(self, em, tags, mask, trans, start) -> torch.Tensor:
+        m = mask.to(em.dtype)
+        emit = em.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, W)
+        score = start[tags[:, 0]] + (emit * m).sum(1)
+        if tags.size(1) > 1:
+            score = score + (trans[tags[:, :-1], tags[:, 1:]] * m[:, 1:]).sum(1)
+        last = (mask.sum(1) - 1).clamp(min=0)
+        last_tags = tags.gather(1, last.unsqueeze(1)).squeeze(1)  # (B,)
+        return score + self.end[last_tags]
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Batched Viterbi: the best valid tag sequence (B, W); positions past each length repeat its last tag."""
+        trans, start = self._scores(float("-inf"))
+        em = emissions.float()
+        B, W, L = em.shape
+        score = start + em[:, 0]  # (B, L)
+        keep = torch.arange(L, device=em.device).expand(B, L)  # backpointer that leaves padding unchanged
+        pointers = []
+        for t in range(1, W):
+            best, ptr = (score.unsqueeze(2) + trans).max(dim=1)  # (B, L_from, L_to) → (B, L)
+            m = mask[:, t : t + 1]
+            score = torch.where(m, best + em[:, t], score)
+            pointers.append(torch.where(m, ptr, keep))
+        last = (score + self.end).argmax(-1)  # (B,)
+        path = [last]
+        for ptr in reversed(pointers):
+            last = ptr.gather(1, last.unsqueeze(1)).squeeze(1)
+            path.append(last)
+        path.reverse()
+        return torch.stack(path, dim=1)  # (B, W)
+
+
+class TagHead(nn.Module):
+    def __init__(self, input_dim: int, labels: list[str], dropout: float = 0.3):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(input_dim, len(labels))
+        self.crf = CRF(labels)
+
+    def emissions(self, states: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """states (B, T, D) and each word's first-piece index (B, W) → per-word tag scores (B, W, L)."""
+        idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, states.size(-1))  # (B, W, D)
+        words = states.gather(1, idx)  # (B, W, D)
+        return self.proj(self.dropout(words)).float()
+
+    def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        em = self.emissions(states, batch["first"])  # (B, W, L)
+        tags = batch.get("tags")
+        if tags is None:
+            return em, None
+        mask = lengths_to_mask(batch["word_lengths"].to(em.device), em.size(1))  # (B, W)
+        return em, self.crf.nll(em, tags, mask)
+
+    def decode(self, emissions: torch.Tensor, word_lengths: torch.Tensor) -> torch.Tensor:
+        mask = lengths_to_mask(word_lengths.to(emissions.device), emissions.size(1))  # (B, W)
+        return self.crf.decode(emissions, mask)

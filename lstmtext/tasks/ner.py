@@ -1,0 +1,461 @@
+"""Named-entity recognition: each word's first piece → linear → a CRF over BIO tags.
+
+Data: CoNLL files (token … tag, tag last, blank line between sentences, ``-DOCSTART-`` skipped), JSONL
+``{"tokens", "tags"}``, or ``hf:NAME`` with class-label tags (``hf:eriktks/conll2003``). Whatever the file's
+scheme (BIO, IOB1 as CoNLL-2003 ships, BIOES/BILOU), tags are converted to BIO when read, so the labels a
+model knows are always O, B-TYPE and I-TYPE.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
+from lstmtext.errors import UsageError
+
+NAME = "ner"
+MAIN_METRIC = "f1"
+FORMATS = ("conll", "jsonl", "inline")
+TOKEN_COLUMNS = ("tokens", "words")
+TAG_COLUMNS = ("ner_tags", "tags", "labels", "ner")
+# A word longer than this many pieces (a URL, a run of symbols) keeps only its first pieces: the tag rides on
+# the first one, and one giant word must not blow a window's memory.
+MAX_WORD_PIECES = 32
+TAG_RE = re.compile(r"(?:O|[BIESLU]-\S+)")
+
+
+@dataclass
+class Options:
+    tokens_column: str = ""  # JSONL / hf: empty = the first of: tokens, words
+    tags_column: str = ""  # JSONL / hf: empty = the first of: ner_tags, tags, labels, ner
+    dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
+
+
+DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
+
+
+# -- tag schemes -------------------------------------------------------------------------------------------
+def to_bio(tags: list[str]) -> list[str]:
+    """Any of BIO, IOB1, BIOES/BILOU → BIO. An I- (or E-/L-) that does not continue an entity of its type
+    starts one, which is exactly the IOB1 → BIO conversion and leaves valid BIO unchanged."""
+    out = []
+    prev = "O"
+    for tag in tags:
+        if tag == "O":
+            out.append("O")
+            prev = "O"
+            continue
+        prefix, kind = tag[0], tag[2:]
+        if prefix in "BSU":
+            new = f"B-{kind}"
+        elif prev != "O" and prev[2:] == kind:
+            new = f"I-{kind}"
+        else:
+            new = f"B-{kind}"
+        out.append(new)
+        # after E-/S-/L-/U- an entity has ended: the next I- of the same type starts a new one
+        prev = "O" if prefix in "ESLU" else new
+    return out
+
+
+def detect_scheme(sentences: list[list[str]]) -> str:
+    """BIOES, IOB1 or BIO, for one note when a file is read."""
+    prefixes = {t[0] for tags in sentences for t in tags}
+    if prefixes & set("ESLU"):
+        return "BIOES"
+    for tags in sentences:
+        prev = "O"
+        for t in tags:
+            if t.startswith("I-") and (prev == "O" or prev[2:] != t[2:]):
+                return "IOB1"
+            prev = t
+    return "BIO"
+
+
+def _check_tag(tag: str, where: str) -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise UsageError(f"{where}: tag '{tag}' is not O or B-/I-/E-/S-TYPE")
+    return tag
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def _read_conll(path: str) -> list[dict]:
+    """Sentences from a CoNLL file: token first, tag last, any columns between."""
+    examples: list[dict] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+
+    def flush():
+        nonlocal tokens, tags
+        if tokens:
+            # tokens are consecutive lines, so token k is on line start + k (for messages)
+            examples.append({"tokens": tokens, "tags": tags, "where": f"{path} line {start}", "path": str(path), "line": start})
+        tokens, tags = [], []
+
+    for lineno, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            flush()
+            continue
+        if fields[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(fields) < 2:
+            raise UsageError(
+                f"{path} line {lineno}: expected 'TOKEN ... TAG' (two or more columns separated by spaces or "
+                f"tabs, the tag last), found {line.strip()[:60]!r}"
+            )
+        if not tokens:
+            start = lineno
+        tokens.append(fields[0])
+        tags.append(_check_tag(fields[-1], f"{path} line {lineno}"))
+    flush()
+    return examples
+
+
+def _read_jsonl(path: str, opts: Options) -> list[dict]:
+    examples = []
+    cols = None
+    for lineno, rec in read_records(path):
+        where = f"{path} line {lineno}"
+        if cols is None:
+            cols = (
+                pick_column(rec, opts.tokens_column, TOKEN_COLUMNS, "tokens", str(path)),
+                pick_column(rec, opts.tags_column, TAG_COLUMNS, "tags", str(path)),
+            )
+        toks, tags = rec.get(cols[0]), rec.get(cols[1])
+        if not isinstance(toks, list) or not isinstance(tags, list):
+            raise UsageError(f"{where}: expected lists in '{cols[0]}' and '{cols[1]}'")
+        if len(toks) != len(tags):
+            raise UsageError(f"{where}: {len(toks)} tokens but {len(tags)} tags")
+        toks = [str(t) for t in toks]
+        if any(not t.strip() or len(t.split()) != 1 for t in toks):
+            raise UsageError(f"{where}: a token is empty or contains spaces")
+        tags = [_check_tag(str(t), where) for t in tags]
+        if toks:
+            examples.append({"tokens": toks, "tags": tags, "where": where})
+    return examples
+
+
+def _read_hf(source: str, opts: Options, split: str) -> list[dict]:
+    ds = load_hf(source, split)
+    tok_col = pick_column(ds.column_names, opts.tokens_column, TOKEN_COLUMNS, "tokens", source)
+    tag_col = pick_column(ds.column_names, opts.tags_column, TAG_COLUMNS, "tags", source)
+    feature = ds.features[tag_col]
+    inner = feature[0] if isinstance(feature, list) else getattr(feature, "feature", None)
+    names = getattr(inner, "names", None)  # Sequence(ClassLabel) → its names
+    examples = []
+    for i, row in enumerate(ds):
+        where = f"{source} row {i}"
+        tags = [names[t] if names is not None and isinstance(t, int) else str(t) for t in row[tag_col]]
+        toks = [str(t) for t in row[tok_col]]
+        if len(toks) != len(tags):
+            raise UsageError(f"{where}: {len(toks)} tokens but {len(tags)} tags")
+        if toks:
+            examples.append({"tokens": toks, "tags": [_check_tag(t, where) for t in tags], "where": where})
+    return examples
+
+
+def read(source: str, opts: Options, split: str = "train") -> list[dict]:
+    """Sentences {"tokens", "tags" (BIO), "where"}; ``where`` names the file and line for error messages."""
+    if is_hf(source):
+        examples = _read_hf(source, opts, split)
+    elif file_kind(source) == "jsonl":
+        examples = _read_jsonl(source, opts)
+    else:
+        examples = _read_conll(source)
+    if not examples:
+        raise UsageError(f"{source}: no sentences found; expected 'TOKEN ... TAG' lines with a blank line between sentences")
+    scheme = detect_scheme([e["tags"] for e in examples])
+    for e in examples:
+        e["tags"] = to_bio(e["tags"])
+    if scheme != "BIO":
+        from lstmtext.progress import note
+
+        note(f"{source}: tags are {scheme}; converted to BIO")
+    return examples
+
+
+def tokenizer_texts(examples: list[dict]):
+    return (" ".join(e["tokens"]) for e in examples)
+
+
+def make_labels(examples: list[dict]) -> list[str]:
+    """O, then B- and I- of every entity type seen (both, so an entity type seen only as single words in
+    training still accepts multi-word entities in evaluation data)."""
+    kinds = sorted({t[2:] for e in examples for t in e["tags"] if t != "O"})
+    return ["O"] + [f"{p}-{k}" for k in kinds for p in "BI"]
+
+
+def _windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
+    """Cut one sentence's pieces into windows of at most max_length pieces, at word boundaries.
+
+    Returns (first word, number of words, piece ids, first-piece index of each word within the window).
+    """
+    cap = max(1, min(MAX_WORD_PIECES, max_length))
+    bounds = first + [len(ids)]
+    out = []
+    w_start, cur_ids, cur_first = 0, [], []
+    for w in range(len(first)):
+        piece = ids[bounds[w] : min(bounds[w + 1], bounds[w] + cap)]
+        if cur_ids and len(cur_ids) + len(piece) > max_length:
+            out.append((w_start, len(cur_first), cur_ids, cur_first))
+            w_start, cur_ids, cur_first = w, [], []
+        cur_first.append(len(cur_ids))
+        cur_ids.extend(piece)
+    if cur_first:
+        out.append((w_start, len(cur_first), cur_ids, cur_first))
+    return out
+
+
+def _encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_000):
+    """(piece ids, first-piece index of each word) per sentence. Many sentences go to SentencePiece in one
+    call (a call per sentence costs ~1 ms of overhead, more than the encoding), in chunks of bounded size."""
+    i = 0
+    while i < len(sentences):
+        j, n = i, 0
+        while j < len(sentences) and (j == i or n + len(sentences[j]) <= chunk_words):
+            n += len(sentences[j])
+            j += 1
+        ids, first = tok.encode_words([w for s in sentences[i:j] for w in s])
+        first.append(len(ids))
+        w = 0
+        for s in sentences[i:j]:
+            base = first[w]
+            yield ids[base : first[w + len(s)]], [f - base for f in first[w : w + len(s)]]
+            w += len(s)
+        i = j
+
+
+def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict]:
+    """One feature per window of a sentence (most sentences are one window), with "sent" and "start" so
+    predictions can be put back together. A window's first tag I-X becomes B-X: the CRF forbids I-X first."""
+    max_length = recipe.data.max_length
+    index = {name: i for i, name in enumerate(labels)}
+    feats = []
+    for si, (e, (ids, first)) in enumerate(zip(examples, _encode_sentences(tok, [e["tokens"] for e in examples]))):
+        tag_ids = None
+        if "tags" in e:
+            tag_ids = []
+            for k, t in enumerate(e["tags"]):
+                if t not in index:
+                    where = f"{e['path']} line {e['line'] + k}" if "line" in e else f"{e['where']} (token {k + 1})"
+                    raise UsageError(
+                        f"{where}: tag '{t}' was never seen in training (this model knows: {', '.join(labels)})"
+                    )
+                tag_ids.append(index[t])
+        for start, n, w_ids, w_first in _windows(ids, first, max_length):
+            f = {"ids": w_ids, "first": w_first, "length": len(w_ids), "sent": si, "start": start, "n": n}
+            if tag_ids is not None:
+                tags = tag_ids[start : start + n]
+                f["tag0"] = tags[0]
+                if labels[tags[0]].startswith("I-"):
+                    tags = [index["B-" + labels[tags[0]][2:]]] + tags[1:]
+                f["tags"] = tags
+            feats.append(f)
+    return feats
+
+
+def collate(features: list[dict]) -> dict:
+    import torch
+
+    from lstmtext.tasks.common import pad
+
+    batch = {
+        "tokens": pad([f["ids"] for f in features]),
+        "lengths": torch.tensor([max(1, f["length"]) for f in features]),
+        "first": pad([f["first"] for f in features], 0),
+        "word_lengths": torch.tensor([max(1, len(f["first"])) for f in features]),
+    }
+    if features and "tags" in features[0]:
+        batch["tags"] = pad([f["tags"] for f in features], 0)
+    return batch
+
+
+# -- model -------------------------------------------------------------------------------------------------
+def build_model(recipe, vocab_size: int, labels: list[str]):
+    from lstmtext.heads.tag import TagHead
+    from lstmtext.model import Model, build_encoder
+
+    encoder = build_encoder(recipe.encoder, vocab_size)
+    return Model(encoder, TagHead(encoder.output_dim, list(labels), recipe.options.dropout))
+
+
+def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
+    """Best tag ids for every feature (in order), and the mean loss when the features carry tags."""
+    import torch
+
+    from lstmtext.tasks.common import inference_batches
+
+    out: list[list[int] | None] = [None] * len(features)
+    total_loss, n = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for idx, batch in inference_batches(features, collate, batch_tokens, device):
+            em, loss = model(batch)
+            if loss is not None:
+                total_loss += loss.item() * len(idx)
+                n += len(idx)
+            paths = model.head.decode(em, batch["word_lengths"]).tolist()
+            for j, path in zip(idx, paths):
+                out[j] = path[: len(features[j]["first"])]
+    return out, (total_loss / n if n else None)
+
+
+def _assemble(features: list[dict], paths: list[list[int]], n_sents: int) -> list[list[int]]:
+    """Per-window paths → one path per sentence (windows of a sentence come in word order)."""
+    sents: list[list[int]] = [[] for _ in range(n_sents)]
+    for f, p in sorted(zip(features, paths), key=lambda fp: (fp[0]["sent"], fp[0]["start"])):
+        sents[f["sent"]].extend(p)
+    return sents
+
+
+# -- evaluation --------------------------------------------------------------------------------------------
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+    paths, loss = decode_features(model, features, device, batch_tokens)
+    n_sents = max((f["sent"] for f in features), default=-1) + 1
+    pred = [[labels[i] for i in p] for p in _assemble(features, paths, n_sents)]
+    # tag0: a window that began inside an entity had its first I- turned into B- for training; score the original
+    gold_ids = _assemble(features, [[f["tag0"]] + f["tags"][1:] for f in features], n_sents)
+    gold = [[labels[i] for i in g] for g in gold_ids]
+    metrics = entity_metrics(gold, pred)
+    metrics["loss"] = loss if loss is not None else float("nan")
+    return metrics
+
+
+def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval entity-level P/R/F1 (strict span match, IOB2), micro and per type, plus token accuracy."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    rep = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    micro = rep.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
+    per_type = {
+        k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]), "support": int(v["support"])}
+        for k, v in rep.items()
+        if not k.endswith(" avg")
+    }
+    tokens = sum(len(g) for g in gold)
+    correct = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p))
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "entities": int(micro["support"]),
+        "sentences": len(gold),
+        "tokens": tokens,
+        "token_accuracy": correct / tokens if tokens else 0.0,
+        "per_type": dict(sorted(per_type.items())),
+    }
+
+
+def summary(metrics: dict) -> dict:
+    """The scalar metrics shown after each evaluation during training."""
+    return {k: metrics[k] for k in ("loss", "precision", "recall", "f1") if k in metrics}
+
+
+def report(metrics: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{metrics['sentences']} sentences, {metrics['tokens']} tokens, {metrics['entities']} entities "
+                    "(seqeval, strict spans)")
+    for c in ("type", "precision", "recall", "F1", "support"):
+        t.add_column(c, justify="left" if c == "type" else "right")
+    for kind, m in metrics["per_type"].items():
+        t.add_row(kind, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"]))
+    t.add_section()
+    t.add_row("micro", f"{100 * metrics['precision']:.2f}", f"{100 * metrics['recall']:.2f}", f"{100 * metrics['f1']:.2f}",
+              str(metrics["entities"]), style="bold")
+    console.print(t)
+    console.print(f"token accuracy {100 * metrics['token_accuracy']:.2f}")
+
+
+# -- raw text → words --------------------------------------------------------------------------------------
+# Punctuation split as in CoNLL-2003: abbreviations (U.S., Mr.) and numbers (1,000.50, 1996-08-22) stay whole,
+# hyphenated and apostrophe words stay whole, every other symbol is a word of its own.
+_WORD_RE = re.compile(
+    r"(?:[^\W\d_]\.){2,}"  # U.S. e.g.
+    r"|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Corp|Ltd|Co|Gen|Col|Lt|Sgt|Capt|Sen|Rep|Gov|Prof|Mt|Ft|vs)\.(?=\s|$)"
+    r"|\w+(?:[-'’]\w+)*(?:[.,:/]\d+)*"
+    r"|\S"
+)
+_SPACE_RE = re.compile(r"\S+")
+
+
+def split_words(text: str, pretokenized: bool = False) -> list[tuple[str, int, int]]:
+    """(word, start, end) with text[start:end] == word; whitespace-separated only when pretokenized."""
+    pattern = _SPACE_RE if pretokenized else _WORD_RE
+    return [(m.group(), m.start(), m.end()) for m in pattern.finditer(text)]
+
+
+def entities(tags: list[str], spans: list[tuple[int, int]], text: str) -> list[dict]:
+    """BIO tags over words with character spans → [{"label", "start", "end", "text"}]."""
+    out: list[dict] = []
+    cur = None
+    for tag, (s, e) in zip(tags, spans):
+        if tag.startswith("I-") and cur is not None and cur["label"] == tag[2:]:
+            cur["end"] = e
+            continue
+        if cur is not None:
+            out.append(cur)
+            cur = None
+        if tag != "O":
+            cur = {"label": tag[2:], "start": s, "end": e}
+    if cur is not None:
+        out.append(cur)
+    for ent in out:
+        ent["text"] = text[ent["start"] : ent["end"]]
+    return out
+
+
+# -- prediction --------------------------------------------------------------------------------------------
+class Predictor:
+    """What ``lstmtext.load`` returns for an NER checkpoint."""
+
+    task = NAME
+
+    def __init__(self, model, tok, labels: list[str], recipe, device, pretokenized: bool = False):
+        self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
+        self.pretokenized = pretokenized
+        self.batch_tokens = 8192
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """One dict {"text", "tokens", "tags", "entities"} per text (empty lists for a blank text)."""
+        words = [split_words(t, self.pretokenized) for t in texts]
+        keep = [i for i, w in enumerate(words) if w]
+        feats = featurize([{"tokens": [w for w, _, _ in words[i]]} for i in keep], self.tok, self.labels, self.recipe)
+        paths, _ = decode_features(self.model, feats, self.device, self.batch_tokens)
+        sents = _assemble(feats, paths, len(keep))
+        out = [{"text": t, "tokens": [], "tags": [], "entities": []} for t in texts]
+        for i, path in zip(keep, sents):
+            tags = [self.labels[k] for k in path]
+            out[i]["tokens"] = [w for w, _, _ in words[i]]
+            out[i]["tags"] = tags
+            out[i]["entities"] = entities(tags, [(s, e) for _, s, e in words[i]], texts[i])
+        return out
+
+    __call__ = predict
+
+    def format(self, text: str, result: dict | None, fmt: str) -> str:
+        result = result or {"text": text, "tokens": [], "tags": [], "entities": []}
+        if fmt == "jsonl":
+            return json.dumps({"text": text, **{k: v for k, v in result.items() if k != "text"}}, ensure_ascii=False)
+        if fmt == "conll":
+            if not result["tokens"]:
+                return ""
+            # the blank line after each sentence comes from the newline write_line adds
+            return "".join(f"{w}\t{t}\n" for w, t in zip(result["tokens"], result["tags"]))
+        if fmt == "inline":
+            if not result["tokens"]:
+                return ""
+            parts, pos = [], 0
+            for ent in result["entities"]:
+                parts.append(text[pos : ent["start"]])
+                parts.append(f"[{ent['label']} {ent['text']}]")
+                pos = ent["end"]
+            parts.append(text[pos:])
+            return "".join(parts)
+        raise UsageError(f"--format {fmt}: NER predictions are written as conll, jsonl or inline")

@@ -1,0 +1,311 @@
+"""Language model: chunking, metrics, sampling, stateful generation, the CLI end to end, transfer, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, assert_usage_error, run_cli
+from lstmtext.config import build_recipe
+from lstmtext.decoding import filter_logits, make_generator, sample, top_k_filter, top_p_filter
+from lstmtext.errors import UsageError
+from lstmtext.tasks import lm
+from lstmtext.tokenizer import EOS, Tokenizer
+
+SAMPLE = REPO / "data" / "lm" / "train.txt"
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:400]
+    return Tokenizer.train((l for l in lines if l.strip()), vocab_size=400)
+
+
+def tiny_predictor(tok, cell="lstm", layers=2, embed=16, hidden=24):
+    torch.manual_seed(0)
+    recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=[
+        f"encoder.cell={cell}", f"encoder.num_layers={layers}", f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}",
+    ])
+    model = lm.build_model(recipe, len(tok), []).eval()
+    return lm.Predictor(model, tok, [], recipe, torch.device("cpu"))
+
+
+# -- chunking and metrics ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,length", [(1, 4), (2, 4), (9, 4), (10, 4), (11, 4), (300, 256), (257, 256)])
+def test_chunk_stream_scores_every_piece_once(n, length):
+    fwd, bwd = [0] * n, [0] * n
+    for s, t in lm.chunk_stream(list(range(n)), length):
+        assert t - s <= length
+        for p in range(s + 1, t):  # forward targets of this chunk
+            fwd[p] += 1
+        for p in range(s, t - 1):  # backward targets
+            bwd[p] += 1
+    assert fwd[1:] == [1] * (n - 1) and fwd[:1] == [0]
+    assert bwd[:-1] == [1] * (n - 1)
+
+
+def test_featurize_counts_words_lines_and_chars_once(tok):
+    texts = ["the town is old .", "", "a small river , 12 miles long .", "x"] * 7
+    examples = [{"text": t, "where": f"f line {i}"} for i, t in enumerate(texts)]
+    recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=["lm.chunk_length=8"])
+    feats = lm.featurize(examples, tok, [], recipe)
+    pieces = sum(len(p) + 1 for p in tok.encode(texts))
+    assert sum(f["length"] - 1 for f in feats) == pieces  # every piece after the opening EOS, once
+    assert sum(f["words"] for f in feats) == sum(len(t.split()) + 1 for t in texts)
+    assert sum(f["lines"] for f in feats) == len(texts)
+    assert sum(f["chars"] for f in feats) == sum(len(t) + 1 for t in texts)
+    assert feats[0]["ids"][0] == EOS and all(len(f["ids"]) <= 8 for f in feats)
+
+
+def test_lm_metrics_per_word_perplexity_by_hand():
+    # 2 lines "a b" and "c": 3 words + 2 ends of line = 5; NLL 10 nats over 8 pieces, 6 characters
+    m = lm.lm_metrics(fwd_nll=10.0, pieces=8, bwd_nll=12.0, bwd_pieces=8, words=5, lines=2, chars=6)
+    assert m["ppl_word"] == pytest.approx(math.exp(10.0 / 5))
+    assert m["ppl_piece"] == pytest.approx(math.exp(10.0 / 8))
+    assert m["bpc"] == pytest.approx(10.0 / math.log(2) / 6)
+    assert m["ppl_piece_bwd"] == pytest.approx(math.exp(12.0 / 8))
+    assert m["loss"] == pytest.approx(0.5 * (10 / 8 + 12 / 8))
+
+
+def test_lm_evaluate_equals_stepwise_nll(tok):
+    """With one chunk, the evaluated NLL is the sum of -log p(next piece) computed step by step."""
+    p = tiny_predictor(tok, layers=1, embed=24, hidden=24)
+    texts = ["the old town", "a river ."]
+    recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=["lm.chunk_length=64"])
+    feats = lm.featurize([{"text": t} for t in texts], tok, [], recipe)
+    m = lm.evaluate(p.model, feats, [], torch.device("cpu"), 4096)
+    stream = feats[0]["ids"]
+    nll = sum(-p.next_logits(stream[:i]).log_softmax(-1)[stream[i]].item() for i in range(1, len(stream)))
+    assert m["nll"] == pytest.approx(nll, rel=1e-4)
+    assert m["words"] == (3 + 1) + (3 + 1) and m["pieces"] == len(stream) - 1
+
+
+# -- sampling ----------------------------------------------------------------------------------------------
+def test_decoding_top_k_keeps_k_best():
+    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
+    kept = top_k_filter(logits, 2)
+    assert torch.isfinite(kept).tolist() == [[False, True, True, False]]
+    assert torch.equal(top_k_filter(logits, 0), logits)
+
+
+def test_decoding_top_p_keeps_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    assert torch.isfinite(top_p_filter(logits, 0.8)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.1)).tolist() == [[True, False, False, False]]  # the best always stays
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_decoding_temperature_sharpens_and_zero_is_greedy():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    cold = filter_logits(logits, temperature=0.5).softmax(-1)
+    assert cold[0, 0] > logits.softmax(-1)[0, 0]
+    assert torch.allclose(filter_logits(logits, temperature=2.0), logits / 2)
+    g = make_generator(1)
+    assert sample(logits.repeat(5, 1), temperature=0, generator=g).tolist() == [0] * 5
+
+
+def test_decoding_same_seed_same_draws():
+    logits = torch.zeros(3, 50)
+    a = [sample(logits, 1.0, 10, 0.9, make_generator(7)).tolist() for _ in range(2)]
+    assert a[0] == a[1]
+
+
+# -- generation --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_lm_stateful_step_equals_recomputing_prefix(tok, cell):
+    p = tiny_predictor(tok, cell=cell)
+    prefix = [EOS] + tok.encode_one("The town is known for its salt")
+    stepped = p.next_logits(prefix)
+    enc = p.model.encoder
+    with torch.inference_mode():
+        out, _ = enc.fwd(enc.embed(torch.tensor([prefix])))  # (1, T, H): the whole prefix again
+        full = p.model.head.forward_logits(out[0, -1])
+    assert torch.allclose(stepped, full, atol=1e-5)
+
+
+def test_lm_generate_same_seed_same_text_and_batch_independent(tok):
+    p = tiny_predictor(tok)
+    kw = dict(max_tokens=20, temperature=1.0, top_p=0.9, seed=3)
+    a = p.generate_text(["The town", "Anna"], num_samples=2, **kw)
+    b = p.generate_text(["The town", "Anna"], num_samples=2, **kw)
+    alone = p.generate_text(["Anna"], num_samples=2, **kw)
+    assert a == b and a[1] == alone[0]
+    assert all(line.startswith("The town") for line in a[0])
+    greedy = p.generate_text(["The town"], num_samples=2, max_tokens=10, temperature=0)
+    assert greedy[0][0] == greedy[0][1]
+
+
+def test_lm_generate_stop_string_is_not_written(tok):
+    p = tiny_predictor(tok)
+    full = p.generate_text(["The"], max_tokens=30, temperature=0)[0][0]
+    cont = full[len("The"):]
+    stop = cont[3:5] if len(cont) >= 5 else None
+    if stop is None or not stop.strip():
+        pytest.skip("greedy continuation too short to cut")
+    cut = p.generate_text(["The"], max_tokens=30, temperature=0, stop=stop)[0][0]
+    assert cut == "The" + cont[: cont.index(stop)]
+
+
+def test_lm_generate_unseen_characters_use_byte_fallback(tok):
+    p = tiny_predictor(tok)
+    line = p.generate_text(["Ωμέγα ☃ 𝔘"], max_tokens=5, seed=1)[0][0]
+    assert line.startswith("Ωμέγα ☃ 𝔘") and "\n" not in line
+
+
+def test_cli_lm_write_rows_keeps_lines_in_order(capsys):
+    from lstmtext.cli_lm import _write_rows
+
+    events = [(0, "a", False), (1, "b", False), (2, "c", False), (1, "B", True), (0, "A", False), (0, "!", True), (2, "C", True)]
+    finished = [False, False, False, True]  # row 3 is a blank input line
+    _write_rows(iter(events), 4, finished)
+    assert capsys.readouterr().out == "aA!\nbB\ncC\n\n"
+
+
+def test_lm_read_formats_and_bad_files(tmp_path):
+    opts = lm.Options()
+    j = tmp_path / "t.jsonl"
+    j.write_text('{"text": "one two"}\n{"text": "three"}\n', encoding="utf-8")
+    assert [e["text"] for e in lm.read(str(j), opts)] == ["one two", "three"]
+    empty = tmp_path / "e.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(UsageError, match="no text found"):
+        lm.read(str(empty), opts)
+    table = tmp_path / "t.tsv"
+    table.write_text("text\tlabel\nx\t1\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="plain text"):
+        lm.read(str(table), opts)
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"body": "x"}\n', encoding="utf-8")
+    with pytest.raises(UsageError, match="line 1"):
+        lm.read(str(bad), opts)
+
+
+# -- the CLI end to end ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lm_home(tmp_path_factory):
+    """A tiny LM trained through the CLI on the embedded sample, written to the default place."""
+    home = tmp_path_factory.mktemp("lm") / "home"
+    proc = run_cli("train", "lm", "--epochs", "2", "-q", *TINY, LSTMTEXT_HOME=str(home))
+    assert proc.returncode == 0, proc.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def lm_ckpt(lm_home):
+    return lm_home / "models" / "lm.ckpt"
+
+
+def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
+    assert lm_ckpt.exists()
+    ev = run_cli("evaluate", lm_ckpt, REPO / "data" / "lm" / "dev.txt", "--format", "json")
+    assert ev.returncode == 0, ev.stderr
+    m = json.loads(ev.stdout)
+    assert m["ppl_word"] > m["ppl_piece"] > 1 and 0 < m["bpc"] < 8
+    table = run_cli("evaluate", lm_ckpt, REPO / "data" / "lm" / "dev.txt")
+    assert table.returncode == 0 and "perplexity per word" in table.stderr
+
+    # no -m: the model `train lm` wrote to its default place
+    gen = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.startswith("The") and gen.stdout.count("\n") == 1
+    again = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))
+    assert again.stdout == gen.stdout
+
+    piped = run_cli("generate", "-m", lm_ckpt, "--num-samples", "2", "--max-tokens", "8", "--seed", "2",
+                    "--top-k", "50", "--top-p", "0.9", "--temperature", "0.7", input="The war\n\nIn 1990 ,\n")
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.split("\n")[:-1]
+    assert len(lines) == 6
+    assert lines[0].startswith("The war") and lines[1].startswith("The war")
+    assert lines[2] == lines[3] == ""
+    assert lines[4].startswith("In 1990 ,") and lines[5].startswith("In 1990 ,")
+
+    pred = run_cli("predict", lm_ckpt, "-", "--format", "jsonl", input="The town\n\nAnna\n")
+    assert pred.returncode == 0, pred.stderr
+    rows = [json.loads(l) for l in pred.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["The town", "", "Anna"]
+    assert rows[0]["text"].startswith("The town") and rows[1]["text"] is None
+    text = run_cli("predict", lm_ckpt, input="The town\n")
+    assert text.returncode == 0 and text.stdout.startswith("The town")
+
+
+def test_cli_lm_generate_unseen_characters(lm_ckpt):
+    proc = run_cli("generate", "-m", lm_ckpt, "--prompt", "Ωμέγα ☃ 𝔘", "--max-tokens", "5", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Ωμέγα ☃ 𝔘")
+
+
+# -- transfer ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sentiment_from_lm(lm_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer") / "s.ckpt"
+    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", "-q", *TINY,
+                   LSTMTEXT_HOME=str(out.parent / "home"))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_sentiment_init_from_lm_copies_encoder(lm_ckpt, sentiment_from_lm):
+    from lstmtext.checkpoint import read_meta
+
+    out, proc = sentiment_from_lm
+    lm_meta, s_meta = read_meta(lm_ckpt), read_meta(out)
+    assert s_meta["tokenizer"] == lm_meta["tokenizer"]
+    assert s_meta["provenance"]["init_from"] == str(lm_ckpt)
+    assert proc.returncode == 0
+
+
+def test_train_sentiment_init_from_lm_refuses_misfit_encoder(lm_ckpt, tmp_path):
+    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", tmp_path / "s.ckpt", "--epochs", "1", "-q",
+                   *TINY, "--set", "encoder.hidden_dim=48")
+    assert_usage_error(proc, "--init-from", "encoder")
+
+
+def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
+    from lstmtext.checkpoint import load
+    from lstmtext.tasks import sentiment
+    from lstmtext.train import copy_encoder, resolve_recipe
+
+    meta, state = load(lm_ckpt)
+    recipe = resolve_recipe("sentiment", None, TINY[1::2])
+    model = sentiment.build_model(recipe, state["encoder.embed.weight"].shape[0], ["neg", "pos"])
+    copy_encoder(model, state, lm_ckpt, meta)
+    for k, v in model.state_dict().items():
+        if k.startswith("encoder."):
+            assert torch.equal(v, state[k]), k
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,fragment", [
+    (["--prompt", ""], "empty prompt"),
+    (["--prompt", "   "], "empty prompt"),
+    (["--prompt", "The", "--max-tokens", "0"], "--max-tokens"),
+    (["--prompt", "The", "--max-tokens", "-3"], "--max-tokens"),
+    (["--prompt", "The", "--top-p", "0"], "--top-p"),
+    (["--prompt", "The", "--top-p", "1.5"], "--top-p"),
+    (["--prompt", "The", "--top-p", "-0.1"], "--top-p"),
+    (["--prompt", "The", "--temperature", "-1"], "--temperature"),
+    (["--prompt", "The", "--top-k", "-1"], "--top-k"),
+    (["--prompt", "The", "--num-samples", "0"], "--num-samples"),
+    (["--prompt", "The", "--stop", ""], "--stop"),
+])
+def test_cli_lm_generate_bad_input(lm_ckpt, args, fragment):
+    assert_usage_error(run_cli("generate", "-m", lm_ckpt, *args), fragment)
+
+
+def test_cli_lm_generate_refuses_a_model_that_is_not_an_lm(sentiment_from_lm):
+    out, _ = sentiment_from_lm
+    assert_usage_error(run_cli("generate", "-m", out, "--prompt", "The"), "'sentiment' model", "generate")
+
+
+def test_cli_lm_generate_without_a_trained_model():
+    assert_usage_error(run_cli("generate", "--prompt", "The"), "train lm")
+
+
+def test_cli_lm_generate_empty_stdin(lm_ckpt):
+    assert_usage_error(run_cli("generate", "-m", lm_ckpt, input=""), "empty")

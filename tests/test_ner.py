@@ -1,0 +1,386 @@
+"""NER: readers, BIO conversion, the CRF, word splitting, and `lstmtext tag` / train / evaluate / predict as a user runs them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import select
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+from lstmtext.errors import UsageError
+from lstmtext.heads.tag import CRF, TagHead, bio_allowed
+from lstmtext.tasks import ner
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def valid_bio(tags: list[str]) -> bool:
+    prev = "O"
+    for t in tags:
+        if t.startswith("I-") and prev[2:] != t[2:]:
+            return False
+        prev = t
+    return True
+
+
+# -- readers -----------------------------------------------------------------------------------------------
+def test_ner_read_conll_converts_iob1_and_skips_docstart(tmp_path):
+    f = tmp_path / "iob1.conll"
+    f.write_text(
+        "-DOCSTART- -X- O O\n\n"
+        "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman JJ I-NP I-MISC\n\n"
+        "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\nand CC O O\nAnna NNP I-NP B-PER\n\n\n"
+        "-DOCSTART- -X- O O\nBRUSSELS NNP I-NP I-LOC\n"
+    )
+    ex = ner.read(str(f), ner.Options())
+    assert [e["tokens"] for e in ex] == [["EU", "rejects", "German"], ["Peter", "Blackburn", "and", "Anna"], ["BRUSSELS"]]
+    assert ex[0]["tags"] == ["B-ORG", "O", "B-MISC"]
+    assert ex[1]["tags"] == ["B-PER", "I-PER", "O", "B-PER"]
+    assert ex[2]["tags"] == ["B-LOC"]
+    assert ner.make_labels(ex) == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+def test_ner_to_bio_keeps_bio_and_converts_iob1_and_bioes():
+    bio = ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]
+    assert ner.to_bio(bio) == bio
+    assert ner.to_bio(["I-PER", "I-PER", "B-PER", "I-LOC"]) == ["B-PER", "I-PER", "B-PER", "B-LOC"]
+    assert ner.to_bio(["S-PER", "B-LOC", "E-LOC", "S-LOC", "O"]) == ["B-PER", "B-LOC", "I-LOC", "B-LOC", "O"]
+    assert ner.detect_scheme([bio]) == "BIO"
+    assert ner.detect_scheme([["O", "I-PER"]]) == "IOB1"
+    assert ner.detect_scheme([["S-PER"]]) == "BIOES"
+
+
+def test_ner_read_conll_malformed_line_names_file_and_line(tmp_path):
+    f = tmp_path / "bad.conll"
+    f.write_text("Paris B-LOC\nis O\n\nthis-line-has-no-tag\n")
+    with pytest.raises(UsageError, match=r"bad\.conll line 4: expected 'TOKEN \.\.\. TAG'"):
+        ner.read(str(f), ner.Options())
+    f.write_text("Paris B-LOC\nis NOT_A_TAG\n")
+    with pytest.raises(UsageError, match=r"bad\.conll line 2: tag 'NOT_A_TAG'"):
+        ner.read(str(f), ner.Options())
+
+
+def test_ner_read_jsonl_tokens_and_tags(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(
+        json.dumps({"tokens": ["Angela", "Merkel", "spoke"], "tags": ["B-PER", "I-PER", "O"]}) + "\n\n"
+        + json.dumps({"tokens": ["in", "Paris"], "tags": ["O", "I-LOC"]}) + "\n"
+    )
+    ex = ner.read(str(f), ner.Options())
+    assert [e["tags"] for e in ex] == [["B-PER", "I-PER", "O"], ["O", "B-LOC"]]
+    f.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n")
+    with pytest.raises(UsageError, match=r"d\.jsonl line 1: 2 tokens but 1 tags"):
+        ner.read(str(f), ner.Options())
+
+
+def test_ner_read_hf_class_label_tags_take_names_from_dataset(monkeypatch):
+    import datasets
+
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    ds = datasets.Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
+                                     "ner_tags": [[3, 0, 7, 0], [1, 2]]}, features=feats)
+    monkeypatch.setattr(ner, "load_hf", lambda source, split: ds)
+    ex = ner.read("hf:eriktks/conll2003", ner.Options(), "train")
+    assert [e["tags"] for e in ex] == [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
+    assert ex[1]["where"] == "hf:eriktks/conll2003 row 1"
+
+
+def test_ner_featurize_unseen_tag_names_tag_and_line(tmp_path):
+    f = tmp_path / "eval.conll"
+    f.write_text("-DOCSTART- O\n\nParis B-LOC\n\nBerlin B-LOC\nin O\nSpace B-PLANET\n")
+    ex = ner.read(str(f), ner.Options())
+    tok = _tiny_tokenizer()
+    with pytest.raises(UsageError, match=r"eval\.conll line 7: tag 'B-PLANET' was never seen in training"):
+        ner.featurize(ex, tok, LABELS, _recipe())
+
+
+def test_ner_featurize_long_sentence_in_bounded_windows():
+    tok = _tiny_tokenizer()
+    words = ["Paris", "is", "big"] * 100
+    tags = ["B-LOC", "O", "O"] * 100
+    tags[3] = "B-LOC"
+    feats = ner.featurize([{"tokens": words, "tags": ner.to_bio(tags)}], tok, LABELS, _recipe(max_length=20))
+    assert len(feats) > 1
+    assert all(f["length"] <= 20 for f in feats)
+    assert sum(f["n"] for f in feats) == len(words)
+    assert [f["start"] for f in feats] == sorted(f["start"] for f in feats)
+    # a word of a million characters still fits one window
+    huge = ner.featurize([{"tokens": ["x" * 1_000_000, "Paris"]}], tok, LABELS, _recipe(max_length=20))
+    assert all(f["length"] <= 20 for f in huge) and sum(f["n"] for f in huge) == 2
+
+
+# -- the CRF -----------------------------------------------------------------------------------------------
+def test_ner_bio_allowed_forbids_invalid_transitions():
+    trans, start = bio_allowed(LABELS)
+    ix = {t: i for i, t in enumerate(LABELS)}
+    assert not start[ix["I-LOC"]] and start[ix["B-LOC"]] and start[ix["O"]]
+    assert not trans[ix["O"], ix["I-LOC"]]
+    assert not trans[ix["B-PER"], ix["I-LOC"]] and not trans[ix["I-PER"], ix["I-LOC"]]
+    assert trans[ix["B-LOC"], ix["I-LOC"]] and trans[ix["I-LOC"], ix["I-LOC"]] and trans[ix["I-PER"], ix["B-LOC"]]
+
+
+def test_ner_crf_never_decodes_invalid_bio():
+    torch.manual_seed(0)
+    crf = CRF(LABELS)
+    with torch.no_grad():  # learned transitions that try hard to favour invalid moves cannot win
+        crf.transitions.fill_(50.0)
+        crf.start.fill_(50.0)
+    em = torch.randn(64, 12, len(LABELS)) * 20
+    em[..., 2] += 30  # I-LOC looks best everywhere
+    em[..., 4] += 30
+    lengths = torch.randint(1, 13, (64,))
+    mask = torch.arange(12).unsqueeze(0) < lengths.unsqueeze(1)
+    paths = crf.decode(em, mask)
+    for path, n in zip(paths.tolist(), lengths.tolist()):
+        assert valid_bio([LABELS[i] for i in path[:n]])
+
+
+def _path_score(crf: CRF, em: torch.Tensor, path: tuple[int, ...]) -> float | None:
+    trans, start = crf._scores(float("-inf"))
+    s = start[path[0]] + em[0, path[0]]
+    for t in range(1, len(path)):
+        s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
+    s = s + crf.end[path[-1]]
+    return float(s.detach())
+
+
+def test_ner_viterbi_and_partition_match_brute_force():
+    torch.manual_seed(1)
+    crf = CRF(LABELS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    lengths = [4, 2, 1]
+    em = torch.randn(3, 4, len(LABELS))
+    mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    paths = crf.decode(em, mask)
+    trans, start = crf._scores(-1e4)
+    logz = crf._log_partition(em, mask, trans, start)
+    for b, n in enumerate(lengths):
+        scores = {p: _path_score(crf, em[b], p) for p in itertools.product(range(len(LABELS)), repeat=n)}
+        finite = {p: s for p, s in scores.items() if s != float("-inf")}
+        best = max(finite, key=finite.get)
+        assert tuple(paths[b, :n].tolist()) == best
+        expected = torch.logsumexp(torch.tensor(list(finite.values())), 0)
+        assert abs(float(logz[b].detach()) - float(expected)) < 1e-4
+
+
+def test_ner_crf_loss_finite_and_decreasing_on_toy():
+    torch.manual_seed(2)
+    head = TagHead(8, LABELS, dropout=0.0)
+    states = torch.randn(6, 7, 8)
+    tags = torch.tensor([[0, 1, 2, 0, 3, 4, 0]] * 6)
+    batch = {"first": torch.arange(7).expand(6, 7), "word_lengths": torch.tensor([7, 7, 5, 4, 3, 1]), "tags": tags}
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        _, loss = head(states, batch)
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.2
+    # forbidden transitions got no gradient and stay forbidden
+    em, _ = head(states, batch)
+    assert head.decode(em, batch["word_lengths"])[0].tolist() == tags[0].tolist()
+
+
+# -- words and entities ------------------------------------------------------------------------------------
+def test_ner_split_words_offsets_and_punctuation():
+    text = "  Angela Merkel met Mr. Smith in the U.S. on 1996-08-22, paying $1,000.50 (really!)."
+    words = ner.split_words(text)
+    assert all(text[s:e] == w for w, s, e in words)
+    assert [w for w, _, _ in words] == [
+        "Angela", "Merkel", "met", "Mr.", "Smith", "in", "the", "U.S.", "on", "1996-08-22", ",", "paying", "$",
+        "1,000.50", "(", "really", "!", ")", ".",
+    ]
+    assert [w for w, _, _ in ner.split_words("a,b  c.", pretokenized=True)] == ["a,b", "c."]
+
+
+def test_ner_entities_text_is_exact_slice():
+    text = "Angela  Merkel met Emmanuel Macron in Paris."
+    words = ner.split_words(text)
+    tags = ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "O"]
+    ents = ner.entities(tags, [(s, e) for _, s, e in words], text)
+    assert [(e["label"], e["text"]) for e in ents] == [("PER", "Angela  Merkel"), ("PER", "Emmanuel Macron"), ("LOC", "Paris")]
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in ents)
+
+
+def test_ner_format_inline_preserves_spacing():
+    text = " Angela  Merkel met\tMacron ."
+    words = ner.split_words(text)
+    tags = ["B-PER", "I-PER", "O", "B-PER", "O"]
+    result = {"text": text, "tokens": [w for w, _, _ in words], "tags": tags,
+              "entities": ner.entities(tags, [(s, e) for _, s, e in words], text)}
+    p = ner.Predictor(None, None, LABELS, None, None)
+    assert p.format(text, result, "inline") == " [PER Angela  Merkel] met\t[PER Macron] ."
+    assert p.format(text, result, "conll") == "Angela\tB-PER\nMerkel\tI-PER\nmet\tO\nMacron\tB-PER\n.\tO\n"
+    empty = {"text": "", "tokens": [], "tags": [], "entities": []}
+    assert p.format("", empty, "inline") == "" and p.format("", empty, "conll") == ""
+    assert json.loads(p.format("", empty, "jsonl")) == empty
+
+
+def test_ner_entity_metrics_strict_spans():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    pred = [["B-PER", "O", "O", "B-LOC"]]
+    m = ner.entity_metrics(gold, pred)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5
+    assert m["per_type"]["LOC"]["f1"] == 1.0 and m["per_type"]["PER"]["f1"] == 0.0
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+_TOK = []
+
+
+def _tiny_tokenizer():
+    from lstmtext.tokenizer import Tokenizer
+
+    if not _TOK:
+        text = ["Paris is big and Berlin is in Germany", "Angela Merkel met Emmanuel Macron"] * 50
+        _TOK.append(Tokenizer.train(text, vocab_size=300))
+    return _TOK[0]
+
+
+def _recipe(max_length: int = 256):
+    from lstmtext.config import build_recipe
+
+    return build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[f"data.max_length={max_length}"])
+
+
+# -- through the CLI ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ner_ckpt(tmp_path_factory):
+    """A tiny NER model trained once through the CLI on the embedded sample (no data argument)."""
+    out = tmp_path_factory.mktemp("ner") / "tiny.ckpt"
+    proc = run_cli("train", "ner", "-o", out, "--epochs", "8", "-q", *TINY, "--set", "train.batch_tokens=600",
+                   LSTMTEXT_HOME=str(out.parent / "home"))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+SENTENCES = "Angela Merkel met Emmanuel Macron in Paris on Tuesday.\n\nShares in Siemens fell after Lars Becker resigned.\n"
+
+
+def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
+    proc = run_cli("evaluate", ner_ckpt, "data/ner/dev.conll", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(proc.stdout)
+    assert {"precision", "recall", "f1", "per_type", "loss"} <= set(m) and m["f1"] > 0.3
+    proc = run_cli("evaluate", ner_ckpt, "data/ner/dev.conll")
+    assert proc.returncode == 0 and "micro" in proc.stderr and "PER" in proc.stderr and proc.stdout == ""
+
+    # jsonl through a pipe: one object per input line, blank line kept as an empty result
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", input=SENTENCES)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 3 and rows[1] == {"text": "", "tokens": [], "tags": [], "entities": []}
+    assert rows[0]["tokens"][:2] == ["Angela", "Merkel"] and rows[0]["tokens"][-1] == "."
+    for r in rows:
+        assert len(r["tokens"]) == len(r["tags"]) and valid_bio(r["tags"])
+        assert all(r["text"][e["start"] : e["end"]] == e["text"] for e in r["entities"])
+
+    # inline keeps the text apart from brackets, one line per input line
+    proc = run_cli("tag", "-", "-m", ner_ckpt, "--format", "inline", input=SENTENCES)
+    out = proc.stdout.split("\n")
+    assert proc.returncode == 0 and len(out) == 4 and out[1] == ""
+    assert out[0].replace("[PER ", "").replace("[LOC ", "").replace("[ORG ", "").replace("[MISC ", "").replace("]", "") \
+        == SENTENCES.split("\n")[0]
+
+    # conll: token<TAB>tag, a blank line after each sentence
+    inp = tmp_path / "in.txt"
+    inp.write_text(SENTENCES)
+    proc = run_cli("tag", inp, "-m", ner_ckpt)
+    blocks = proc.stdout.split("\n\n")
+    assert proc.returncode == 0 and blocks[0].splitlines()[0].startswith("Angela\t")
+    assert all(len(line.split("\t")) == 2 for line in proc.stdout.splitlines() if line)
+
+    # --pretokenized splits on whitespace only
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--pretokenized", input="Paris, France.\n")
+    assert json.loads(proc.stdout)["tokens"] == ["Paris,", "France."]
+
+    # the generic predict takes the same checkpoint and formats
+    proc = run_cli("predict", ner_ckpt, "--format", "jsonl", input=SENTENCES)
+    assert proc.returncode == 0 and [json.loads(l) for l in proc.stdout.splitlines()] == rows
+    proc = run_cli("predict", ner_ckpt, "--format", "text", input=SENTENCES)
+    assert_usage_error(proc, "--format text")
+
+    # without -m: the model that 'train ner' wrote to its default place
+    proc = run_cli("tag", input="Paris\n")
+    assert_usage_error(proc, "no model given", "lstmtext train ner")
+    (lstmtext_home / "models").mkdir(parents=True)
+    shutil.copy(ner_ckpt, lstmtext_home / "models" / "ner.ckpt")
+    proc = run_cli("tag", "--format", "inline", input="Angela Merkel visited Paris.\n")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1
+
+
+def test_ner_cli_interactive_line_answered_before_next(ner_ckpt):
+    p = subprocess.Popen([sys.executable, "-m", "lstmtext", "tag", "-m", str(ner_ckpt), "--format", "jsonl"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=REPO, env=cli_env())
+    try:
+        p.stdin.write("Angela Merkel met Macron.\n")
+        p.stdin.flush()
+        ready, _, _ = select.select([p.stdout], [], [], 60)
+        assert ready, "no answer to the first line while stdin is still open"
+        assert json.loads(p.stdout.readline())["tokens"][0] == "Angela"
+        p.stdin.write("Paris\n")
+        p.stdin.close()
+        assert json.loads(p.stdout.readline())["tokens"] == ["Paris"]
+        assert p.wait(60) == 0
+    finally:
+        p.kill()
+
+
+def test_ner_cli_closed_pipe_downstream_ends_quietly(ner_ckpt, tmp_path):
+    inp = tmp_path / "many.txt"
+    inp.write_text("Angela Merkel met Emmanuel Macron in Paris on Tuesday.\n" * 5000)
+    p = subprocess.Popen([sys.executable, "-m", "lstmtext", "tag", str(inp), "-m", str(ner_ckpt), "--format", "jsonl"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=cli_env())
+    assert json.loads(p.stdout.readline())["tokens"][0] == "Angela"
+    p.stdout.close()  # like | head -1
+    assert p.wait(120) == 0
+    assert p.stderr.read() == b""
+
+
+def test_ner_cli_bad_eval_data(ner_ckpt, tmp_path):
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Paris B-LOC\nis O\n\nonly-one-column\n")
+    assert_usage_error(run_cli("evaluate", ner_ckpt, bad), "bad.conll line 4")
+    unseen = tmp_path / "unseen.conll"
+    unseen.write_text("-DOCSTART- -X- O O\n\nParis B-LOC\nMars B-PLANET\n")
+    assert_usage_error(run_cli("evaluate", ner_ckpt, unseen), "unseen.conll line 4", "B-PLANET", "never seen")
+    assert_usage_error(run_cli("train", "ner", "--train", bad, "-o", tmp_path / "x.ckpt", *TINY), "bad.conll line 4")
+
+
+def test_ner_cli_bad_input_lines(ner_ckpt):
+    assert_usage_error(run_cli("tag", "-m", ner_ckpt, input=""), "empty")
+    assert_usage_error(run_cli("tag", "-m", ner_ckpt, input=b"Paris ok\nM\xfcnchen\n"), "stdin line 2", "UTF-8")
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", input="\n \r\nParis\n\n")
+    rows = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and len(rows) == 4 and [len(r["tokens"]) for r in rows] == [0, 0, 1, 0]
+
+
+def test_ner_cli_one_megabyte_line(ner_ckpt):
+    sentence = "Angela Merkel met Emmanuel Macron in Paris on Tuesday. "
+    line = (sentence * (1_000_000 // len(sentence) + 1))[:1_000_000]
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", input=line + "\nParis\n", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert len(rows) == 2 and rows[1]["tokens"] == ["Paris"]
+    assert len(rows[0]["tokens"]) == len(rows[0]["tags"]) > 150_000
+    assert all(line[e["start"] : e["end"]] == e["text"] for e in rows[0]["entities"])
+
+
+def test_ner_cli_tag_refuses_other_task_checkpoint(sentiment_ckpt):
+    assert_usage_error(run_cli("tag", "-m", sentiment_ckpt, input="Paris\n"), "'sentiment' model", "tag")
+    assert_usage_error(run_cli("tag", "-m", "no-such.ckpt", input="Paris\n"), "no-such.ckpt")
+    assert_usage_error(run_cli("tag", "--format", "xml", input="Paris\n"), "--format xml")

@@ -1,0 +1,258 @@
+"""Translation: the parallel readers, the attention decoder, batched beam search, the CLI end to end, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, assert_usage_error, run_cli
+
+SAMPLE_TRAIN = REPO / "data" / "translate" / "train.tsv"
+SAMPLE_DEV = REPO / "data" / "translate" / "dev.tsv"
+SOURCES = ["Ein Mann fährt Fahrrad.", "Zwei kleine Hunde spielen im Schnee.", "Eine Frau singt.",
+           "Im Park hält eine alte Frau in einem roten Mantel einen großen Ball."]
+
+
+def _tiny_model(*overrides: str):
+    from lstmtext.tasks import translate as T
+    from lstmtext.tokenizer import Tokenizer
+    from lstmtext.train import resolve_recipe
+
+    torch.manual_seed(0)
+    recipe = resolve_recipe("translate", None, [
+        "encoder.embed_dim=16", "encoder.hidden_dim=16", "translate.hidden_dim=24", "tokenizer.vocab_size=400",
+        *overrides,
+    ])
+    examples = T.read(str(SAMPLE_TRAIN), recipe.options)[:400]
+    tok = Tokenizer.train(T.tokenizer_texts(examples), 400, "bpe")
+    model = T.build_model(recipe, len(tok), []).eval()
+    return recipe, tok, model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_model()
+
+
+def _encode(model, tok, sentences):
+    from lstmtext.tasks.common import pad
+
+    ids = tok.encode(sentences)
+    lengths = torch.tensor([len(s) for s in ids])
+    with torch.inference_mode():
+        states = model.encoder(pad(ids), lengths)
+    return states, lengths, model.decoding.max_len([len(s) for s in ids])
+
+
+# -- readers -----------------------------------------------------------------------------------------------
+def test_translate_read_prefix_either_file_and_folder(tmp_path):
+    from lstmtext.tasks.translate import Options, read
+
+    (tmp_path / "train.de").write_text("Ein Hund.\nZwei Katzen.\n", encoding="utf-8")
+    (tmp_path / "train.en").write_text("A dog.\nTwo cats.\n", encoding="utf-8")
+    want = [("Ein Hund.", "A dog."), ("Zwei Katzen.", "Two cats.")]
+    for source in (tmp_path / "train", tmp_path / "train.de", tmp_path / "train.en", tmp_path):
+        got = read(str(source), Options(), "train")
+        assert [(e["source"], e["target"]) for e in got] == want, source
+    flipped = read(str(tmp_path / "train"), Options(source_lang="en", target_lang="de"))
+    assert flipped[0]["source"] == "A dog." and flipped[0]["target"] == "Ein Hund."
+
+
+def test_translate_read_tsv_and_jsonl(tmp_path):
+    from lstmtext.tasks.translate import Options, read
+
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("source\ttarget\nEin Hund.\tA dog.\n\t\nZwei Katzen.\tTwo cats.\n", encoding="utf-8")
+    assert [(e["source"], e["target"]) for e in read(str(tsv), Options())] == [("Ein Hund.", "A dog."), ("Zwei Katzen.", "Two cats.")]
+    by_lang = tmp_path / "pairs_lang.tsv"
+    by_lang.write_text("en\tde\nA dog.\tEin Hund.\n", encoding="utf-8")  # columns named by language, any order
+    assert read(str(by_lang), Options())[0]["source"] == "Ein Hund."
+    jl = tmp_path / "pairs.jsonl"
+    jl.write_text(json.dumps({"source": "Ein Hund.", "target": "A dog."}) + "\n"
+                  + json.dumps({"source": "Zwei Katzen.", "target": "Two cats."}) + "\n", encoding="utf-8")
+    assert [e["target"] for e in read(str(jl), Options())] == ["A dog.", "Two cats."]
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(json.dumps({"translation": {"de": "Ein Hund.", "en": "A dog."}}) + "\n", encoding="utf-8")
+    assert read(str(nested), Options())[0]["target"] == "A dog."
+
+
+def test_translate_read_hf_translation_column_or_two_text_columns(monkeypatch):
+    import datasets
+
+    from lstmtext.tasks import translate as T
+
+    nested = datasets.Dataset.from_dict({"translation": [{"de": "Ein Hund.", "en": "A dog."}]})
+    flat = datasets.Dataset.from_dict({"en": ["A dog."], "de": ["Ein Hund."]})  # as hf:bentrevett/multi30k
+    for ds in (nested, flat):
+        monkeypatch.setattr(T, "load_hf", lambda source, split, ds=ds: ds)
+        got = T.read("hf:some/multi30k", T.Options(), "train")
+        assert [(e["source"], e["target"]) for e in got] == [("Ein Hund.", "A dog.")]
+
+
+def test_translate_read_line_count_mismatch_names_both_files_and_counts(tmp_path):
+    (tmp_path / "x.de").write_text("Ein Hund.\nZwei Katzen.\nEine Frau.\n", encoding="utf-8")
+    (tmp_path / "x.en").write_text("A dog.\nTwo cats.\n", encoding="utf-8")
+    proc = run_cli("train", "translate", "--train", tmp_path / "x", "-q", *TINY)
+    assert_usage_error(proc, str(tmp_path / "x.de"), "3 lines", str(tmp_path / "x.en"), "has 2")
+
+
+def test_translate_read_missing_target_file_is_a_usage_error(tmp_path):
+    (tmp_path / "x.de").write_text("Ein Hund.\n", encoding="utf-8")
+    (tmp_path / "x.fr").write_text("Un chien.\n", encoding="utf-8")
+    proc = run_cli("train", "translate", "--train", tmp_path / "x", "-q", *TINY)
+    assert_usage_error(proc, "x.en", "file not found", "--source-lang")
+
+
+# -- the decoder -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", [[], ["translate.attention=bahdanau"], ["translate.input_feeding=true"],
+                                     ["translate.attention=dot", "translate.hidden_dim=32"]])
+def test_seq2seq_attention_masks_padding(variant):
+    from lstmtext.tasks import translate as T
+
+    recipe, tok, model = _tiny_model(*variant)
+    pairs = [{"source": "Eine Frau singt.", "target": "A woman is singing."},
+             {"source": SOURCES[3], "target": "An old woman in a red coat is holding a big ball in the park."}]
+    feats = T.featurize(pairs, tok, [], recipe)
+    with torch.inference_mode():
+        alone, _ = model(T.collate(feats[:1]))
+        batched, _ = model(T.collate(feats))  # the short pair is padded on both sides here
+    U = alone.size(1)
+    assert batched.size(1) > U and feats[1]["length"] > feats[0]["length"]
+    torch.testing.assert_close(batched[0, :U], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_seq2seq_step_matches_teacher_forced_forward(tiny):
+    """Decoding one token at a time, carrying (h, c), gives the same scores as the fused training pass."""
+    from lstmtext.tasks import translate as T
+
+    recipe, tok, model = tiny
+    feats = T.featurize([{"source": SOURCES[1], "target": "Two little dogs are playing in the snow."}], tok, [], recipe)
+    batch = T.collate(feats)
+    with torch.inference_mode():
+        logits, _ = model(batch)
+        states = model.encoder(batch["tokens"], batch["lengths"])
+        st = model.head.start(states, batch["lengths"])
+        for t in range(batch["tgt_in"].size(1)):
+            logp, st = model.head.step(batch["tgt_in"][:, t], st)
+            torch.testing.assert_close(logp, logits[:, t].log_softmax(-1), rtol=1e-4, atol=1e-5)
+
+
+# -- beam search -------------------------------------------------------------------------------------------
+def test_beam_search_with_beam_1_equals_greedy(tiny):
+    from lstmtext.beam import beam_search, greedy_search
+
+    _, tok, model = tiny
+    states, lengths, max_len = _encode(model, tok, SOURCES)
+    greedy = greedy_search(model.head, states, lengths, max_len, alpha=1.0)
+    beam1 = beam_search(model.head, states, lengths, max_len, beam=1, alpha=1.0)
+    assert [g[0][0] for g in greedy] == [b[0][0] for b in beam1]
+    for g, b in zip(greedy, beam1):
+        assert g[0][1] == pytest.approx(b[0][1], rel=1e-4)
+
+
+def test_beam_search_batched_equals_per_sentence(tiny):
+    from lstmtext.beam import beam_search
+
+    _, tok, model = tiny
+    states, lengths, max_len = _encode(model, tok, SOURCES)
+    batched = beam_search(model.head, states, lengths, max_len, beam=4, n_best=2)
+    for i, sentence in enumerate(SOURCES):
+        s, l, m = _encode(model, tok, [sentence])
+        alone = beam_search(model.head, s, l, m, beam=4, n_best=2)[0]
+        assert [h[0] for h in alone] == [h[0] for h in batched[i]], sentence
+        assert [h[1] for h in alone] == pytest.approx([h[1] for h in batched[i]], rel=1e-4)
+
+
+def test_beam_search_n_best_sorted_distinct_and_bounded(tiny):
+    from lstmtext.beam import beam_search
+
+    _, tok, model = tiny
+    states, lengths, max_len = _encode(model, tok, SOURCES)
+    for hyps, limit in zip(beam_search(model.head, states, lengths, max_len, beam=5, n_best=3), max_len):
+        scores = [s for _, s in hyps]
+        assert len(hyps) == 3 and scores == sorted(scores, reverse=True)
+        assert len({tuple(ids) for ids, _ in hyps}) == 3
+        assert all(len(ids) <= limit for ids, _ in hyps)
+
+
+def test_beam_max_lengths_are_relative_to_the_source_and_capped():
+    from lstmtext.beam import max_lengths
+
+    assert max_lengths([0, 10, 10_000], 1.5, 10, 256) == [10, 25, 256]
+
+
+# -- the CLI end to end ------------------------------------------------------------------------------------
+def test_translate_train_evaluate_translate_predict_end_to_end(tmp_path):
+    # No -o: the model goes to the default place, so translate and predict then need no model path.
+    proc = run_cli("train", "translate", "--epochs", "3", "-q", *TINY, "--set", "translate.hidden_dim=64",
+                   "--set", "train.batch_tokens=800")
+    assert proc.returncode == 0, proc.stderr
+    ckpt = tmp_path / "home" / "models" / "translate.ckpt"
+    assert ckpt.exists()
+
+    ev = run_cli("evaluate", ckpt, SAMPLE_DEV, "--format", "json")
+    assert ev.returncode == 0, ev.stderr
+    m = json.loads(ev.stdout)
+    assert m["examples"] == 200 and m["beam"] == 5 and 0 <= m["bleu"] <= 100 and 0 < m["chrf"] <= 100
+    assert m["signature"].startswith("nrefs:1|case:mixed") and "bleu_lc" in m
+    table = run_cli("evaluate", ckpt, SAMPLE_DEV)
+    assert table.returncode == 0 and table.stdout == ""
+    for word in ("BLEU", "chrF", "lowercased", "signature", "nrefs:1|case:mixed"):
+        assert word in table.stderr
+
+    lines = [SOURCES[0], "", SOURCES[1]]
+    text = run_cli("translate", "--beam", "3", input="\n".join(lines) + "\n")
+    assert text.returncode == 0, text.stderr
+    out = text.stdout.split("\n")
+    assert len(out) == 4 and out[1] == "" and out[3] == ""  # one line per input line, the empty one kept
+    assert out[0].strip() and out[2].strip()
+
+    jl = run_cli("translate", "-m", ckpt, "-", "--beam", "3", "--n-best", "2", "--format", "jsonl", input="\n".join(lines) + "\n")
+    assert jl.returncode == 0, jl.stderr
+    rows = [json.loads(l) for l in jl.stdout.splitlines()]
+    assert [r["source"] for r in rows] == lines
+    assert rows[1] == {"source": "", "translation": "", "n_best": []}
+    for r in (rows[0], rows[2]):
+        assert len(r["n_best"]) == 2 and r["n_best"][0]["score"] >= r["n_best"][1]["score"]
+        assert r["translation"] == r["n_best"][0]["text"]
+    assert [r["translation"] for r in rows] == out[:3]  # beam 3 (n-best 2) and beam 3 agree on the best
+
+    infile = tmp_path / "news.de"
+    infile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pred = run_cli("predict", ckpt, infile)
+    assert pred.returncode == 0, pred.stderr
+    assert len(pred.stdout.splitlines()) == 3 and pred.stdout.splitlines()[1] == ""
+
+    # A 10,000-word line: cut to data.max_length pieces, so the output is bounded (ratio × 128 + 10 pieces).
+    long_line = " ".join(["Hund"] * 10_000)
+    big = run_cli("translate", "--beam", "2", input=long_line + "\n" + SOURCES[2] + "\n")
+    assert big.returncode == 0, big.stderr
+    got = big.stdout.split("\n")
+    assert len(got) == 3 and got[2] == ""
+    assert len(got[0].split()) <= int(1.5 * 128 + 10)
+    assert "cut" in big.stderr
+
+
+def test_translate_refuses_a_checkpoint_of_another_task(tmp_path):
+    from lstmtext import checkpoint as ckpt
+    from lstmtext.tasks import translate as T
+    from lstmtext.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(T.tokenizer_texts(T.read(str(SAMPLE_DEV), T.Options())), 400, "bpe")
+    other = tmp_path / "sentiment.ckpt"
+    ckpt.save(other, {"w": torch.zeros(2)}, {"task": "sentiment", "recipe": {}, "labels": ["0", "1"]}, tok.model_proto)
+    proc = run_cli("translate", "-m", other, input="Ein Hund.\n")
+    assert_usage_error(proc, "'sentiment' model", "'lstmtext translate' needs a 'translate' model")
+
+
+def test_translate_without_a_trained_model_says_how_to_train():
+    proc = run_cli("translate", input="Ein Hund.\n")
+    assert_usage_error(proc, "lstmtext train translate")
+
+
+def test_translate_bad_options_are_usage_errors(tmp_path):
+    assert_usage_error(run_cli("translate", "--beam", "0", input="x\n"), "--beam")
+    assert_usage_error(run_cli("translate", "--format", "conll", input="x\n"), "--format conll")
+    assert_usage_error(run_cli("train", "translate", "--set", "translate.attention=cosine", "-q", *TINY), "translate.attention")
