@@ -1,8 +1,21 @@
-"""Sampling shared by every decoder (the LM's ``generate``, translation's sampling): plain functions over logits.
+"""Decoding shared by the LM and the translator: sampling and batched beam search, as plain functions.
 
-``filter_logits`` applies temperature, top-k and top-p (nucleus) to a (B, V) batch of logits; ``sample``
-draws one id per row from a seeded ``torch.Generator``, so the same seed gives the same text. Temperature 0
-means greedy (argmax), which needs no generator at all. Batched beam search lives in lstmtext/beam.py.
+Sampling: ``filter_logits`` applies temperature, top-k and top-p (nucleus) to a (B, V) batch of logits;
+``sample`` draws one id per row from a seeded ``torch.Generator``, so the same seed gives the same text.
+Temperature 0 means greedy (argmax), which needs no generator at all.
+
+Beam search: batched, with a plain greedy reference, over any decoder with start / step / reorder.
+The decoder protocol (lstmtext.heads.seq2seq.Seq2SeqHead implements it):
+  start(states, lengths, K)        → state with K hypothesis rows per sentence (rows of a sentence contiguous)
+  step(tokens (N,), state)         → (log-probabilities (N, V), state advanced by one token)
+  reorder(state, rows, sentences)  → state keeping hypothesis ``rows``; ``sentences`` drops finished sentences
+
+All sentences of a batch are searched at once: the K beams of each sentence are flattened into the batch
+dimension, so one decoder step serves B×K hypotheses. A sentence leaves the batch as soon as it has K
+finished hypotheses (or reached its length limit), so a long sentence does not keep short ones computing.
+
+Scores: the sum of log-probabilities divided by the GNMT length penalty ((5 + length) / 6) ** alpha, length
+counting the end-of-sentence piece; alpha = 0 compares raw sums (which favour short outputs).
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from lstmtext.errors import UsageError
+from lstmtext.tokenizer import BOS, EOS, PAD
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
@@ -69,3 +83,113 @@ def sample(
         return logits.argmax(dim=-1)
     probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# -- beam search ----------------------------------------------------------------------------------------
+Hypothesis = tuple[list[int], float]  # (piece ids without BOS/EOS, normalised score)
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+
+
+def max_lengths(src_lengths: list[int], ratio: float, extra: int, cap: int) -> list[int]:
+    """Most pieces an output may have: a ratio of the source length plus a constant, capped."""
+    return [max(1, min(cap, int(ratio * n + extra))) for n in src_lengths]
+
+
+def _mask_step(logp: torch.Tensor, at_limit_rows: torch.Tensor | None) -> None:
+    """Never emit padding or a second BOS; at the length limit only EOS remains (in place)."""
+    logp[:, PAD] = float("-inf")
+    logp[:, BOS] = float("-inf")
+    if at_limit_rows is not None and bool(at_limit_rows.any()):
+        eos = logp[at_limit_rows, EOS].clone()
+        logp[at_limit_rows] = float("-inf")
+        logp[at_limit_rows, EOS] = eos
+
+
+@torch.inference_mode()
+def greedy_search(decoder, states: torch.Tensor, lengths: torch.Tensor, max_len: list[int], alpha: float = 0.0) -> list[list[Hypothesis]]:
+    """The most likely piece at every step: the reference that beam search with K = 1 must reproduce."""
+    B = states.size(0)
+    limit = torch.tensor(max_len, device=states.device)
+    st = decoder.start(states, lengths, 1)
+    tokens = torch.full((B,), BOS, dtype=torch.long, device=states.device)
+    total = torch.zeros(B, device=states.device)
+    done = torch.zeros(B, dtype=torch.bool, device=states.device)
+    out: list[list[int]] = [[] for _ in range(B)]
+    for t in range(int(limit.max()) + 1):
+        logp, st = decoder.step(tokens, st)
+        _mask_step(logp, limit <= t)
+        s, best = logp.max(-1)
+        total += torch.where(done, torch.zeros_like(s), s)
+        for i, (tok, fin) in enumerate(zip(best.tolist(), done.tolist())):
+            if not fin and tok != EOS:
+                out[i].append(tok)
+        done |= best == EOS
+        if bool(done.all()):
+            break
+        tokens = best
+    return [[(ids, total[i].item() / length_penalty(len(ids) + 1, alpha))] for i, ids in enumerate(out)]
+
+
+@torch.inference_mode()
+def beam_search(
+    decoder,
+    states: torch.Tensor,
+    lengths: torch.Tensor,
+    max_len: list[int],
+    beam: int = 5,
+    n_best: int = 1,
+    alpha: float = 1.0,
+) -> list[list[Hypothesis]]:
+    """For each sentence of the batch, its ``n_best`` hypotheses, best first (beam 1 is greedy decoding)."""
+    K = max(1, beam, n_best)
+    B = states.size(0)
+    dev = states.device
+    limit = torch.tensor(max_len, device=dev)
+    st = decoder.start(states, lengths, K)
+    active = torch.arange(B, device=dev)  # original index of each sentence still searching
+    scores = torch.full((B, K), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first, or the beam fills with copies
+    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
+    seqs = torch.empty((B * K, 0), dtype=torch.long, device=dev)  # pieces so far, one row per hypothesis
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    offsets = torch.arange(B, device=dev).unsqueeze(1) * K  # (B, 1)
+    for t in range(int(limit.max()) + 1):
+        logp, st = decoder.step(tokens, st)  # (Ba*K, V)
+        Ba, V = active.numel(), logp.size(-1)
+        at_limit = limit[active] <= t  # (Ba,)
+        _mask_step(logp, at_limit.repeat_interleave(K))
+        cand = (scores.unsqueeze(-1) + logp.view(Ba, K, V)).view(Ba, K * V)  # (Ba, K·V)
+        # 2K candidates: each beam adds at most one EOS, so at least K of them continue.
+        top_scores, top_idx = cand.topk(2 * K, dim=1)  # (Ba, 2K)
+        beam_idx, tok = top_idx // V, top_idx % V
+        is_eos = (tok == EOS) & torch.isfinite(top_scores)
+        for a, r in is_eos[:, :K].nonzero().tolist():  # an EOS among the best K ends a hypothesis
+            b = int(active[a])
+            ids = seqs[a * K + int(beam_idx[a, r])].tolist()
+            finished[b].append((ids, top_scores[a, r].item() / length_penalty(len(ids) + 1, alpha)))
+        rank = torch.arange(2 * K, device=dev).expand(Ba, 2 * K) + is_eos.long() * 2 * K
+        sel = rank.topk(K, dim=1, largest=False).indices  # (Ba, K) the best K that do not end
+        new_scores = top_scores.gather(1, sel)
+        rows = offsets[:Ba] + beam_idx.gather(1, sel)  # (Ba, K) rows they extend
+        new_tok = tok.gather(1, sel)
+        n_done = torch.tensor([len(finished[int(b)]) for b in active.tolist()], device=dev)
+        done = (n_done >= K) | at_limit | ~torch.isfinite(new_scores[:, 0])
+        if bool(done.all()):
+            break
+        sentences = None
+        if bool(done.any()):  # finished sentences leave the batch; rows keep their old numbering for the gather
+            sentences = (~done).nonzero().squeeze(1)
+            rows, new_scores, new_tok = rows[sentences], new_scores[sentences], new_tok[sentences]
+            active = active[sentences]
+        flat = rows.reshape(-1)  # (Ba'·K,)
+        seqs = torch.cat([seqs.index_select(0, flat), new_tok.reshape(-1, 1)], dim=1)
+        st = decoder.reorder(st, flat, sentences)
+        scores, tokens = new_scores, new_tok.reshape(-1)
+    out = []
+    for b in range(B):
+        hyps = sorted(finished[b], key=lambda h: -h[1])
+        out.append(hyps[: max(1, n_best)] if hyps else [([], float("-inf"))])
+    return out

@@ -205,3 +205,42 @@ def test_sentiment_help_is_fast_and_imports_no_torch():
     for command in ("train", "evaluate", "predict", "info"):
         help_text = run_cli(command, "--help").stdout
         assert "Example:" in help_text, command
+
+
+def test_sentiment_hf_source_reads_class_label_names(monkeypatch):
+    """The real `hf:` path down to datasets.load_dataset, with a local DatasetDict standing in for the hub."""
+    import datasets
+
+    from lstmtext.tasks import sentiment
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    local = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["a fine film", "a dull film"], "label": [1, 0]}, features=features),
+        "validation": datasets.Dataset.from_dict({"sentence": ["fine"], "label": [1]}, features=features),
+    })
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: asked.append((name, config)) or local)
+    rows = sentiment.read("hf:stanfordnlp/sst2", sentiment.Options(), "train")
+    assert [(r["text"], r["label"]) for r in rows] == [("a fine film", "positive"), ("a dull film", "negative")]
+    assert asked == [("stanfordnlp/sst2", None)]
+    dev = sentiment.read("hf:glue:sst2@validation", sentiment.Options(), "train")
+    assert [r["label"] for r in dev] == ["positive"] and asked[-1] == ("glue", "sst2")
+    assert sentiment.read("hf:x", sentiment.Options(), "test")[0]["text"] == "fine"  # no test split: validation
+
+
+def test_sentiment_tokenizer_commands_train_encode_decode(tmp_path, sentiment_ckpt):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the film number {i} was good and the plot was dull .\n" for i in range(300)))
+    model = tmp_path / "tok.model"
+    trained = run_cli("tokenizer", "train", corpus, "-o", model, "--vocab-size", "300")
+    assert trained.returncode == 0 and model.stat().st_size > 0, trained.stderr
+    assert_usage_error(run_cli("tokenizer", "train", corpus, "-o", model), "exists", "--force")
+    enc = run_cli("tokenizer", "encode", "-m", model, input="the plot was good ✓\n\n")
+    ids = enc.stdout.splitlines()
+    assert ids[0].split() and all(x.isdigit() for x in ids[0].split()) and ids[1] == ""
+    dec = run_cli("tokenizer", "decode", "-m", model, input=enc.stdout)
+    assert dec.stdout.splitlines() == ["the plot was good ✓", ""]
+    pieces = run_cli("tokenizer", "encode", "-m", sentiment_ckpt, "--pieces", input="a wonderful film\n")
+    assert "▁" in pieces.stdout  # a checkpoint's own tokenizer works too
+    assert_usage_error(run_cli("tokenizer", "decode", "-m", model, input="1 2 x\n"), "integer ids")

@@ -141,7 +141,7 @@ def test_seq2seq_step_matches_teacher_forced_forward(tiny):
 
 # -- beam search -------------------------------------------------------------------------------------------
 def test_beam_search_with_beam_1_equals_greedy(tiny):
-    from lstmtext.beam import beam_search, greedy_search
+    from lstmtext.decoding import beam_search, greedy_search
 
     _, tok, model = tiny
     states, lengths, max_len = _encode(model, tok, SOURCES)
@@ -153,7 +153,7 @@ def test_beam_search_with_beam_1_equals_greedy(tiny):
 
 
 def test_beam_search_batched_equals_per_sentence(tiny):
-    from lstmtext.beam import beam_search
+    from lstmtext.decoding import beam_search
 
     _, tok, model = tiny
     states, lengths, max_len = _encode(model, tok, SOURCES)
@@ -166,7 +166,7 @@ def test_beam_search_batched_equals_per_sentence(tiny):
 
 
 def test_beam_search_n_best_sorted_distinct_and_bounded(tiny):
-    from lstmtext.beam import beam_search
+    from lstmtext.decoding import beam_search
 
     _, tok, model = tiny
     states, lengths, max_len = _encode(model, tok, SOURCES)
@@ -178,7 +178,7 @@ def test_beam_search_n_best_sorted_distinct_and_bounded(tiny):
 
 
 def test_beam_max_lengths_are_relative_to_the_source_and_capped():
-    from lstmtext.beam import max_lengths
+    from lstmtext.decoding import max_lengths
 
     assert max_lengths([0, 10, 10_000], 1.5, 10, 256) == [10, 25, 256]
 

@@ -74,7 +74,7 @@ class Decoding:
     select_beam: int
 
     def max_len(self, src_lengths: list[int]) -> list[int]:
-        from lstmtext.beam import max_lengths
+        from lstmtext.decoding import max_lengths
 
         return max_lengths(src_lengths, self.ratio, self.extra, self.cap)
 
@@ -262,7 +262,7 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
     """
     import torch
 
-    from lstmtext.beam import beam_search
+    from lstmtext.decoding import beam_search
     from lstmtext.tasks.common import pad
 
     dec = model.decoding
