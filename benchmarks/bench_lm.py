@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED, lstmtext, record  # noqa: E402
+from common import SHARED, lstmtext, record, training_cost  # noqa: E402
 
 WT2 = SHARED / "wikitext2"
 SST2 = SHARED / "sst2"
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--transfer", action="store_true", help="also SST-2 10 %%: --init-from the LM vs scratch")
     ap.add_argument("--transfer-time", default="10m", help="training budget of each transfer run")
     ap.add_argument("--transfer-full", action="store_true", help="also full SST-2 with --init-from the LM")
+    ap.add_argument("--only", choices=["all", "speed", "transfer"], default="all",
+                    help="speed: generation speed only; transfer: the transfer runs only (with --checkpoint)")
     ap.add_argument("--gen-tokens", type=int, default=600)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -89,25 +91,25 @@ def main() -> None:
     ckpt = Path(args.checkpoint) if args.checkpoint else work / "lm.ckpt"
     train_cmd = ["train", "lm", "--recipe", "wikitext2", "--train", train, "--dev", dev, "-o", ckpt,
                  "--max-time", args.max_time, "--seed", args.seed, "-q"]
-    command = f"python benchmarks/bench_lm.py --max-time {args.max_time}" + (" --quick" if args.quick else "")
+    command = "python benchmarks/bench_lm.py " + " ".join(sys.argv[1:])
     if not args.checkpoint:
         lstmtext(*train_cmd)
-    meta = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
+    meta, train_min, tok_s = training_cost(ckpt)
     prov = meta.get("provenance", {})
-    train_min = round(prov.get("train_seconds", 0) / 60, 1)
-    rows = [json.loads(l) for l in open(str(ckpt)[: -len(".ckpt")] + ".metrics.jsonl")] if not args.checkpoint else []
-    tok_s = round(sum(r["tokens_per_s"] for r in rows) / len(rows)) if rows else None
 
-    proc, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
-    m = json.loads(proc.stdout)
-    speed = generation_speed(ckpt, args.gen_tokens, args.seed)
-    extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces")}
-    extra.update(speed, dev=prov and meta.get("metrics"), eval_seconds=round(eval_s, 1),
-                 encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"])
-    results = [("lm", dataset, "test ppl/word", round(m["ppl_word"], 2), train_min, tok_s, extra),
-               ("lm-generate", dataset, "gen tokens/s (batch 1)", speed["gen_tokens_per_s"], None, None, {"sample": speed["sample"]})]
+    results = []
+    if args.only == "all":
+        proc, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
+        m = json.loads(proc.stdout)
+        extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces")}
+        extra.update(dev=prov and meta.get("metrics"), eval_seconds=round(eval_s, 1),
+                     encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"])
+        results.append(("lm", dataset, "test ppl/word", round(m["ppl_word"], 2), train_min, tok_s, extra))
+    if args.only in ("all", "speed"):
+        speed = generation_speed(ckpt, args.gen_tokens, args.seed)
+        results.append(("lm-generate", dataset, "gen tokens/s (batch 1)", speed["gen_tokens_per_s"], None, None, speed))
 
-    if args.transfer:
+    if args.transfer or args.only == "transfer":
         enc = meta["recipe"]["encoder"]
         same = [f"--set=encoder.{k}={enc[k]}" for k in ("cell", "embed_dim", "hidden_dim", "num_layers")]
         sub = sst2_subset(work / "sst2_10.tsv", 0.1, args.seed)
@@ -132,7 +134,7 @@ def main() -> None:
             print(json.dumps({"benchmark": name, "dataset": ds, "metric": metric, "value": value, "train_min": tmin,
                               "tokens_per_s": tps, **extra}))
         else:
-            record(name, ds, metric, value, tmin, tps, command + (" --transfer" if args.transfer else ""), extra)
+            record(name, ds, metric, value, tmin, tps, command, extra)
     print(f"work files in {work}", file=sys.stderr)
 
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, lstmtext, record  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
 
 DATA = SHARED / "conll2003"
 TRAIN, DEV, TEST = DATA / "eng.train", DATA / "eng.testa", DATA / "eng.testb"
@@ -49,10 +49,6 @@ def subset(path: Path, n: int) -> Path:
     return dest
 
 
-def rel(p: Path) -> str:
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
-
-
 def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: bool) -> None:
     args = ["train", "ner", "--recipe", a.recipe, "--train", rel(train), "--dev", rel(dev), "-o", rel(ckpt), "--force", "-q"]
     if a.max_time:
@@ -64,12 +60,7 @@ def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: boo
     command = "lstmtext " + " ".join(map(str, args))
     print(command, flush=True)
     _, wall = lstmtext(*args)
-    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
-    log_file = ckpt.with_name(ckpt.stem + ".metrics.jsonl")
-    log = [json.loads(l) for l in log_file.read_text().splitlines()] if log_file.exists() else []
-    rates = [r["tokens_per_s"] for r in log if r.get("tokens_per_s")]
-    tok_s = round(statistics.median(rates)) if rates else None
-    minutes = round(info["provenance"]["train_seconds"] / 60, 1)
+    info, minutes, tok_s = training_cost(ckpt)
     ev, _ = lstmtext("evaluate", ckpt, rel(test), "--format", "json")
     m = json.loads(ev.stdout)
     per_type = " ".join(f"{k} {100 * v['f1']:.2f}" for k, v in m["per_type"].items())
@@ -80,7 +71,7 @@ def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: boo
                  "selection": {"split": dev.name, **info["metrics"]}, "steps": info["provenance"]["steps"],
                  "init_from": a.init_from}
         record(a.name, f"CoNLL-2003 {test.name}" + (" (quick subset)" if a.quick else ""), "entity F1",
-               round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {ckpt.name} {rel(test)}", extra)
+               round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(test)}", extra)
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
@@ -100,7 +91,7 @@ def speed(a, ckpt: Path, test: Path, save: bool) -> None:
           f"{t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end", flush=True)
     if save:
         record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
-               round(rate), None, None, f"lstmtext tag {raw.name} -m {ckpt.name} --format {a.format}",
+               round(rate), None, None, f"lstmtext tag {raw.name} -m {rel(ckpt)} --format {a.format}",
                {"seconds": round(t, 2), "runs": [round(x, 2) for x in times]})
 
 

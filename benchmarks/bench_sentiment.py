@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, lstmtext, record  # noqa: E402
+from common import OUT, REPO, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
 
 EVAL = {"sst2": SHARED / "sst2" / "dev.tsv", "imdb": SHARED / "imdb" / "test.jsonl.gz"}
 SPLIT = {"sst2": "SST-2 dev (872)", "imdb": "IMDB test (25,000)"}
@@ -31,18 +31,14 @@ def train_and_score(name: str, max_time: str | None, ckpt: Path, save: bool) -> 
         args += ["--max-time", max_time]
     command = "lstmtext " + " ".join(map(str, args))
     _, wall = lstmtext(*args)
-    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
-    log = [json.loads(l) for l in ckpt.with_name(ckpt.stem + ".metrics.jsonl").read_text().splitlines()]
-    rates = [r["tokens_per_s"] for r in log if r["tokens_per_s"]]
-    tok_s = round(statistics.median(rates)) if rates else None
-    minutes = round(info["provenance"]["train_seconds"] / 60, 1)
+    info, minutes, tok_s = training_cost(ckpt)
     ev, _ = lstmtext("evaluate", ckpt, EVAL[name], "--format", "json")
     m = json.loads(ev.stdout)
     print(f"{name}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} after {minutes} min ({wall:.0f}s wall)")
     if save:
         extra = {"macro_f1": m["macro_f1"], "selection_metric": info["metrics"], "steps": info["provenance"]["steps"]}
         record(f"sentiment-{name}", SPLIT[name], "accuracy", round(100 * m["accuracy"], 2), minutes, tok_s,
-               f"{command} && lstmtext evaluate {ckpt.name} {EVAL[name]}", extra)
+               f"{command} && lstmtext evaluate {rel(ckpt)} {EVAL[name]}", extra)
 
 
 def speed(ckpt: Path, save: bool, batches: int) -> None:
@@ -111,7 +107,7 @@ def speed(ckpt: Path, save: bool, batches: int) -> None:
                round(ratio, 3), None, round(loop_rate), cmd, {"raw_tokens_per_s": round(raw_rate), "batches": len(idx)})
         record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
         record("cli-predict-sst2-dev", "SST-2 dev (872 lines)", "seconds end to end", round(pred_s, 2), None,
-               round(sum(len(l.split()) for l in lines) / pred_s), f"lstmtext predict {ckpt.name} dev.txt")
+               round(sum(len(l.split()) for l in lines) / pred_s), f"lstmtext predict {rel(ckpt)} dev.txt")
 
 
 def main() -> None:

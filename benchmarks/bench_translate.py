@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, lstmtext, record  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
 
 DATA = SHARED / "multi30k"
 TEST = DATA / "test_2016_flickr"
@@ -47,11 +47,7 @@ def train_and_score(ckpt: Path, max_time: str | None, extra: list[str], test: Pa
         args += ["--set", "translate.hidden_dim=256", "--set", "tokenizer.vocab_size=4000"]
     command = "lstmtext " + " ".join(map(str, args))
     _, wall = lstmtext(*args)
-    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
-    log = [json.loads(l) for l in ckpt.with_name(ckpt.stem + ".metrics.jsonl").read_text().splitlines()]
-    rates = [r["tokens_per_s"] for r in log if r["tokens_per_s"]]
-    tok_s = round(statistics.median(rates)) if rates else None
-    minutes = round(info["provenance"]["train_seconds"] / 60, 1)
+    info, minutes, tok_s = training_cost(ckpt)
     ev, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
     m = json.loads(ev.stdout)
     print(f"multi30k de-en test_2016_flickr: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} BLEU(lc) {m['bleu_lc']:.2f} "
@@ -61,9 +57,9 @@ def train_and_score(ckpt: Path, max_time: str | None, extra: list[str], test: Pa
         extra_cols = {"signature": m["signature"], "chrf": round(m["chrf"], 2), "bleu_lc": round(m["bleu_lc"], 2),
                       "val": info["metrics"], "steps": info["provenance"]["steps"], "epochs": info["provenance"]["epochs"]}
         record("translate-multi30k-de-en", "Multi30k test_2016_flickr (1,000)", "sacreBLEU", round(m["bleu"], 2),
-               minutes, tok_s, f"{command} && lstmtext evaluate {ckpt.name} {TEST}", extra_cols)
+               minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {TEST}", extra_cols)
         record("translate-multi30k-de-en-lc", "Multi30k test_2016_flickr (1,000)", "BLEU lowercased",
-               round(m["bleu_lc"], 2), minutes, tok_s, f"lstmtext evaluate {ckpt.name} {TEST}")
+               round(m["bleu_lc"], 2), minutes, tok_s, f"lstmtext evaluate {rel(ckpt)} {TEST}")
 
 
 def speed(ckpt: Path, test: Path, save: bool, repeats: int) -> None:
@@ -79,7 +75,7 @@ def speed(ckpt: Path, test: Path, save: bool, repeats: int) -> None:
           f"= {n / t:.1f} sentences/s")
     if save:
         record("translate-speed-beam5", f"Multi30k {src.name} ({n} lines)", "sentences/s end to end", round(n / t, 1),
-               None, None, f"lstmtext translate -m {ckpt.name} --beam 5 {src}", {"seconds": round(t, 2)})
+               None, None, f"lstmtext translate -m {rel(ckpt)} --beam 5 {src}", {"seconds": round(t, 2)})
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +21,12 @@ HEADER = (
     "| date | benchmark | dataset | metric | value | train min | tokens/s | command | commit |\n"
     "|---|---|---|---|---|---|---|---|---|\n"
 )
+
+
+def rel(p) -> str:
+    """A path as a command in a row should show it: relative to the repository when inside it."""
+    p = Path(p).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def commit() -> str:
@@ -43,9 +50,21 @@ def lstmtext(*args: str, stdin=None, check: bool = True) -> tuple[subprocess.Com
     return proc, seconds
 
 
+def training_cost(ckpt: Path) -> tuple[dict, float, int | None]:
+    """(model card, training minutes, median tokens/s over the metrics log) of a trained checkpoint."""
+    info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)
+    log_file = Path(ckpt).with_name(Path(ckpt).stem + ".metrics.jsonl")
+    log = [json.loads(l) for l in log_file.read_text().splitlines()] if log_file.exists() else []
+    rates = [r["tokens_per_s"] for r in log if r.get("tokens_per_s")]
+    minutes = round(info.get("provenance", {}).get("train_seconds", 0) / 60, 1)
+    return info, minutes, (round(statistics.median(rates)) if rates else None)
+
+
 def record(name: str, dataset: str, metric: str, value, train_min, tokens_per_s, command: str, extra: dict | None = None) -> None:
     """Append a row to BENCHMARKS.md and write benchmarks/out/NAME.json."""
     OUT.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("OMP_NUM_THREADS"):
+        command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
     row = {
         "date": time.strftime("%Y-%m-%d"), "benchmark": name, "dataset": dataset, "metric": metric, "value": value,
         "train_min": train_min, "tokens_per_s": tokens_per_s, "command": command, "commit": commit(), **(extra or {}),

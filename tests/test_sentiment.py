@@ -7,9 +7,7 @@ import os
 import select
 import subprocess
 import sys
-import time
 
-import pytest
 
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 
