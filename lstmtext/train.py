@@ -396,7 +396,7 @@ def train(
             last_rate[0] = tok_per_s
         span[:] = [0.0, 0, 0, 0.0]
         if dev_feats:
-            metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok)
+            metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok, selection=True)
             raw_model.train()
             value = metrics.get(main_metric)
         else:

@@ -177,6 +177,18 @@ def test_beam_search_n_best_sorted_distinct_and_bounded(tiny):
         assert all(len(ids) <= limit for ids, _ in hyps)
 
 
+def test_translate_evaluate_selects_with_select_beam_and_reports_with_beam(tiny):
+    from lstmtext.tasks import translate as T
+
+    recipe, tok, model = tiny
+    examples = T.read(str(SAMPLE_DEV), recipe.options)[:8]
+    feats = T.featurize(examples, tok, [], recipe)
+    during = T.evaluate(model, feats, [], torch.device("cpu"), 4096, tok, selection=True)
+    after = T.evaluate(model, feats, [], torch.device("cpu"), 4096, tok)
+    assert (during["beam"], after["beam"]) == (recipe.options.select_beam, recipe.options.beam) == (1, 5)
+    assert during["loss"] == pytest.approx(after["loss"])  # the same model, only the decoder's beam differs
+
+
 def test_beam_max_lengths_are_relative_to_the_source_and_capped():
     from lstmtext.decoding import max_lengths
 

@@ -10,7 +10,9 @@ A task module provides (see tasks/sentiment.py for the reference implementation)
   featurize(examples, tok, labels, recipe) → features, each with "length" (pieces) for bucketing
   collate(features)             → dict of tensors: "tokens" (B,T), "lengths" (B,), targets
   build_model(recipe, vocab_size, labels) → Model(Encoder, Head); model(batch) → (logits, loss)
-  evaluate(model, features, labels, device, batch_tokens, tok) → metrics dict (with MAIN_METRIC)
+  evaluate(model, features, labels, device, batch_tokens, tok, selection=False) → metrics dict (with
+                                MAIN_METRIC); selection=True when the training loop picks checkpoints, so a
+                                task may use a cheaper variant there (translation: greedy decoding)
   summary(metrics)              → the scalar metrics logged after each evaluation
   report(metrics, console)      → the tables `lstmtext evaluate` prints
   Predictor(model, tok, labels, recipe, device) with .task, .predict(texts) and .format(text, result, fmt)

@@ -157,7 +157,7 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
     """Forward LM perplexity per piece and per word, bits per character; the backward LM's per-piece too."""
     import torch
     import torch.nn.functional as F

@@ -314,7 +314,7 @@ def _assemble(features: list[dict], paths: list[list[int]], n_sents: int) -> lis
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
     paths, loss = decode_features(model, features, device, batch_tokens)
     n_sents = max((f["sent"] for f in features), default=-1) + 1
     pred = [[labels[i] for i in p] for p in _assemble(features, paths, n_sents)]

@@ -129,7 +129,7 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
     import torch
 
     from lstmtext.tasks.common import classification_metrics, inference_batches

@@ -283,7 +283,7 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None) -> dict:
+def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
@@ -291,11 +291,10 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
     from lstmtext.tasks.common import inference_batches
     from lstmtext.tokenizer import PAD
 
-    # The training loop calls evaluate with the model still in train mode; `lstmtext evaluate` passes a
-    # loaded model in eval mode. Selection during training decodes with select_beam (greedy by default:
-    # several times faster, and it ranks checkpoints the same way); reported scores use the full beam.
+    # Model selection during training decodes with select_beam (greedy by default: several times faster,
+    # and it ranks checkpoints the same way); reported scores use the full beam.
     dec = model.decoding
-    beam = dec.select_beam if model.training else dec.beam
+    beam = dec.select_beam if selection else dec.beam
     model.eval()
     nll, count = 0.0, 0
     with torch.inference_mode():
