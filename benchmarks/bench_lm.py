@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, lstmtext, record, training_cost  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, training_cost  # noqa: E402
 
 WT2 = SHARED / "wikitext2"
 SST2 = SHARED / "sst2"
@@ -88,9 +88,10 @@ def main() -> None:
         args.gen_tokens = min(args.gen_tokens, 100)
     dataset = "wikitext2" + (" (quick subset)" if args.quick else "")
 
-    ckpt = Path(args.checkpoint) if args.checkpoint else work / "lm.ckpt"
+    ckpt = Path(args.checkpoint) if args.checkpoint else (work if args.quick else OUT) / "wikitext2.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     train_cmd = ["train", "lm", "--recipe", "wikitext2", "--train", train, "--dev", dev, "-o", ckpt,
-                 "--max-time", args.max_time, "--seed", args.seed, "-q"]
+                 "--max-time", args.max_time, "--seed", args.seed, "-q", "--force"]
     command = "python benchmarks/bench_lm.py " + " ".join(sys.argv[1:])
     if not args.checkpoint:
         lstmtext(*train_cmd)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 DATA = SHARED / "conll2003"
 TRAIN, DEV, TEST = DATA / "eng.train", DATA / "eng.testa", DATA / "eng.testb"
@@ -51,12 +51,7 @@ def subset(path: Path, n: int) -> Path:
 
 def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: bool) -> None:
     args = ["train", "ner", "--recipe", a.recipe, "--train", rel(train), "--dev", rel(dev), "-o", rel(ckpt), "--force", "-q"]
-    if a.max_time:
-        args += ["--max-time", a.max_time]
-    if a.init_from:
-        args += ["--init-from", a.init_from]
-    for item in a.set:
-        args += ["--set", item]
+    args += run_options(a)
     command = "lstmtext " + " ".join(map(str, args))
     print(command, flush=True)
     _, wall = lstmtext(*args)

@@ -19,25 +19,29 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
+from common import OUT, REPO, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 EVAL = {"sst2": SHARED / "sst2" / "dev.tsv", "imdb": SHARED / "imdb" / "test.jsonl.gz"}
 SPLIT = {"sst2": "SST-2 dev (872)", "imdb": "IMDB test (25,000)"}
 
 
-def train_and_score(name: str, max_time: str | None, ckpt: Path, save: bool) -> None:
-    args = ["train", "sentiment", "--recipe", f"recipes/{name}.toml", "-o", ckpt, "--force", "-q"]
-    if max_time:
-        args += ["--max-time", max_time]
+def train_and_score(a, ckpt: Path, save: bool) -> None:
+    name = a.recipe
+    args = ["train", "sentiment", "--recipe", f"recipes/{name}.toml", "-o", rel(ckpt), "--force", "-q"]
+    if a.train:
+        args += ["--train", a.train]
+    args += run_options(a)
     command = "lstmtext " + " ".join(map(str, args))
+    print(command, flush=True)
     _, wall = lstmtext(*args)
     info, minutes, tok_s = training_cost(ckpt)
     ev, _ = lstmtext("evaluate", ckpt, EVAL[name], "--format", "json")
     m = json.loads(ev.stdout)
     print(f"{name}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} after {minutes} min ({wall:.0f}s wall)")
     if save:
-        extra = {"macro_f1": m["macro_f1"], "selection_metric": info["metrics"], "steps": info["provenance"]["steps"]}
-        record(f"sentiment-{name}", SPLIT[name], "accuracy", round(100 * m["accuracy"], 2), minutes, tok_s,
+        extra = {"macro_f1": m["macro_f1"], "selection_metric": info["metrics"], "steps": info["provenance"]["steps"],
+                 "init_from": a.init_from}
+        record(a.name or f"sentiment-{name}", SPLIT[name], "accuracy", round(100 * m["accuracy"], 2), minutes, tok_s,
                f"{command} && lstmtext evaluate {rel(ckpt)} {EVAL[name]}", extra)
 
 
@@ -114,15 +118,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", choices=["sst2", "imdb"], default="sst2")
     ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 2m for a smoke run)")
+    ap.add_argument("--train", help="training data instead of the recipe's (e.g. a subset)")
+    ap.add_argument("--init-from", help="start from this checkpoint's encoder and tokenizer (an LM from 'lstmtext train lm')")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides, as for lstmtext train")
+    ap.add_argument("--name", help="benchmark name in BENCHMARKS.md (default sentiment-RECIPE)")
     ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
-    ap.add_argument("--checkpoint", type=Path, help="checkpoint for --only speed")
+    ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or to time (--only speed)")
     ap.add_argument("--batches", type=int, default=150, help="batches in the throughput comparison")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     ckpt = a.checkpoint or OUT / f"{a.recipe}.ckpt"
     if a.only in ("all", "train"):
-        train_and_score(a.recipe, a.max_time, ckpt, not a.no_record)
+        train_and_score(a, ckpt, not a.no_record)
     if a.only in ("all", "speed") and a.recipe == "sst2":
         speed(ckpt, not a.no_record, a.batches)
 

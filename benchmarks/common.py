@@ -50,6 +50,18 @@ def lstmtext(*args: str, stdin=None, check: bool = True) -> tuple[subprocess.Com
     return proc, seconds
 
 
+def run_options(a) -> list[str]:
+    """The train arguments every benchmark script passes through: --max-time, --init-from, --set."""
+    args: list[str] = []
+    if getattr(a, "max_time", None):
+        args += ["--max-time", a.max_time]
+    if getattr(a, "init_from", None):
+        args += ["--init-from", a.init_from]
+    for item in getattr(a, "set", None) or []:
+        args += ["--set", item]
+    return args
+
+
 def training_cost(ckpt: Path) -> tuple[dict, float, int | None]:
     """(model card, training minutes, median tokens/s over the metrics log) of a trained checkpoint."""
     info = json.loads(lstmtext("info", ckpt, "--format", "json")[0].stdout)

@@ -51,6 +51,7 @@ class TrainConfig:
     max_time: str = ""  # "20m", "1h30m", "90s"; empty = no limit
     max_steps: int = 0  # stop (with resume state) after this many steps; 0 = no limit
     lr: float = 2e-3
+    encoder_lr_scale: float = 1.0  # the encoder's lr = lr × this (e.g. 0.3 to fine-tune an --init-from encoder gently)
     weight_decay: float = 0.01
     clip: float = 1.0
     warmup: float = 0.02  # fraction of the run spent warming up the learning rate
@@ -197,8 +198,8 @@ def validate(recipe: Recipe) -> None:
         raise UsageError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
     if t.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise UsageError(f"train.precision: expected auto, fp32, bf16 or fp16, got {t.precision!r}")
-    if t.lr <= 0 or t.batch_tokens < 1 or t.epochs < 1:
-        raise UsageError("train: lr, batch_tokens and epochs must be positive")
+    if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
+        raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
     parse_duration(t.max_time)
     if not 0 <= recipe.data.valid_fraction < 1:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")

@@ -161,6 +161,20 @@ def lr_factor(progress: float, warmup: float, schedule: str) -> float:
     return max(0.0, 1.0 - rest)
 
 
+def param_groups(model, weight_decay: float, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms and embeddings; the encoder's learning rate scaled by
+    ``encoder_lr_scale`` (below 1 fine-tunes an encoder taken with --init-from gently, as ULMFiT's
+    discriminative rates do, so the new head's large early gradients do not wash out what it learned)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        key = (name.startswith("encoder."), p.dim() >= 2 and "embed" not in name)
+        groups.setdefault(key, []).append(p)
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": encoder_lr_scale if enc else 1.0}
+        for (enc, decay), params in sorted(groups.items())
+    ]
+
+
 def train_step(model, opt, batch: dict, autocast, scaler, clip: float) -> tuple[torch.Tensor, bool]:
     """One optimisation step; a non-finite loss skips the update and reports False."""
     with autocast():
@@ -291,14 +305,7 @@ def train(
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    decay, no_decay = [], []
-    for name, p in raw_model.named_parameters():
-        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tc.lr,
-        foreach=True,
-    )
+    opt = torch.optim.AdamW(param_groups(raw_model, tc.weight_decay, tc.encoder_lr_scale), lr=tc.lr, foreach=True)
     if stored_state:
         restore_optimizer(opt, stored_state, stored_meta["optimizer"])
     autocast, scaler = autocast_for(device, tc.precision)
@@ -442,7 +449,7 @@ def train(
                     progress_frac = max(progress_frac, elapsed() / max_time)
                 lr = tc.lr * lr_factor(progress_frac, tc.warmup, tc.schedule)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g["lr_scale"]
                 loss, finite = train_step(model, opt, batch, autocast, scaler, tc.clip)
                 bad = 0 if finite else 1
                 step += 1

@@ -117,6 +117,38 @@ def test_ner_featurize_long_sentence_in_bounded_windows():
     assert all(f["length"] <= 20 for f in huge) and sum(f["n"] for f in huge) == 2
 
 
+def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
+    from lstmtext.model import build_encoder
+
+    tok = _tiny_tokenizer()
+    recipe = _recipe()
+    recipe.encoder.embed_dim = recipe.encoder.hidden_dim = 16
+    long_words = ["Emmanuel", "Macron", "met", "Angela", "Merkel", "in", "Berlin"]
+    feats = ner.featurize([{"tokens": ["Paris"]}, {"tokens": long_words}], tok, LABELS, recipe)
+    batch = ner.collate(feats)
+    for f, first, last in zip(feats, batch["first"], batch["last"]):
+        n = len(f["first"])
+        ends = [f["first"][w + 1] - 1 if w + 1 < n else f["length"] - 1 for w in range(n)]
+        assert last[:n].tolist() == ends  # each word's last piece
+    assert any(l > f for l, f in zip(batch["last"][1].tolist(), batch["first"][1].tolist()))  # some word has 2+ pieces
+
+    torch.manual_seed(0)
+    encoder = build_encoder(recipe.encoder, len(tok)).eval()
+    head = TagHead(encoder.output_dim, LABELS, 0.0, "span")
+    with torch.no_grad():
+        states = encoder(batch["tokens"], batch["lengths"])  # (B, T, 2H)
+        em = head.emissions(states, batch["first"], batch["last"])  # (B, W, L)
+        H = encoder.hidden_dim
+        f, l = batch["first"][1], batch["last"][1]
+        words = torch.cat([states[1, l, :H], states[1, f, H:]], dim=-1)  # forward at the last piece, backward at the first
+        assert torch.allclose(em[1, : len(long_words)], head.proj(words)[: len(long_words)], atol=1e-6)
+        alone = ner.collate(feats[1:])
+        em_alone = head.emissions(encoder(alone["tokens"], alone["lengths"]), alone["first"], alone["last"])
+        assert torch.allclose(em[1, : len(long_words)], em_alone[0], atol=1e-5)
+    with pytest.raises(UsageError, match="ner.word_state"):
+        ner.build_model(_recipe().__class__(**{**_recipe().__dict__, "options": ner.Options(word_state="middle")}), 300, LABELS)
+
+
 # -- the CRF -----------------------------------------------------------------------------------------------
 def test_ner_bio_allowed_forbids_invalid_transitions():
     trans, start = bio_allowed(LABELS)

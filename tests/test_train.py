@@ -130,3 +130,33 @@ def test_train_distributed_two_cpu_processes(tmp_path):
     log = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()
     assert len(log) == 2  # only rank 0 writes: one row per evaluation, not two
     assert run_cli("predict", out, input="a wonderful film .\n").returncode == 0
+
+
+def test_train_param_groups_scale_the_encoder_lr_and_cover_every_parameter_once():
+    from lstmtext.tasks import sentiment
+    from lstmtext.train import param_groups, resolve_recipe
+
+    recipe = resolve_recipe("sentiment", None, ["encoder.embed_dim=8", "encoder.hidden_dim=8", "sentiment.hidden_dim=8"])
+    model = sentiment.build_model(recipe, 300, ["neg", "pos"])
+    groups = param_groups(model, weight_decay=0.01, encoder_lr_scale=0.25)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    encoder = {id(p) for p in model.encoder.parameters()}
+    for g in groups:
+        in_encoder = {id(p) in encoder for p in g["params"]}
+        assert len(in_encoder) == 1  # a group is all encoder or all head
+        assert g["lr_scale"] == (0.25 if in_encoder == {True} else 1.0)
+    embed = model.encoder.embed.weight
+    assert next(g for g in groups if any(p is embed for p in g["params"]))["weight_decay"] == 0.0
+
+
+def test_train_encoder_lr_scale_zero_freezes_an_init_from_encoder(sentiment_ckpt, tmp_path):
+    before = _weights(sentiment_ckpt)
+    enc = [k for k in before if k.startswith("encoder.")]
+    for scale, frozen in (("0", True), ("1", False)):
+        out = tmp_path / f"scale{scale}.ckpt"
+        proc = run_cli("train", "sentiment", "-o", out, "--init-from", sentiment_ckpt, "--epochs", "1", "-q", *TINY,
+                       "--set", f"train.encoder_lr_scale={scale}", "--set", "train.weight_decay=0")
+        assert proc.returncode == 0, proc.stderr
+        after = _weights(out)
+        assert enc and all(torch.equal(before[k], after[k]) for k in enc) == frozen, scale

@@ -1,4 +1,5 @@
-"""Sequence tagging: the state of each word's first piece → linear → a linear-chain CRF over BIO tags.
+"""Sequence tagging: each word's state (from its first piece, or its span: see TagHead) → linear → a
+linear-chain CRF over BIO tags.
 
 The CRF's transitions that would make an invalid BIO sequence (I-X at the start, I-X after O or after a tag
 of another type) are replaced by a constant before every use, so no gradient reaches them and they can never
@@ -13,6 +14,7 @@ from torch import nn
 
 from lstmtext.encoder import lengths_to_mask
 
+WORD_STATES = ("first", "span")
 # Finite in the loss (so an all-masked row never turns into NaN), -inf in Viterbi (so it is never chosen).
 FORBIDDEN = -1e4
 
@@ -96,20 +98,35 @@ class CRF(nn.Module):
 
 
 class TagHead(nn.Module):
-    def __init__(self, input_dim: int, labels: list[str], dropout: float = 0.3):
+    """word_state picks the state that stands for a word of several pieces:
+    - "first": both directions at the word's first piece. The forward stack there has read only that piece.
+    - "span": the forward stack at the word's last piece and the backward stack at its first, so each
+      direction has read the whole word plus its own side of the context (as Flair takes word states from
+      character LMs). Same size, same cost; it matters most for an encoder pretrained as a language model.
+    """
+
+    def __init__(self, input_dim: int, labels: list[str], dropout: float = 0.3, word_state: str = "first"):
         super().__init__()
+        if word_state not in WORD_STATES:
+            raise ValueError(f"word_state must be one of {', '.join(WORD_STATES)}, not {word_state!r}")
+        self.word_state = word_state
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(input_dim, len(labels))
         self.crf = CRF(labels)
 
-    def emissions(self, states: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """states (B, T, D) and each word's first-piece index (B, W) → per-word tag scores (B, W, L)."""
-        idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, states.size(-1))  # (B, W, D)
+    def emissions(self, states: torch.Tensor, first: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
+        """states (B, T, D), each word's first- and last-piece index (B, W) → per-word tag scores (B, W, L)."""
+        D = states.size(-1)
+        idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, D)  # (B, W, D)
         words = states.gather(1, idx)  # (B, W, D)
+        if self.word_state == "span":
+            H = D // 2
+            end = last.to(states.device).unsqueeze(-1).expand(-1, -1, H)  # (B, W, H)
+            words = torch.cat([states[:, :, :H].gather(1, end), words[:, :, H:]], dim=-1)  # (B, W, D)
         return self.proj(self.dropout(words)).float()
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        em = self.emissions(states, batch["first"])  # (B, W, L)
+        em = self.emissions(states, batch["first"], batch.get("last"))  # (B, W, L)
         tags = batch.get("tags")
         if tags is None:
             return em, None

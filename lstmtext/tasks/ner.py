@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
+from lstmtext.heads.tag import WORD_STATES
 
 NAME = "ner"
 MAIN_METRIC = "f1"
@@ -31,6 +32,7 @@ class Options:
     tokens_column: str = ""  # JSONL / hf: empty = the first of: tokens, words
     tags_column: str = ""  # JSONL / hf: empty = the first of: ner_tags, tags, labels, ner
     dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
+    word_state: str = "first"  # first: both directions at the word's first piece | span: see heads/tag.py
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -269,6 +271,8 @@ def collate(features: list[dict]) -> dict:
         "lengths": torch.tensor([max(1, f["length"]) for f in features]),
         "first": pad([f["first"] for f in features], 0),
         "word_lengths": torch.tensor([max(1, len(f["first"])) for f in features]),
+        # each word's last piece: the piece before the next word's first, and the window's last piece
+        "last": pad([[i - 1 for i in f["first"][1:]] + [max(0, f["length"] - 1)] for f in features], 0),
     }
     if features and "tags" in features[0]:
         batch["tags"] = pad([f["tags"] for f in features], 0)
@@ -281,7 +285,10 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     from lstmtext.model import Model, build_encoder
 
     encoder = build_encoder(recipe.encoder, vocab_size)
-    return Model(encoder, TagHead(encoder.output_dim, list(labels), recipe.options.dropout))
+    o = recipe.options
+    if o.word_state not in WORD_STATES:
+        raise UsageError(f"ner.word_state: expected one of {', '.join(WORD_STATES)}, got {o.word_state!r}")
+    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state))
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
