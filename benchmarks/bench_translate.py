@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 DATA = SHARED / "multi30k"
 TEST = DATA / "test_2016_flickr"
@@ -39,10 +39,9 @@ def _subset(tmp: Path, quick: bool) -> tuple[list[str], Path]:
     return ["--train", str(tmp / "train"), "--dev", str(tmp / "val")], tmp / "test"
 
 
-def train_and_score(ckpt: Path, max_time: str | None, extra: list[str], test: Path, quick: bool, save: bool) -> None:
-    args = ["train", "translate", "--recipe", "multi30k", "-o", ckpt, "--force", "-q", *extra]
-    if max_time:
-        args += ["--max-time", max_time]
+def train_and_score(a, ckpt: Path, extra: list[str], test: Path, save: bool) -> None:
+    quick = a.quick
+    args = ["train", "translate", "--recipe", "multi30k", "-o", rel(ckpt), "--force", "-q", *extra, *run_options(a)]
     if quick:  # a smaller model so that a minute of training gets somewhere
         args += ["--set", "translate.hidden_dim=256", "--set", "tokenizer.vocab_size=4000"]
     command = "lstmtext " + " ".join(map(str, args))
@@ -56,9 +55,9 @@ def train_and_score(ckpt: Path, max_time: str | None, extra: list[str], test: Pa
     if save:
         extra_cols = {"signature": m["signature"], "chrf": round(m["chrf"], 2), "bleu_lc": round(m["bleu_lc"], 2),
                       "val": info["metrics"], "steps": info["provenance"]["steps"], "epochs": info["provenance"]["epochs"]}
-        record("translate-multi30k-de-en", "Multi30k test_2016_flickr (1,000)", "sacreBLEU", round(m["bleu"], 2),
+        record(a.name, "Multi30k test_2016_flickr (1,000)", "sacreBLEU", round(m["bleu"], 2),
                minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {TEST}", extra_cols)
-        record("translate-multi30k-de-en-lc", "Multi30k test_2016_flickr (1,000)", "BLEU lowercased",
+        record(f"{a.name}-lc", "Multi30k test_2016_flickr (1,000)", "BLEU lowercased",
                round(m["bleu_lc"], 2), minutes, tok_s, f"lstmtext evaluate {rel(ckpt)} {TEST}")
 
 
@@ -82,6 +81,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 2m for a smoke run)")
     ap.add_argument("--quick", action="store_true", help="small slices and 60 s of training: a smoke test in ≤ 3 min")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override passed to train, e.g. translate.input_feeding=true")
+    ap.add_argument("--name", default="translate-multi30k-de-en", help="benchmark name in BENCHMARKS.md")
     ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or to time (--only speed)")
     ap.add_argument("--repeats", type=int, default=3, help="timed translate runs (median reported)")
@@ -93,7 +95,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_translate.") as tmp:
         extra, test = _subset(Path(tmp), a.quick)
         if a.only in ("all", "train"):
-            train_and_score(ckpt, a.max_time or ("60s" if a.quick else None), extra, test, a.quick, save)
+            a.max_time = a.max_time or ("60s" if a.quick else None)
+            train_and_score(a, ckpt, extra, test, save)
         if a.only in ("all", "speed"):
             speed(ckpt, test, save, 1 if a.quick else a.repeats)
 
