@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
-from lstmtext.heads.tag import WORD_STATES
 
 NAME = "ner"
 MAIN_METRIC = "f1"
@@ -281,7 +280,7 @@ def collate(features: list[dict]) -> dict:
 
 # -- model -------------------------------------------------------------------------------------------------
 def build_model(recipe, vocab_size: int, labels: list[str]):
-    from lstmtext.heads.tag import TagHead
+    from lstmtext.heads.tag import WORD_STATES, TagHead
     from lstmtext.model import Model, build_encoder
 
     encoder = build_encoder(recipe.encoder, vocab_size)
