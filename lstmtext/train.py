@@ -449,7 +449,7 @@ def train(
                     progress_frac = max(progress_frac, elapsed() / max_time)
                 lr = tc.lr * lr_factor(progress_frac, tc.warmup, tc.schedule)
                 for g in opt.param_groups:
-                    g["lr"] = lr * g["lr_scale"]
+                    g["lr"] = lr * g.get("lr_scale", 1.0)  # resume states written before lr_scale existed
                 loss, finite = train_step(model, opt, batch, autocast, scaler, tc.clip)
                 bad = 0 if finite else 1
                 step += 1
