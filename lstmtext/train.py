@@ -142,7 +142,12 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
         if key.startswith("optim."):
             _, pid, k = key.split(".", 2)
             state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = meta["param_groups"]
+    if len(groups) != len(opt.param_groups) or any("lr_scale" not in g for g in groups):
+        # written by an older lstmtext, whose optimizer grouped the parameters differently
+        raise UsageError("--resume: this resume state's optimizer groups do not match this version of lstmtext; "
+                         "start the run again without --resume (or --init-from its checkpoint)")
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def rng_tensors() -> dict:
@@ -449,7 +454,7 @@ def train(
                     progress_frac = max(progress_frac, elapsed() / max_time)
                 lr = tc.lr * lr_factor(progress_frac, tc.warmup, tc.schedule)
                 for g in opt.param_groups:
-                    g["lr"] = lr * g.get("lr_scale", 1.0)  # resume states written before lr_scale existed
+                    g["lr"] = lr * g["lr_scale"]
                 loss, finite = train_step(model, opt, batch, autocast, scaler, tc.clip)
                 bad = 0 if finite else 1
                 step += 1

@@ -145,8 +145,10 @@ def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
         alone = ner.collate(feats[1:])
         em_alone = head.emissions(encoder(alone["tokens"], alone["lengths"]), alone["first"], alone["last"])
         assert torch.allclose(em[1, : len(long_words)], em_alone[0], atol=1e-5)
+    bad = _recipe()
+    bad.options.word_state = "middle"
     with pytest.raises(UsageError, match="ner.word_state"):
-        ner.build_model(_recipe().__class__(**{**_recipe().__dict__, "options": ner.Options(word_state="middle")}), 300, LABELS)
+        ner.build_model(bad, 300, LABELS)
 
 
 # -- the CRF -----------------------------------------------------------------------------------------------
