@@ -18,6 +18,12 @@ from typing import Any
 from lstmtext.errors import UsageError
 
 
+def choice(default: str, *others: str) -> Any:
+    """A string field that takes one of a fixed set of values. The loader checks it as it reads the recipe, so
+    a typo is reported before any data is read or a tokenizer trained."""
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
 @dataclass
 class DataConfig:
     train: str = ""  # a file, a folder, a PREFIX or hf:NAME[:CONFIG]; empty = the sample in data/
@@ -30,14 +36,14 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     vocab_size: int = 8000
-    model_type: str = "unigram"  # unigram | bpe
+    model_type: str = choice("unigram", "bpe")
     character_coverage: float = 0.9995
     max_sentences: int = 300_000  # lines sampled from the training text to train SentencePiece
 
 
 @dataclass
 class EncoderConfig:
-    cell: str = "lstm"  # lstm | gru
+    cell: str = choice("lstm", "gru")
     embed_dim: int = 256
     hidden_dim: int = 256
     num_layers: int = 1
@@ -55,14 +61,14 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0
     warmup: float = 0.02  # fraction of the run spent warming up the learning rate
-    schedule: str = "linear"  # linear | cosine | constant (after warmup)
+    schedule: str = choice("linear", "cosine", "constant")  # after warmup
     batch_tokens: int = 6000  # padded tokens per batch (length-bucketed)
     max_batch_size: int = 128
     eval_every: int = 0  # steps between evaluations; 0 = once per epoch
     patience: int = 4  # evaluations without improvement before stopping; 0 = never stop early
     seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    device: str = choice("auto", "cpu", "cuda")
+    precision: str = choice("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA, fp32 on CPU
 
 
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "encoder": EncoderConfig, "train": TrainConfig}
@@ -119,13 +125,17 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def _apply(obj: Any, values: dict, where: str) -> None:
+def _apply(obj: Any, values: dict, where: str, section: str) -> None:
     hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in values.items():
-        if key not in names:
-            raise UsageError(f"{where}: unknown key '{key}' (valid: {', '.join(names)})")
-        setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
+        if key not in fields:
+            raise UsageError(f"{where}: unknown key '{key}' in [{section}] (valid: {', '.join(fields)})")
+        value = _coerce(value, hints[key], f"{where} {section}.{key}")
+        choices = fields[key].metadata.get("choices")
+        if choices and value not in choices:
+            raise UsageError(f"{where} {section}.{key}: expected one of {', '.join(choices)}, got {value!r}")
+        setattr(obj, key, value)
 
 
 def _apply_section(recipe: Recipe, section: str, values: Any, where: str) -> None:
@@ -138,7 +148,7 @@ def _apply_section(recipe: Recipe, section: str, values: Any, where: str) -> Non
         raise UsageError(f"{where}: unknown section '{section}' (valid: {', '.join(valid)})")
     if not isinstance(values, dict):
         raise UsageError(f"{where}: '{section}' must be a table of keys")
-    _apply(target, values, f"{where} [{section}]" if not where.endswith(section) else where)
+    _apply(target, values, where, section)
 
 
 def parse_set(item: str) -> tuple[str, str, str]:
@@ -179,25 +189,17 @@ def build_recipe(
             _apply_section(recipe, section, values, f"recipe {path}")
     for item in overrides or []:
         section, key, value = parse_set(item)
-        _apply_section(recipe, section, {key: value}, f"--set {section}.{key}")
+        _apply_section(recipe, section, {key: value}, "--set")
     validate(recipe)
     return recipe
 
 
 def validate(recipe: Recipe) -> None:
     c = recipe.encoder
-    if c.cell not in ("lstm", "gru"):
-        raise UsageError(f"encoder.cell: expected 'lstm' or 'gru', got {c.cell!r}")
     for name in ("embed_dim", "hidden_dim", "num_layers"):
         if getattr(c, name) < 1:
             raise UsageError(f"encoder.{name}: must be at least 1")
     t = recipe.train
-    if t.schedule not in ("linear", "cosine", "constant"):
-        raise UsageError(f"train.schedule: expected linear, cosine or constant, got {t.schedule!r}")
-    if t.device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"train.device: expected auto, cpu or cuda, got {t.device!r}")
-    if t.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"train.precision: expected auto, fp32, bf16 or fp16, got {t.precision!r}")
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
     parse_duration(t.max_time)

@@ -49,6 +49,25 @@ def test_config_bad_values_are_errors(override, fragment):
         _recipe(overrides=[override])
 
 
+@pytest.mark.parametrize(
+    "task, override, valid",
+    [
+        ("sentiment", "encoder.cell=rnn", "lstm, gru"),
+        ("sentiment", "train.schedule=step", "linear, cosine, constant"),
+        ("sentiment", "tokenizer.model_type=wordpiece", "unigram, bpe"),
+        ("sentiment", "sentiment.pooling=last", "maxmean, max, mean, attention"),
+        ("ner", "ner.word_state=last", "first, span"),
+        ("translate", "translate.attention=cosine", "general, dot, bahdanau"),
+    ],
+)
+def test_config_choice_keys_refuse_other_values_as_the_recipe_is_read(task, override, valid):
+    """Every choice-valued key, the task's own included, is checked by the loader (before any data is read)
+    and the message lists what it takes."""
+    mod = get_task(task)
+    with pytest.raises(UsageError, match=f"{override.split('=')[0]}: expected one of {valid}, got"):
+        build_recipe(task, mod.Options, mod.DEFAULTS, overrides=[override])
+
+
 def test_config_unknown_key_in_recipe_file_is_error(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('task = "sentiment"\n[train]\nepochs = 2\nlearning_rate = 0.1\n')

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from lstmtext.config import choice
 from lstmtext.data import is_hf, load_hf, pick_column, read_records
 from lstmtext.errors import UsageError
 
@@ -22,7 +23,7 @@ LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")
 class Options:
     text_column: str = ""  # empty = the first of: text, sentence, review, content, document
     label_column: str = ""  # empty = the first of: label, labels, sentiment, class, polarity
-    pooling: str = "maxmean"  # max | mean | maxmean | attention
+    pooling: str = choice("maxmean", "max", "mean", "attention")
     hidden_dim: int = 256
     dropout: float = 0.3
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
 
@@ -38,7 +39,7 @@ class Options:
     target_column: str = ""  # empty = the first of: target, tgt, TARGET_LANG
     hidden_dim: int = 256  # decoder LSTM size
     num_layers: int = 1  # decoder layers
-    attention: str = "general"  # general | dot | bahdanau (all masked over source padding)
+    attention: str = choice("general", "dot", "bahdanau")  # all masked over source padding
     input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (DESIGN §9)
     dropout: float = 0.3
     label_smoothing: float = 0.1
@@ -230,12 +231,10 @@ def collate(features: list[dict]) -> dict:
 
 # -- model -------------------------------------------------------------------------------------------------
 def build_model(recipe, vocab_size: int, labels: list[str]):
-    from lstmtext.heads.seq2seq import ATTENTIONS, Seq2SeqHead
+    from lstmtext.heads.seq2seq import Seq2SeqHead
     from lstmtext.model import Model, build_encoder
 
     o = recipe.options
-    if o.attention not in ATTENTIONS:
-        raise UsageError(f"translate.attention: expected {', '.join(ATTENTIONS)}, got {o.attention!r}")
     if o.attention == "dot" and o.hidden_dim != 2 * recipe.encoder.hidden_dim:
         raise UsageError(
             f"translate.attention=dot needs translate.hidden_dim = 2 × encoder.hidden_dim ({2 * recipe.encoder.hidden_dim}); "
