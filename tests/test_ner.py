@@ -145,10 +145,8 @@ def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
         alone = ner.collate(feats[1:])
         em_alone = head.emissions(encoder(alone["tokens"], alone["lengths"]), alone["first"], alone["last"])
         assert torch.allclose(em[1, : len(long_words)], em_alone[0], atol=1e-5)
-    bad = _recipe()
-    bad.options.word_state = "middle"
-    with pytest.raises(UsageError, match="ner.word_state"):
-        ner.build_model(bad, 300, LABELS)
+    with pytest.raises(ValueError, match="word_state must be one of first, span"):  # library users building the head
+        TagHead(32, LABELS, word_state="middle")
 
 
 # -- the CRF -----------------------------------------------------------------------------------------------

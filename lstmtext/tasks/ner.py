@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
 
@@ -31,7 +32,7 @@ class Options:
     tokens_column: str = ""  # JSONL / hf: empty = the first of: tokens, words
     tags_column: str = ""  # JSONL / hf: empty = the first of: ner_tags, tags, labels, ner
     dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
-    word_state: str = "first"  # first: both directions at the word's first piece | span: see heads/tag.py
+    word_state: str = choice("first", "span")  # first: both directions at the word's first piece | span: see heads/tag.py
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -249,7 +250,9 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
                     )
                 tag_ids.append(index[t])
         for start, n, w_ids, w_first in _windows(ids, first, max_length):
-            f = {"ids": w_ids, "first": w_first, "length": len(w_ids), "sent": si, "start": start, "n": n}
+            # each word's last piece: the piece before the next word's first, and the window's last piece
+            last = [i - 1 for i in w_first[1:]] + [len(w_ids) - 1]
+            f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
                 f["tag0"] = tags[0]
@@ -270,8 +273,7 @@ def collate(features: list[dict]) -> dict:
         "lengths": torch.tensor([max(1, f["length"]) for f in features]),
         "first": pad([f["first"] for f in features], 0),
         "word_lengths": torch.tensor([max(1, len(f["first"])) for f in features]),
-        # each word's last piece: the piece before the next word's first, and the window's last piece
-        "last": pad([[i - 1 for i in f["first"][1:]] + [max(0, f["length"] - 1)] for f in features], 0),
+        "last": pad([f["last"] for f in features], 0),
     }
     if features and "tags" in features[0]:
         batch["tags"] = pad([f["tags"] for f in features], 0)
@@ -280,13 +282,11 @@ def collate(features: list[dict]) -> dict:
 
 # -- model -------------------------------------------------------------------------------------------------
 def build_model(recipe, vocab_size: int, labels: list[str]):
-    from lstmtext.heads.tag import WORD_STATES, TagHead
+    from lstmtext.heads.tag import TagHead
     from lstmtext.model import Model, build_encoder
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
-    if o.word_state not in WORD_STATES:
-        raise UsageError(f"ner.word_state: expected one of {', '.join(WORD_STATES)}, got {o.word_state!r}")
     return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state))
 
 
