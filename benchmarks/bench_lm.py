@@ -73,8 +73,12 @@ def main() -> None:
     ap.add_argument("--transfer", action="store_true", help="also SST-2 10 %%: --init-from the LM vs scratch")
     ap.add_argument("--transfer-time", default="10m", help="training budget of each transfer run")
     ap.add_argument("--transfer-full", action="store_true", help="also full SST-2 with --init-from the LM")
+    ap.add_argument("--init-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for the runs that start from the LM, e.g. train.encoder_lr_scale=0.3")
     ap.add_argument("--only", choices=["all", "speed", "transfer"], default="all",
                     help="speed: generation speed only; transfer: the transfer runs only (with --checkpoint)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for the LM run")
+    ap.add_argument("--name", default="wikitext2", help="checkpoint name under benchmarks/out (default wikitext2)")
     ap.add_argument("--gen-tokens", type=int, default=600)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -88,10 +92,10 @@ def main() -> None:
         args.gen_tokens = min(args.gen_tokens, 100)
     dataset = "wikitext2" + (" (quick subset)" if args.quick else "")
 
-    ckpt = Path(args.checkpoint) if args.checkpoint else (work if args.quick else OUT) / "wikitext2.ckpt"
+    ckpt = Path(args.checkpoint) if args.checkpoint else (work if args.quick else OUT) / f"{args.name}.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     train_cmd = ["train", "lm", "--recipe", "wikitext2", "--train", train, "--dev", dev, "-o", ckpt,
-                 "--max-time", args.max_time, "--seed", args.seed, "-q", "--force"]
+                 "--max-time", args.max_time, "--seed", args.seed, "-q", "--force", *[f"--set={kv}" for kv in args.set]]
     command = "python benchmarks/bench_lm.py " + " ".join(sys.argv[1:])
     if not args.checkpoint:
         lstmtext(*train_cmd)
@@ -102,7 +106,7 @@ def main() -> None:
     if args.only == "all":
         proc, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
         m = json.loads(proc.stdout)
-        extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces")}
+        extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces") if k in m}
         extra.update(dev=prov and meta.get("metrics"), eval_seconds=round(eval_s, 1),
                      encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"])
         results.append(("lm", dataset, "test ppl/word", round(m["ppl_word"], 2), train_min, tok_s, extra))
@@ -115,7 +119,8 @@ def main() -> None:
         same = [f"--set=encoder.{k}={enc[k]}" for k in ("cell", "embed_dim", "hidden_dim", "num_layers")]
         sub = sst2_subset(work / "sst2_10.tsv", 0.1, args.seed)
         scores = {}
-        for name, init in (("scratch", []), ("init-from-lm", ["--init-from", ckpt])):
+        init_from = ["--init-from", ckpt, *[f"--set={kv}" for kv in args.init_set]]
+        for name, init in (("scratch", []), ("init-from-lm", init_from)):
             out = work / f"sst2_{name}.ckpt"
             lstmtext("train", "sentiment", "--recipe", "sst2", "--train", sub, "-o", out, "--max-time", args.transfer_time,
                      "--seed", args.seed, "-q", *same, *init)
@@ -123,10 +128,10 @@ def main() -> None:
             scores[name] = round(100 * ev["accuracy"], 2)
         gain = round(scores["init-from-lm"] - scores["scratch"], 2)
         results.append(("lm-transfer-sst2-10pct", "sst2 (10 % train)", "dev acc gain (LM init − scratch)", gain,
-                        None, None, {**scores, "transfer_time": args.transfer_time}))
+                        None, None, {**scores, "transfer_time": args.transfer_time, "init_set": args.init_set}))
         if args.transfer_full:
             out = work / "sst2_full_lm.ckpt"
-            lstmtext("train", "sentiment", "--recipe", "sst2", "-o", out, "--seed", args.seed, "-q", *same, "--init-from", ckpt)
+            lstmtext("train", "sentiment", "--recipe", "sst2", "-o", out, "--seed", args.seed, "-q", *same, *init_from)
             ev = json.loads(lstmtext("evaluate", out, SST2 / "dev.tsv", "--format", "json")[0].stdout)
             results.append(("lm-transfer-sst2-full", "sst2", "dev acc (LM init)", round(100 * ev["accuracy"], 2), None, None, {}))
 

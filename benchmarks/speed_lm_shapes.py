@@ -4,6 +4,7 @@ that ``lstmtext train lm`` builds, on random ids, so only the arithmetic differs
 
     python benchmarks/speed_lm_shapes.py                       # the default table, 2 threads
     python benchmarks/speed_lm_shapes.py --threads 1 --shapes 256x512x4000
+    python benchmarks/speed_lm_shapes.py --shapes 256x512x4000 --batch-tokens 2048 --chunk 128 --directions both,forward
 
 Prints one JSON object per shape; nothing is written to BENCHMARKS.md (a speed probe, not a quality result).
 """
@@ -15,13 +16,14 @@ import json
 import time
 
 
-def measure(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, steps: int) -> float:
+def measure(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, steps: int, bidirectional: bool = True) -> float:
     import torch
 
     from lstmtext.tasks import lm
     from lstmtext.train import resolve_recipe
 
-    recipe = resolve_recipe("lm", "recipes/wikitext2.toml", [f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}"])
+    recipe = resolve_recipe("lm", "recipes/wikitext2.toml", [f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}",
+                                                                 f"lm.bidirectional={str(bidirectional).lower()}"])
     model = lm.build_model(recipe, vocab, [])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     B = max(1, batch_tokens // chunk)
@@ -44,14 +46,17 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--directions", default="both", help="both, forward (lm.bidirectional=false), or both,forward")
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
     for shape in a.shapes.split(","):
         e, h, v = map(int, shape.split("x"))
-        rate = measure(e, h, v, a.batch_tokens, a.chunk, a.steps)
-        print(json.dumps({"embed": e, "hidden": h, "vocab": v, "threads": a.threads, "pieces_per_s": round(rate)}))
+        for d in a.directions.split(","):
+            rate = measure(e, h, v, a.batch_tokens, a.chunk, a.steps, bidirectional=d == "both")
+            print(json.dumps({"embed": e, "hidden": h, "vocab": v, "directions": d, "threads": a.threads,
+                              "batch_tokens": a.batch_tokens, "chunk": a.chunk, "pieces_per_s": round(rate)}))
 
 
 if __name__ == "__main__":

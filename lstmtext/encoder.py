@@ -38,6 +38,7 @@ class Encoder(nn.Module):
         embed_dropout: float = 0.1,
         dropout: float = 0.3,
         pad_id: int = 0,
+        backward: bool = True,
     ):
         super().__init__()
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
@@ -50,18 +51,24 @@ class Encoder(nn.Module):
         self.fwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
         self.bwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
         self.out_dropout = nn.Dropout(dropout)
+        # False runs only the forward stack (a forward-only LM: half the compute). The backward stack's
+        # weights stay, so the checkpoint still fits every task's encoder.
+        self.run_backward = backward
         nn.init.normal_(self.embed.weight, std=embed_dim**-0.5)
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()
 
     @property
     def output_dim(self) -> int:
-        return 2 * self.hidden_dim
+        return (2 if self.run_backward else 1) * self.hidden_dim
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T), lengths (B,) → states (B, T, 2H): forward stack in [..., :H], backward in [..., H:]."""
+        """tokens (B, T), lengths (B,) → states (B, T, 2H): forward stack in [..., :H], backward in [..., H:]
+        ((B, T, H), the forward stack alone, when built with backward=False)."""
         x = self.embed_dropout(self.embed(tokens))  # (B, T, E)
         fwd_out, _ = self.fwd(x)  # (B, T, H)
+        if not self.run_backward:
+            return self.out_dropout(fwd_out)
         bwd_out_rev, _ = self.bwd(reverse_within_length(x, lengths))  # (B, T, H), each sequence reversed
         bwd_out = reverse_within_length(bwd_out_rev, lengths)
         return self.out_dropout(torch.cat([fwd_out, bwd_out], dim=-1))  # (B, T, 2H)

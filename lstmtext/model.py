@@ -19,7 +19,7 @@ class Model(nn.Module):
         return self.head(states, batch)
 
 
-def build_encoder(cfg: EncoderConfig, vocab_size: int) -> Encoder:
+def build_encoder(cfg: EncoderConfig, vocab_size: int, backward: bool = True) -> Encoder:
     return Encoder(
         vocab_size,
         embed_dim=cfg.embed_dim,
@@ -28,4 +28,5 @@ def build_encoder(cfg: EncoderConfig, vocab_size: int) -> Encoder:
         cell=cfg.cell,
         embed_dropout=cfg.embed_dropout,
         dropout=cfg.dropout,
+        backward=backward,
     )

@@ -568,11 +568,16 @@ def _describe_source(src: str) -> dict:
 
 
 def copy_encoder(model, state: dict, path, meta: dict) -> None:
-    """``--init-from``: copy the encoder (embedding included) from another checkpoint, refusing a misfit."""
+    """``--init-from``: copy the encoder (embedding included) from another checkpoint, refusing a misfit.
+
+    A forward-only LM (lm.bidirectional=false) never trained its backward stack: that stack is left as this
+    run initialised it, so the result is the same as from scratch on that half."""
     own = model.state_dict()
+    source = meta.get("recipe", {})
+    forward_only = meta.get("task") == "lm" and not source.get("lm", {}).get("bidirectional", True)
     copied = 0
     for k, v in state.items():
-        if not k.startswith("encoder."):
+        if not k.startswith("encoder.") or (forward_only and k.startswith("encoder.bwd.")):
             continue
         if k not in own:
             raise UsageError(f"--init-from {path}: its encoder has '{k}', which this recipe's encoder lacks "
@@ -587,4 +592,5 @@ def copy_encoder(model, state: dict, path, meta: dict) -> None:
     if copied == 0:
         raise UsageError(f"--init-from {path}: the checkpoint has no encoder weights")
     model.load_state_dict(own)
-    note(f"init-from: copied {copied} encoder tensors and the tokenizer from {path}")
+    note(f"init-from: copied {copied} encoder tensors and the tokenizer from {path}"
+         + (" (a forward-only LM: the backward stack starts fresh)" if forward_only else ""))

@@ -83,6 +83,32 @@ def test_lm_evaluate_equals_stepwise_nll(tok):
     assert m["words"] == (3 + 1) + (3 + 1) and m["pieces"] == len(stream) - 1
 
 
+def test_lm_forward_only_trains_and_scores_the_forward_stack_alone(tok):
+    """lm.bidirectional=false: the loss is the forward NLL, the backward stack gets no gradient (it still exists,
+    so the encoder transfers), and evaluation scores the forward LM exactly as the BiLM's forward half does."""
+    over = ["encoder.num_layers=1", "encoder.embed_dim=16", "encoder.hidden_dim=24", "lm.chunk_length=16"]
+    bi = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=over)
+    fo = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=over + ["lm.bidirectional=false"])
+    torch.manual_seed(0)
+    m_bi = lm.build_model(bi, len(tok), [])
+    m_fo = lm.build_model(fo, len(tok), [])
+    missing, unexpected = m_fo.load_state_dict(m_bi.state_dict(), strict=False)
+    assert missing == [] and unexpected == ["head.proj_bwd.weight", "head.proj_bwd.bias"]
+    feats = lm.featurize([{"text": t} for t in ["the old town is by a river .", "x y z"]], tok, [], fo)
+    batch = lm.collate(feats)
+    m_bi.eval(), m_fo.eval()
+    logits, loss = m_fo(batch)
+    assert m_fo.encoder(batch["tokens"], batch["lengths"]).shape[-1] == 24  # (B, T, H): one stack
+    V = logits.size(-1)
+    expect = torch.nn.functional.cross_entropy(logits.reshape(-1, V), batch["tokens"][:, 1:].reshape(-1), ignore_index=0)
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    loss.backward()
+    assert m_fo.encoder.bwd.weight_hh_l0.grad is None and m_fo.encoder.fwd.weight_hh_l0.grad is not None
+    got, ref = (lm.evaluate(m, feats, [], torch.device("cpu"), 4096) for m in (m_fo, m_bi))
+    assert "ppl_piece_bwd" not in got and "ppl_piece_bwd" in ref
+    assert got["ppl_word"] == pytest.approx(ref["ppl_word"], rel=1e-5) and got["loss"] == pytest.approx(math.log(got["ppl_piece"]))
+
+
 # -- sampling ----------------------------------------------------------------------------------------------
 def test_decoding_top_k_keeps_k_best():
     logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
@@ -278,6 +304,24 @@ def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
     for k, v in model.state_dict().items():
         if k.startswith("encoder."):
             assert torch.equal(v, state[k]), k
+
+
+def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
+    from lstmtext.checkpoint import load
+    from lstmtext.tasks import sentiment
+    from lstmtext.train import copy_encoder, resolve_recipe
+
+    meta, state = load(lm_ckpt)
+    meta = {**meta, "recipe": {**meta["recipe"], "lm": {**meta["recipe"]["lm"], "bidirectional": False}}}
+    recipe = resolve_recipe("sentiment", None, TINY[1::2])
+    model = sentiment.build_model(recipe, state["encoder.embed.weight"].shape[0], ["neg", "pos"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copy_encoder(model, state, lm_ckpt, meta)
+    after = model.state_dict()
+    assert torch.equal(after["encoder.fwd.weight_hh_l0"], state["encoder.fwd.weight_hh_l0"])
+    assert torch.equal(after["encoder.embed.weight"], state["encoder.embed.weight"])
+    assert torch.equal(after["encoder.bwd.weight_hh_l0"], before["encoder.bwd.weight_hh_l0"])
+    assert not torch.equal(after["encoder.bwd.weight_hh_l0"], state["encoder.bwd.weight_hh_l0"])
 
 
 # -- bad input ---------------------------------------------------------------------------------------------

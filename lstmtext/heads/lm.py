@@ -4,6 +4,9 @@ The output layer is tied to the encoder's embedding (V, E): fewer parameters, an
 well. When the encoder's H differs from E, a per-direction projection H → E comes first. The embedding is
 held outside the module tree (``self._tied``), so the state dict stores it once, under ``encoder.embed``:
 safetensors refuses tensors that share memory.
+
+``bidirectional=False`` makes it a forward LM only (the encoder then runs its forward stack alone): the half
+of the compute that per-word perplexity and generation use.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from lstmtext.tokenizer import PAD
 
 
 class LMHead(nn.Module):
-    def __init__(self, embed: nn.Embedding, hidden_dim: int, dropout: float = 0.0):
+    def __init__(self, embed: nn.Embedding, hidden_dim: int, dropout: float = 0.0, bidirectional: bool = True):
         super().__init__()
         self._tied = [embed]  # a list, not a submodule: see the module docstring
         vocab_size, embed_dim = embed.weight.shape
+        self.bidirectional = bidirectional
         if hidden_dim != embed_dim:
             self.proj_fwd = nn.Linear(hidden_dim, embed_dim)
-            self.proj_bwd = nn.Linear(hidden_dim, embed_dim)
+            self.proj_bwd = nn.Linear(hidden_dim, embed_dim) if bidirectional else None
         else:
             self.proj_fwd = self.proj_bwd = None
         self.dropout = nn.Dropout(dropout)
@@ -47,7 +51,8 @@ class LMHead(nn.Module):
         return self._logits(h, self.proj_bwd)
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """states (B, T, 2H) → (forward logits (B, T-1, V), loss = mean of both directions' per-piece NLL).
+        """states (B, T, 2H) → (forward logits (B, T-1, V), loss = mean of both directions' per-piece NLL);
+        states (B, T, H) and the forward NLL alone when not bidirectional.
 
         Position t's forward state predicts tokens[t+1]; its backward state predicts tokens[t-1]. Padding
         targets (id 0) are ignored.
@@ -55,16 +60,18 @@ class LMHead(nn.Module):
         H = self.hidden_dim
         tokens = batch["tokens"]
         fwd_logits = self.forward_logits(states[:, :-1, :H])  # (B, T-1, V)
-        bwd_logits = self.backward_logits(states[:, 1:, H:])  # (B, T-1, V)
         V = fwd_logits.size(-1)
         fwd_targets = tokens[:, 1:]  # (B, T-1)
+        fwd_nll = F.cross_entropy(fwd_logits.float().reshape(-1, V), fwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
+        n_fwd = (fwd_targets != PAD).sum()
+        if not self.bidirectional:
+            return fwd_logits, fwd_nll / n_fwd.clamp(min=1)
+        bwd_logits = self.backward_logits(states[:, 1:, H:])  # (B, T-1, V)
         bwd_targets = tokens[:, :-1]  # (B, T-1)
         # The backward state at t must not predict tokens[t-1] when t is padding (its reversed read began
         # past the real tokens); padding positions hold PAD, so masking targets at padded t is enough.
         bwd_targets = bwd_targets.masked_fill(tokens[:, 1:] == PAD, PAD)
-        fwd_nll = F.cross_entropy(fwd_logits.float().reshape(-1, V), fwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
         bwd_nll = F.cross_entropy(bwd_logits.float().reshape(-1, V), bwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
-        n_fwd = (fwd_targets != PAD).sum()
         n_bwd = (bwd_targets != PAD).sum()
         loss = 0.5 * (fwd_nll / n_fwd.clamp(min=1) + bwd_nll / n_bwd.clamp(min=1))
         return fwd_logits, loss

@@ -47,6 +47,10 @@ class Options:
     chunk_length: int = 256  # pieces per training sequence (consecutive chunks share one piece)
     eval_chunk_length: int = 1024  # pieces per sequence when scoring validation/test text (more context)
     dropout: float = 0.1  # on the projection to the tied embedding (used only when hidden_dim != embed_dim)
+    # false: train the forward LM only, half the compute. Per-word perplexity and generation use only the
+    # forward stack; the backward stack keeps its initial weights, so --init-from such a model transfers
+    # half an encoder. True (the BiLM) is what NER and sentiment want to start from.
+    bidirectional: bool = True
 
 
 # What LMs need beyond the shared defaults: stronger dropout on the embedding and the states; 8 chunks of
@@ -152,13 +156,15 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     from lstmtext.heads.lm import LMHead
     from lstmtext.model import Model, build_encoder
 
-    encoder = build_encoder(recipe.encoder, vocab_size)
-    return Model(encoder, LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout))
+    bi = recipe.options.bidirectional
+    encoder = build_encoder(recipe.encoder, vocab_size, backward=bi)
+    return Model(encoder, LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout, bidirectional=bi))
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
-    """Forward LM perplexity per piece and per word, bits per character; the backward LM's per-piece too."""
+    """Forward LM perplexity per piece and per word, bits per character; the backward LM's per-piece too
+    (when the model has one)."""
     import torch
     import torch.nn.functional as F
 
@@ -179,9 +185,11 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
             fl = head.forward_logits(states[:, :-1, :H]).float()  # (B, T-1, V)
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
             del fl
+            n_fwd += int((fwd_t != PAD).sum())
+            if not head.bidirectional:
+                continue
             bl = head.backward_logits(states[:, 1:, H:]).float()  # (B, T-1, V)
             bwd_nll += F.cross_entropy(bl.flatten(0, 1), bwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
-            n_fwd += int((fwd_t != PAD).sum())
             n_bwd += int((bwd_t != PAD).sum())
     words = sum(f["words"] for f in features)
     chars = sum(f["chars"] for f in features)
@@ -193,18 +201,21 @@ def lm_metrics(fwd_nll: float, pieces: int, bwd_nll: float, bwd_pieces: int, wor
 
     ``words`` already includes one end-of-line per line; ``chars`` one newline per line."""
     exp = lambda x: math.exp(min(x, 700.0))
-    return {
-        "loss": 0.5 * (fwd_nll / max(1, pieces) + bwd_nll / max(1, bwd_pieces)),
-        "ppl_piece": exp(fwd_nll / max(1, pieces)),
+    fwd = fwd_nll / max(1, pieces)
+    m = {
+        "loss": fwd if bwd_pieces == 0 else 0.5 * (fwd + bwd_nll / bwd_pieces),
+        "ppl_piece": exp(fwd),
         "ppl_word": exp(fwd_nll / max(1, words)),
         "bpc": fwd_nll / math.log(2) / max(1, chars),
-        "ppl_piece_bwd": exp(bwd_nll / max(1, bwd_pieces)),
         "nll": fwd_nll,
         "pieces": pieces,
         "words": words,
         "lines": lines,
         "chars": chars,
     }
+    if bwd_pieces:  # a forward-only LM has no backward perplexity
+        m["ppl_piece_bwd"] = exp(bwd_nll / bwd_pieces)
+    return m
 
 
 def summary(metrics: dict) -> dict:
@@ -221,7 +232,8 @@ def report(metrics: dict, console) -> None:
     t.add_row("perplexity per word", f"{metrics['ppl_word']:.2f}")
     t.add_row("perplexity per piece", f"{metrics['ppl_piece']:.2f}")
     t.add_row("bits per character", f"{metrics['bpc']:.4f}")
-    t.add_row("backward LM perplexity per piece", f"{metrics['ppl_piece_bwd']:.2f}")
+    if "ppl_piece_bwd" in metrics:
+        t.add_row("backward LM perplexity per piece", f"{metrics['ppl_piece_bwd']:.2f}")
     console.print(t)
 
 
