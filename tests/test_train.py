@@ -160,3 +160,29 @@ def test_train_encoder_lr_scale_zero_freezes_an_init_from_encoder(sentiment_ckpt
         assert proc.returncode == 0, proc.stderr
         after = _weights(out)
         assert enc and all(torch.equal(before[k], after[k]) for k in enc) == frozen, scale
+
+
+def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
+    """precision=bf16 on CPU runs the encoder's matmuls in bf16 (weights and gradients stay fp32); fp16 on CPU,
+    which would need a GradScaler, is a usage error."""
+    from lstmtext.errors import UsageError
+    from lstmtext.tasks import lm
+    from lstmtext.train import autocast_for, resolve_recipe, train_step
+
+    cpu = torch.device("cpu")
+    autocast, scaler = autocast_for(cpu, "bf16")
+    assert scaler is None
+    recipe = resolve_recipe("lm", None, ["encoder.embed_dim=16", "encoder.hidden_dim=16"])
+    torch.manual_seed(0)
+    model = lm.build_model(recipe, 300, [])
+    batch = {"tokens": torch.randint(5, 300, (2, 12)), "lengths": torch.tensor([12, 12])}
+    with autocast():
+        assert model.encoder(batch["tokens"], batch["lengths"]).dtype == torch.bfloat16
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first, _ = train_step(model, opt, batch, autocast, scaler, clip=1.0)
+    for _ in range(5):
+        loss, ok = train_step(model, opt, batch, autocast, scaler, clip=1.0)
+    assert ok and loss.item() < first.item()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
+        autocast_for(cpu, "fp16")
