@@ -251,7 +251,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
                 tag_ids.append(index[t])
         for start, n, w_ids, w_first in _windows(ids, first, max_length):
             # each word's last piece: the piece before the next word's first, and the window's last piece
-            last = [i - 1 for i in w_first[1:]] + [len(w_ids) - 1]
+            last = [i - 1 for i in w_first[1:]] + [max(0, len(w_ids) - 1)]
             f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
