@@ -181,13 +181,13 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
             tokens = batch["tokens"]
             states = model.encoder(tokens, batch["lengths"])  # (B, T, 2H)
             fwd_t = tokens[:, 1:]  # (B, T-1)
-            bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (B, T-1)
             fl = head.forward_logits(states[:, :-1, :H]).float()  # (B, T-1, V)
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
             del fl
             n_fwd += int((fwd_t != PAD).sum())
             if not head.bidirectional:
                 continue
+            bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (B, T-1)
             bl = head.backward_logits(states[:, 1:, H:]).float()  # (B, T-1, V)
             bwd_nll += F.cross_entropy(bl.flatten(0, 1), bwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
             n_bwd += int((bwd_t != PAD).sum())
