@@ -83,6 +83,41 @@ def test_lm_evaluate_equals_stepwise_nll(tok):
     assert m["words"] == (3 + 1) + (3 + 1) and m["pieces"] == len(stream) - 1
 
 
+@pytest.mark.parametrize("n,rows", [(0, 4), (1, 4), (7, 1), (7, 3), (9, 3), (10, 4)])
+def test_lm_stream_rows_deal_contiguous_runs_in_step_order(n, rows):
+    steps = lm.stream_rows(n, rows)
+    assert sorted(i for s in steps for i in s) == list(range(n))
+    for j, step in enumerate(steps):
+        assert len(step) <= rows
+        if j:  # each row continues its own run, and the rows still going are a prefix
+            assert [i - 1 for i in step] == steps[j - 1][: len(step)]
+
+
+@pytest.mark.parametrize("layers,cell", [(1, "lstm"), (2, "lstm"), (2, "gru")])
+def test_lm_evaluate_carries_state_across_chunks(tok, layers, cell):
+    """Scoring text cut into many chunks equals scoring each run of chunks as one sequence: the (h, c) state
+    is carried from chunk to chunk, and a run starts blank only at its first piece."""
+    p = tiny_predictor(tok, cell=cell, layers=layers, embed=24, hidden=24)
+    examples = [{"text": t, "split": "test"} for t in ["the old town is by a river .", "", "x y z", "a small river"] * 5]
+
+    def score(chunk: int, rows: int) -> dict:
+        recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=[f"lm.eval_chunk_length={chunk}"])
+        feats = lm.featurize(examples, tok, [], recipe)
+        return lm.evaluate(p.model, feats, [], torch.device("cpu"), rows * max(f["length"] for f in feats)), feats
+
+    whole, _ = score(100_000, 1)
+    one_row, feats = score(7, 1)
+    assert len(feats) > 10 and one_row["nll"] == pytest.approx(whole["nll"], rel=1e-5)
+    assert (one_row["pieces"], one_row["words"], one_row["chars"]) == (whole["pieces"], whole["words"], whole["chars"])
+    three_rows, _ = score(7, 3)
+    runs = [[feats[step[r]] for step in lm.stream_rows(len(feats), 3) if r < len(step)] for r in range(3)]
+    expect = 0.0
+    for run in runs:  # each run as one sequence: consecutive chunks share one piece
+        ids = run[0]["ids"] + [i for f in run[1:] for i in f["ids"][1:]]
+        expect += lm.evaluate(p.model, [{"ids": ids, "length": len(ids), "words": 0, "lines": 0, "chars": 0}], [], torch.device("cpu"), 100_000)["nll"]
+    assert three_rows["nll"] == pytest.approx(expect, rel=1e-5) and three_rows["nll"] != pytest.approx(whole["nll"], rel=1e-6)
+
+
 def test_lm_forward_only_trains_and_scores_the_forward_stack_alone(tok):
     """lm.bidirectional=false: the loss is the forward NLL, the backward stack gets no gradient (it still exists,
     so the encoder transfers), and evaluation scores the forward LM exactly as the BiLM's forward half does."""
