@@ -7,13 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lstmtext.encoder import lengths_to_mask
+from lstmtext.heads import POOLINGS
 
 
 class ClassifyHead(nn.Module):
     def __init__(self, input_dim: int, num_labels: int, hidden_dim: int = 256, dropout: float = 0.3, pooling: str = "maxmean"):
         super().__init__()
-        if pooling not in ("max", "mean", "maxmean", "attention"):
-            raise ValueError(f"pooling must be max, mean, maxmean or attention, not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.pooling = pooling
         pooled_dim = 2 * input_dim if pooling == "maxmean" else input_dim
         if pooling == "attention":

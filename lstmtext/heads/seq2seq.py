@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lstmtext.encoder import final_states, lengths_to_mask
+from lstmtext.heads import ATTENTIONS
 from lstmtext.tokenizer import PAD
 
-ATTENTIONS = ("general", "dot", "bahdanau")
 
 
 @dataclass

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from lstmtext.encoder import lengths_to_mask
+from lstmtext.heads import WORD_STATES
 
-WORD_STATES = ("first", "span")
 # Finite in the loss (so an all-masked row never turns into NaN), -inf in Viterbi (so it is never chosen).
 FORBIDDEN = -1e4
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
+from lstmtext.heads import WORD_STATES
 
 NAME = "ner"
 MAIN_METRIC = "f1"
@@ -32,7 +33,7 @@ class Options:
     tokens_column: str = ""  # JSONL / hf: empty = the first of: tokens, words
     tags_column: str = ""  # JSONL / hf: empty = the first of: ner_tags, tags, labels, ner
     dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
-    word_state: str = choice("first", "span")  # first: both directions at the word's first piece | span: see heads/tag.py
+    word_state: str = choice(*WORD_STATES)  # first: both directions at the word's first piece | span: see heads/tag.py
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from lstmtext.config import choice
 from lstmtext.data import is_hf, load_hf, pick_column, read_records
 from lstmtext.errors import UsageError
+from lstmtext.heads import POOLINGS
 
 NAME = "sentiment"
 MAIN_METRIC = "accuracy"
@@ -23,7 +24,7 @@ LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")
 class Options:
     text_column: str = ""  # empty = the first of: text, sentence, review, content, document
     label_column: str = ""  # empty = the first of: label, labels, sentiment, class, polarity
-    pooling: str = choice("maxmean", "max", "mean", "attention")
+    pooling: str = choice(*POOLINGS)
     hidden_dim: int = 256
     dropout: float = 0.3
 

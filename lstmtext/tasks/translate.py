@@ -20,6 +20,7 @@ from pathlib import Path
 from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
+from lstmtext.heads import ATTENTIONS
 
 NAME = "translate"
 MAIN_METRIC = "bleu"
@@ -39,7 +40,7 @@ class Options:
     target_column: str = ""  # empty = the first of: target, tgt, TARGET_LANG
     hidden_dim: int = 256  # decoder LSTM size
     num_layers: int = 1  # decoder layers
-    attention: str = choice("general", "dot", "bahdanau")  # all masked over source padding
+    attention: str = choice(*ATTENTIONS)  # all masked over source padding
     input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (DESIGN §9)
     dropout: float = 0.3
     label_smoothing: float = 0.1
