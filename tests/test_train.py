@@ -52,10 +52,15 @@ def test_train_resume_continues_exactly(tmp_path):
 
 def test_train_ctrl_c_saves_resume_state_and_says_how_to_resume(tmp_path):
     out = tmp_path / "m.ckpt"
+    # patience 0: the run cannot stop early before the signal comes. SIGINT's default disposition is set
+    # explicitly for the child: a suite started in the background by a non-interactive shell (`pytest &`)
+    # ignores SIGINT, children inherit that, and Python then never turns SIGINT into KeyboardInterrupt.
+    # Both earlier flakes of this test (the run finished with 0; the run went on after the signal) were that.
     proc = subprocess.Popen(
         [sys.executable, "-m", "lstmtext", "train", "sentiment", "-o", str(out), "--epochs", "200", *TINY,
-         "--set", "train.eval_every=3"],
+         "--set", "train.eval_every=3", "--set", "train.patience=0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = tmp_path / "m.metrics.jsonl"
     deadline = time.time() + 120
