@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
+from lstmtext.config import PRECISIONS
 from lstmtext.errors import UsageError
 from lstmtext.tasks import get_task
 
@@ -36,10 +37,26 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     return predictor
 
 
-def evaluate(path: str | Path, data: str, device: str = "cpu") -> dict:
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+
+
+def inference_precision(device, precision: str = "auto"):
+    """The context to run inference in: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, as in training.
+    bf16 on a CPU with bf16 instructions runs the encoder ~1.5× faster (see README); weights stay fp32."""
+    from lstmtext.train import autocast_for
+
+    check_precision(precision)
+    return autocast_for(device, precision, option="--precision")[0]()
+
+
+def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto") -> dict:
     """Metrics of a checkpoint on a labelled file or ``hf:`` dataset (the test split unless @SPLIT is given)."""
+    check_precision(precision)
     p = load(path, device=device)
     mod = get_task(p.task)
     examples = mod.read(data, p.recipe.options, "test")
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
-    return mod.evaluate(p.model, feats, p.labels, p.device, 16384, p.tok)
+    with inference_precision(p.device, precision):
+        return mod.evaluate(p.model, feats, p.labels, p.device, 16384, p.tok)

@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import typer
 
+from lstmtext.config import PRECISION_HELP
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
 app = typer.Typer(
@@ -169,6 +170,7 @@ def evaluate(
     data: str = typer.Argument(..., help="Labelled data in the task's format, or hf:NAME[:CONFIG][@SPLIT]."),
     fmt: str = typer.Option("table", "--format", "-f", help="table (on stderr, for people) | json (on stdout)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Score a checkpoint on labelled data with the task's standard metrics.
 
@@ -181,7 +183,7 @@ def evaluate(
     from lstmtext.progress import console
     from lstmtext.tasks import get_task
 
-    metrics = run(checkpoint, data, device=device)
+    metrics = run(checkpoint, data, device=device, precision=precision)
     if fmt == "json":
         sys.stdout.write(json.dumps({"checkpoint": checkpoint, "data": data, **metrics}) + "\n")
     else:
@@ -204,6 +206,7 @@ def predict(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (instead of the first argument)."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | jsonl (sentiment); conll | jsonl | inline (ner). Default: the task's first."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Run any checkpoint over text, one prediction per input line, streamed to stdout.
 
@@ -225,13 +228,15 @@ def predict(
         from lstmtext.progress import note
 
         note(f"using {model}")
-    from lstmtext.api import load
+    from lstmtext.api import check_precision, inference_precision, load
 
+    check_precision(precision)
     predictor = load(model, device=device)
     fmt = fmt or predictor_formats(predictor)[0]
     if fmt not in predictor_formats(predictor):
         raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(predictor_formats(predictor))}")
-    stream_predictions(predictor, source, fmt)
+    with inference_precision(predictor.device, precision):
+        stream_predictions(predictor, source, fmt)
 
 
 def predictor_formats(predictor) -> tuple:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from lstmtext.config import PRECISION_HELP
 from lstmtext.errors import UsageError
 
 
@@ -59,6 +60,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text. Default: a fresh one."),
     stop: Optional[str] = typer.Option(None, "--stop", help="End a sample where this text appears (it is not written)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Continue text with a language model, streamed to stdout as it is produced.
 
@@ -78,7 +80,9 @@ def generate(
         check_generate([], max_tokens, temperature, top_k, top_p, num_samples)
     if stop == "":
         raise UsageError("--stop: expected a non-empty string")
-    from lstmtext.api import load
+    from lstmtext.api import check_precision, inference_precision, load
+
+    check_precision(precision)
 
     if model is None:
         from lstmtext.train import default_model_path
@@ -106,10 +110,8 @@ def generate(
             )
         _write_rows(events, rows, finished)
 
-    if prompt is not None:
-        run([prompt])
-        return
     from lstmtext.data import InputLines
 
-    for lines in InputLines(None).batches(64):
-        run(lines)
+    with inference_precision(predictor.device, precision):
+        for lines in [[prompt]] if prompt is not None else InputLines(None).batches(64):
+            run(lines)

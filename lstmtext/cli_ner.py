@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from lstmtext.config import PRECISION_HELP
 from lstmtext.errors import UsageError
 
 FORMATS = ("conll", "jsonl", "inline")
@@ -20,6 +21,7 @@ def tag(
     fmt: str = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
     pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Tag named entities (PER, LOC, ORG, …) in raw text.
 
@@ -27,11 +29,13 @@ def tag(
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: expected conll, jsonl or inline")
-    from lstmtext.api import load
+    from lstmtext.api import check_precision, inference_precision, load
     from lstmtext.cli import _default_model, stream_predictions
 
+    check_precision(precision)
     predictor = load(model or _default_model("ner"), device=device, task="ner", command="tag")
     predictor.pretokenized = pretokenized
     # Files and fast pipes fill batches of up to 512 lines (sorted by length inside the predictor);
     # an interactive line comes alone and is answered at once.
-    stream_predictions(predictor, source, fmt, batch_size=512)
+    with inference_precision(predictor.device, precision):
+        stream_predictions(predictor, source, fmt, batch_size=512)

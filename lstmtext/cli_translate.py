@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from lstmtext.config import PRECISION_HELP
 from lstmtext.errors import UsageError
 
 
@@ -20,6 +21,7 @@ def translate(
     fmt: str = typer.Option("text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences decoded together (sorted by length)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Translate each input line; an empty line gives an empty line, so outputs stay aligned with inputs.
 
@@ -33,19 +35,23 @@ def translate(
         raise UsageError(f"--n-best {n_best}: expected at least 1")
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: expected at least 1")
+    from lstmtext.api import check_precision
+
+    check_precision(precision)
     if model is None:
         from lstmtext.cli import _default_model
         from lstmtext.progress import note
 
         model = str(_default_model("translate"))
         note(f"using {model}")
-    from lstmtext.api import load
+    from lstmtext.api import inference_precision, load
     from lstmtext.data import InputLines, write_line
 
     predictor = load(model, device=device, task="translate", command="translate")
     if beam is not None and beam < n_best:
         beam = n_best  # a beam keeps at most K hypotheses; --n-best 3 needs at least 3
     reader = InputLines(source)
-    for lines in reader.batches(batch_size):
-        for text, result in zip(lines, predictor.translate(lines, beam=beam, n_best=n_best)):
-            write_line(predictor.format(text, result, fmt))
+    with inference_precision(predictor.device, precision):
+        for lines in reader.batches(batch_size):
+            for text, result in zip(lines, predictor.translate(lines, beam=beam, n_best=n_best)):
+                write_line(predictor.format(text, result, fmt))

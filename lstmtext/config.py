@@ -24,6 +24,11 @@ def choice(default: str, *others: str) -> Any:
     return field(default=default, metadata={"choices": (default, *others)})
 
 
+# Training (train.precision) and inference (--precision) take the same values.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (faster on a CPU with AVX-512 BF16 or AMX) | fp16 (CUDA)."
+
+
 @dataclass
 class DataConfig:
     train: str = ""  # a file, a folder, a PREFIX or hf:NAME[:CONFIG]; empty = the sample in data/
@@ -68,7 +73,7 @@ class TrainConfig:
     patience: int = 4  # evaluations without improvement before stopping; 0 = never stop early
     seed: int = 1
     device: str = choice("auto", "cpu", "cuda")
-    precision: str = choice("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA, fp32 on CPU
+    precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
 
 
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "encoder": EncoderConfig, "train": TrainConfig}

@@ -112,14 +112,14 @@ def pick_device(name: str, d: Dist | None = None) -> torch.device:
     return torch.device("cuda", local)
 
 
-def autocast_for(device: torch.device, precision: str):
+def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return nullcontext, None
     if device.type == "cpu" and precision == "fp16":
-        raise UsageError("train.precision=fp16 needs a CUDA device; on CPU use bf16 or fp32 (or auto)")
+        raise UsageError(f"{option}=fp16 needs a CUDA device; on CPU use bf16 or fp32 (or auto)")
     # bf16 on CPU is opt-in: 1.45× the training pieces/s of fp32 for the wikitext2 LM step on this AVX-512 CPU
     # (2 threads), but what it costs in the metric is for each recipe to measure; weights stay fp32.
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

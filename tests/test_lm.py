@@ -269,6 +269,12 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     assert m["ppl_word"] > m["ppl_piece"] > 1 and 0 < m["bpc"] < 8
     table = run_cli("evaluate", lm_ckpt, REPO / "data" / "lm" / "dev.txt")
     assert table.returncode == 0 and "perplexity per word" in table.stderr
+    # bf16 autocast: the carried state goes through bf16 steps; perplexity stays close to fp32's
+    half = run_cli("evaluate", lm_ckpt, REPO / "data" / "lm" / "dev.txt", "--format", "json", "--precision", "bf16")
+    assert half.returncode == 0, half.stderr
+    assert json.loads(half.stdout)["ppl_word"] == pytest.approx(m["ppl_word"], rel=0.05)
+    gen = run_cli("generate", "-m", lm_ckpt, "--prompt", "The", "--max-tokens", "12", "--seed", "1", "--precision", "bf16")
+    assert gen.returncode == 0 and gen.stdout.startswith("The") and gen.stdout.count("\n") == 1, gen.stderr
 
     # no -m: the model `train lm` wrote to its default place
     gen = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))

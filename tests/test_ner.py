@@ -339,6 +339,12 @@ def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
     proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--pretokenized", input="Paris, France.\n")
     assert json.loads(proc.stdout)["tokens"] == ["Paris,", "France."]
 
+    # bf16 autocast: the same words and line alignment; the CRF still never emits an invalid sequence
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--precision", "bf16", input=SENTENCES)
+    assert proc.returncode == 0, proc.stderr
+    half = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["tokens"] for r in half] == [r["tokens"] for r in rows] and all(valid_bio(r["tags"]) for r in half)
+
     # the generic predict takes the same checkpoint and formats
     proc = run_cli("predict", ner_ckpt, "--format", "jsonl", input=SENTENCES)
     assert proc.returncode == 0 and [json.loads(l) for l in proc.stdout.splitlines()] == rows

@@ -41,6 +41,16 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     assert from_file.returncode == 0
     assert from_file.stdout.splitlines() == [r["label"] or "" for r in rows]
 
+    # --precision bf16: the same lines, scores within bf16's rounding of fp32's
+    half = run_cli("predict", sentiment_ckpt, "--format", "jsonl", "--precision", "bf16", input="\n".join(texts) + "\n")
+    assert half.returncode == 0, half.stderr
+    hrows = [json.loads(l) for l in half.stdout.splitlines()]
+    assert [r["text"] for r in hrows] == texts and hrows[1]["label"] is None
+    for a, b in ((rows[0], hrows[0]), (rows[2], hrows[2])):
+        assert abs(a["scores"]["1"] - b["scores"]["1"]) < 0.03
+    hev = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json", "--precision", "bf16")
+    assert hev.returncode == 0 and abs(json.loads(hev.stdout)["accuracy"] - m["accuracy"]) <= 0.03, hev.stderr
+
     info = run_cli("info", sentiment_ckpt, "--format", "json")
     meta = json.loads(info.stdout)
     assert meta["task"] == "sentiment" and meta["labels"] == ["0", "1"]
@@ -120,6 +130,11 @@ def test_sentiment_bad_input_missing_file(sentiment_ckpt, tmp_path):
     assert_usage_error(run_cli("evaluate", sentiment_ckpt, tmp_path / "nope.tsv"), "file not found")
     assert_usage_error(run_cli("predict", sentiment_ckpt, tmp_path / "nope.txt"), "file not found")
     assert_usage_error(run_cli("predict", tmp_path / "no.ckpt", "-"), "no.ckpt")
+
+
+def test_sentiment_bad_input_precision(sentiment_ckpt):
+    assert_usage_error(run_cli("predict", sentiment_ckpt, "--precision", "fp8", input="x\n"), "--precision fp8", "bf16")
+    assert_usage_error(run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--precision", "fp16"), "fp16 needs a CUDA device")
 
 
 def test_sentiment_bad_input_empty(sentiment_ckpt, tmp_path):

@@ -231,6 +231,11 @@ def test_translate_train_evaluate_translate_predict_end_to_end(tmp_path):
         assert r["translation"] == r["n_best"][0]["text"]
     assert [r["translation"] for r in rows] == out[:3]  # beam 3 (n-best 2) and beam 3 agree on the best
 
+    # bf16 autocast: stateful beam search runs with a bf16 decoder and keeps line alignment
+    half = run_cli("translate", "-m", ckpt, "--beam", "3", "--precision", "bf16", input="\n".join(lines) + "\n")
+    assert half.returncode == 0, half.stderr
+    assert half.stdout.split("\n")[1] == "" and half.stdout.count("\n") == 3 and half.stdout.split("\n")[0].strip()
+
     infile = tmp_path / "news.de"
     infile.write_text("\n".join(lines) + "\n", encoding="utf-8")
     pred = run_cli("predict", ckpt, infile)

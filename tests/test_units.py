@@ -318,3 +318,16 @@ def test_metrics_classification_by_hand():
     assert m["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_api_inference_precision_autocasts_only_when_asked():
+    from lstmtext.api import inference_precision
+
+    lin, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    with inference_precision(torch.device("cpu"), "bf16"):
+        assert lin(x).dtype == torch.bfloat16
+    for p in ("auto", "fp32"):  # auto is fp32 on CPU, as in training
+        with inference_precision(torch.device("cpu"), p):
+            assert lin(x).dtype == torch.float32
+    with pytest.raises(UsageError, match="--precision fp8: expected one of auto, fp32, bf16, fp16"):
+        inference_precision(torch.device("cpu"), "fp8")
