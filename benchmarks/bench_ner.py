@@ -75,8 +75,9 @@ def speed(a, ckpt: Path, test: Path, save: bool) -> None:
     raw.write_text("\n".join(sentences) + "\n", encoding="utf-8")
     words = sum(len(s.split()) for s in sentences)
     times = []
+    extra = ["--precision", a.precision] if a.precision else []
     for _ in range(a.repeats):
-        proc, s = lstmtext("tag", rel(raw), "-m", rel(ckpt), "--format", a.format)
+        proc, s = lstmtext("tag", rel(raw), "-m", rel(ckpt), "--format", a.format, *extra)
         if a.format != "conll":
             assert len(proc.stdout.splitlines()) == len(sentences), "tag lost line alignment"
         times.append(s)
@@ -86,7 +87,7 @@ def speed(a, ckpt: Path, test: Path, save: bool) -> None:
           f"{t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end", flush=True)
     if save:
         record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
-               round(rate), None, None, f"lstmtext tag {raw.name} -m {rel(ckpt)} --format {a.format}",
+               round(rate), None, None, " ".join(["lstmtext tag", raw.name, "-m", str(rel(ckpt)), "--format", a.format, *extra]),
                {"seconds": round(t, 2), "runs": [round(x, 2) for x in times]})
 
 
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
+    ap.add_argument("--precision", help="passed to lstmtext tag (e.g. bf16)")
     ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()

@@ -31,7 +31,6 @@ from lstmtext.heads import ATTENTIONS
 from lstmtext.tokenizer import PAD
 
 
-
 @dataclass
 class DecoderState:
     h: torch.Tensor  # (L, N, Hd) one row per hypothesis
