@@ -47,7 +47,6 @@ def inference_precision(device, precision: str = "auto"):
     bf16 on a CPU with bf16 instructions runs the encoder ~1.5× faster (see README); weights stay fp32."""
     from lstmtext.train import autocast_for
 
-    check_precision(precision)
     return autocast_for(device, precision, option="--precision")[0]()
 
 

@@ -23,7 +23,7 @@ import torch
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import Recipe, build_recipe, parse_duration
+from lstmtext.config import PRECISIONS, Recipe, build_recipe, parse_duration
 from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress, fmt_seconds, note
@@ -114,6 +114,8 @@ def pick_device(name: str, d: Dist | None = None) -> torch.device:
 
 def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
+    if precision not in PRECISIONS:  # recipes are checked as they are read; this guards every other caller
+        raise UsageError(f"{option} {precision}: expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":

@@ -207,7 +207,8 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
                 hx = tuple(h[:, : len(idx)] for h in hx) if isinstance(hx, tuple) else hx[:, : len(idx)]
             # A chunk's last piece opens the next chunk, so only the pieces before it are read here: the
             # carried state is then exactly the state before that piece.
-            out, hx = enc.fwd(enc.embed(tokens[:, :-1]), hx)  # (m, T-1, H)
+            x = enc.embed(tokens)  # (m, T, E)
+            out, hx = enc.fwd(x[:, :-1], hx)  # (m, T-1, H)
             fwd_t = tokens[:, 1:]  # (m, T-1)
             fl = head.forward_logits(out).float()  # (m, T-1, V)
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
@@ -216,7 +217,7 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
             if not head.bidirectional:
                 continue
             lengths = batch["lengths"]
-            rev, _ = enc.bwd(reverse_within_length(enc.embed(tokens), lengths))
+            rev, _ = enc.bwd(reverse_within_length(x, lengths))
             bwd_states = reverse_within_length(rev, lengths)  # (m, T, H)
             bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (m, T-1)
             bl = head.backward_logits(bwd_states[:, 1:]).float()  # (m, T-1, V)
