@@ -66,12 +66,42 @@ class Encoder(nn.Module):
         """tokens (B, T), lengths (B,) → states (B, T, 2H): forward stack in [..., :H], backward in [..., H:]
         ((B, T, H), the forward stack alone, when built with backward=False)."""
         x = self.embed_dropout(self.embed(tokens))  # (B, T, E)
-        fwd_out, _ = self.fwd(x)  # (B, T, H)
+        fwd_out, _ = self.forward_stack(x)  # (B, T, H)
         if not self.run_backward:
             return self.out_dropout(fwd_out)
-        bwd_out_rev, _ = self.bwd(reverse_within_length(x, lengths))  # (B, T, H), each sequence reversed
-        bwd_out = reverse_within_length(bwd_out_rev, lengths)
+        bwd_out = self.backward_stack(x, lengths)  # (B, T, H)
         return self.out_dropout(torch.cat([fwd_out, bwd_out], dim=-1))  # (B, T, 2H)
+
+    # The pieces of forward() that a language model also runs on their own: reading a stream with the state
+    # carried between calls (evaluation), a prompt then one piece at a time (generation). No dropout here.
+    def forward_stack(self, x: torch.Tensor, hx=None, lengths: torch.Tensor | None = None):
+        """Embedded input x (B, T, E) from state hx (None = zeros) → (states (B, T, H), final state).
+
+        With lengths, the final state is each sequence's own, after its last real token (the run is
+        packed), and no states are returned (None): a prompt needs only where it ends."""
+        if lengths is None:
+            return self.fwd(x, hx)
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return None, self.fwd(packed, hx)[1]
+
+    def backward_stack(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Embedded input x (B, T, E) → backward states (B, T, H), position t having read t … length-1."""
+        rev, _ = self.bwd(reverse_within_length(x, lengths))  # (B, T, H), each sequence reversed
+        return reverse_within_length(rev, lengths)
+
+    def forward_cells(self) -> list[nn.Module]:
+        """LSTMCell/GRUCell views of the forward stack's weights (shared, not copied), one per layer: for
+        one-token steps a cell call is cheaper than a one-step nn.LSTM call (DESIGN §9)."""
+        cls = nn.LSTMCell if self.cell == "lstm" else nn.GRUCell
+        cells = []
+        for k in range(self.num_layers):
+            cell = cls(self.fwd.input_size if k == 0 else self.hidden_dim, self.hidden_dim)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(cell, name, getattr(self.fwd, f"{name}_l{k}"))
+            cells.append(cell)
+        return cells
 
 
 def final_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

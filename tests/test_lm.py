@@ -184,7 +184,7 @@ def test_lm_stateful_step_equals_recomputing_prefix(tok, cell):
     stepped = p.next_logits(prefix)
     enc = p.model.encoder
     with torch.inference_mode():
-        out, _ = enc.fwd(enc.embed(torch.tensor([prefix])))  # (1, T, H): the whole prefix again
+        out, _ = enc.forward_stack(enc.embed(torch.tensor([prefix])))  # (1, T, H): the whole prefix again
         full = p.model.head.forward_logits(out[0, -1])
     assert torch.allclose(stepped, full, atol=1e-5)
 

@@ -188,7 +188,6 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
     import torch
     import torch.nn.functional as F
 
-    from lstmtext.encoder import reverse_within_length
     from lstmtext.tasks.common import to_device
 
     head, enc = model.head, model.encoder
@@ -208,7 +207,7 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
             # A chunk's last piece opens the next chunk, so only the pieces before it are read here: the
             # carried state is then exactly the state before that piece.
             x = enc.embed(tokens)  # (m, T, E)
-            out, hx = enc.fwd(x[:, :-1], hx)  # (m, T-1, H)
+            out, hx = enc.forward_stack(x[:, :-1], hx)  # (m, T-1, H)
             fwd_t = tokens[:, 1:]  # (m, T-1)
             fl = head.forward_logits(out).float()  # (m, T-1, V)
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
@@ -216,9 +215,7 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
             n_fwd += int((fwd_t != PAD).sum())
             if not head.bidirectional:
                 continue
-            lengths = batch["lengths"]
-            rev, _ = enc.bwd(reverse_within_length(x, lengths))
-            bwd_states = reverse_within_length(rev, lengths)  # (m, T, H)
+            bwd_states = enc.backward_stack(x, batch["lengths"])  # (m, T, H)
             bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (m, T-1)
             bl = head.backward_logits(bwd_states[:, 1:]).float()  # (m, T-1, V)
             bwd_nll += F.cross_entropy(bl.flatten(0, 1), bwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
@@ -270,23 +267,6 @@ def report(metrics: dict, console) -> None:
 
 
 # -- prediction and generation -----------------------------------------------------------------------------
-def _cells(rnn, cell_kind: str):
-    """LSTMCell/GRUCell views of an nn.LSTM/nn.GRU stack's weights (shared, not copied): for one-token steps
-    a cell call is cheaper than a one-step nn.LSTM call (DESIGN §9)."""
-    import torch
-
-    cls = torch.nn.LSTMCell if cell_kind == "lstm" else torch.nn.GRUCell
-    cells = []
-    for k in range(rnn.num_layers):
-        cell = cls(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size)
-        cell.weight_ih = getattr(rnn, f"weight_ih_l{k}")
-        cell.weight_hh = getattr(rnn, f"weight_hh_l{k}")
-        cell.bias_ih = getattr(rnn, f"bias_ih_l{k}")
-        cell.bias_hh = getattr(rnn, f"bias_hh_l{k}")
-        cells.append(cell)
-    return cells
-
-
 class Predictor:
     """What ``lstmtext.load`` returns for an LM checkpoint: ``generate`` streams text, ``predict`` continues lines."""
 
@@ -296,7 +276,7 @@ class Predictor:
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         enc = model.encoder
         self.cell_kind = enc.cell
-        self.cells = _cells(enc.fwd, enc.cell)
+        self.cells = enc.forward_cells()
         self.stats = {"pieces": 0}
 
     # -- the state machine: prompt once, then one step at a time ------------------------------------------
@@ -305,16 +285,13 @@ class Predictor:
 
         Returns (state per layer, logits of the next piece (P, V))."""
         import torch
-        from torch.nn.utils.rnn import pack_padded_sequence
 
         from lstmtext.tasks.common import pad
 
         enc = self.model.encoder
         tokens = pad(prompt_ids).to(self.device)  # (P, T)
         lengths = torch.tensor([len(p) for p in prompt_ids])
-        x = enc.embed(tokens)  # (P, T, E)
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, hidden = enc.fwd(packed)  # (L, P, H) each; packed: the state after each prompt's own last piece
+        _, hidden = enc.forward_stack(enc.embed(tokens), lengths=lengths)  # (L, P, H) each, after each prompt
         if self.cell_kind == "lstm":
             h, c = hidden
             state = [(h[k], c[k]) for k in range(h.size(0))]
