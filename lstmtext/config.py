@@ -56,6 +56,10 @@ class EncoderConfig:
     dropout: float = 0.3  # between layers and on the encoder's output
 
 
+# What an --init-from checkpoint's weights fix; the dropouts stay this run's choice.
+ENCODER_SHAPE = ("cell", "embed_dim", "hidden_dim", "num_layers")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -170,8 +174,13 @@ def build_recipe(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     stored: dict | None = None,
+    inherited: dict | None = None,
 ) -> Recipe:
-    """Defaults ← the task's own defaults ← a stored recipe (resume) ← a TOML file ← ``--set`` overrides."""
+    """Defaults ← the task's own defaults ← a stored recipe (resume) ← a TOML file ← ``inherited`` ← ``--set``.
+
+    ``inherited`` is what an ``--init-from`` checkpoint fixes (its encoder's shape): it beats the recipe file,
+    so any recipe can start from any encoder, and only an explicit ``--set`` can contradict it (an error later,
+    when the weights do not fit)."""
     recipe = Recipe(task=task, options=options_cls())
     for section, values in (defaults or {}).items():
         _apply_section(recipe, section, values, f"defaults of task '{task}'")
@@ -192,6 +201,8 @@ def build_recipe(
             raise UsageError(f"recipe {path} is for task '{file_task}', not '{task}'")
         for section, values in doc.items():
             _apply_section(recipe, section, values, f"recipe {path}")
+    for section, values in (inherited or {}).items():
+        _apply_section(recipe, section, values, "--init-from checkpoint")
     for item in overrides or []:
         section, key, value = parse_set(item)
         _apply_section(recipe, section, {key: value}, "--set")

@@ -23,7 +23,7 @@ import torch
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import PRECISIONS, Recipe, build_recipe, parse_duration
+from lstmtext.config import ENCODER_SHAPE, PRECISIONS, Recipe, build_recipe, parse_duration
 from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress, fmt_seconds, note
@@ -218,9 +218,9 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None) -> Recipe:
+def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None, inherited: dict | None = None) -> Recipe:
     mod = get_task(task)
-    return build_recipe(task, mod.Options, getattr(mod, "DEFAULTS", None), recipe_path, list(overrides), stored)
+    return build_recipe(task, mod.Options, getattr(mod, "DEFAULTS", None), recipe_path, list(overrides), stored, inherited)
 
 
 def train(
@@ -252,7 +252,9 @@ def train(
     if out.exists() and out.is_dir():
         raise UsageError(f"output {out} is a folder; pass a file path such as {out}/model.ckpt")
 
-    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"))
+    init_meta, init_state = ckpt.load(init_from) if init_from else ({}, {})
+    shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"), {"encoder": shape} if shape else None)
     tc = recipe.train
     device = pick_device(tc.device)
     d = setup_distributed(device)
@@ -273,9 +275,6 @@ def train(
         )
 
     # tokenizer: resume > init-from > trained on this run's training text (on rank 0, then shared)
-    init_meta, init_state = ({}, {})
-    if init_from:
-        init_meta, init_state = ckpt.load(init_from)
     if stored_meta:
         tok = Tokenizer(ckpt.tokenizer_proto(stored_meta))
     elif init_meta:
@@ -588,7 +587,7 @@ def copy_encoder(model, state: dict, path, meta: dict) -> None:
         if own[k].shape != v.shape:
             raise UsageError(
                 f"--init-from {path}: encoder weight '{k}' is {tuple(v.shape)} there but {tuple(own[k].shape)} "
-                f"here; use the same [encoder] settings (theirs: {meta.get('recipe', {}).get('encoder')})"
+                f"here; drop the --set that changes the encoder's shape (theirs: {meta.get('recipe', {}).get('encoder')})"
             )
         own[k] = v
         copied += 1

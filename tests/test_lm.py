@@ -333,6 +333,20 @@ def test_train_sentiment_init_from_lm_refuses_misfit_encoder(lm_ckpt, tmp_path):
     assert_usage_error(proc, "--init-from", "encoder")
 
 
+def test_train_init_from_takes_the_encoder_shape_from_the_checkpoint(lm_ckpt, tmp_path):
+    from lstmtext.checkpoint import read_meta
+    from lstmtext.config import ENCODER_SHAPE
+
+    # No shape given: sentiment's own default (256 wide) would not fit the 32-wide LM; its weights decide.
+    out = tmp_path / "s.ckpt"
+    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", "-q",
+                   "--set", "train.batch_tokens=2000", "--set", "encoder.dropout=0.1")
+    assert proc.returncode == 0, proc.stderr
+    enc, lm_enc = read_meta(out)["recipe"]["encoder"], read_meta(lm_ckpt)["recipe"]["encoder"]
+    assert {k: enc[k] for k in ENCODER_SHAPE} == {k: lm_enc[k] for k in ENCODER_SHAPE}
+    assert enc["hidden_dim"] == 32 and enc["dropout"] == 0.1  # the dropouts stay this run's
+
+
 def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import sentiment
