@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import PRECISIONS
+from lstmtext.config import check_precision
 from lstmtext.errors import UsageError
 from lstmtext.tasks import get_task
 
@@ -35,11 +35,6 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
     return predictor
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
 
 
 def inference_precision(device, precision: str = "auto"):

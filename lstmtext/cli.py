@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP
+from lstmtext.config import PRECISION_HELP, check_precision
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
 app = typer.Typer(
@@ -228,7 +228,7 @@ def predict(
         from lstmtext.progress import note
 
         note(f"using {model}")
-    from lstmtext.api import check_precision, inference_precision, load
+    from lstmtext.api import inference_precision, load
 
     check_precision(precision)
     predictor = load(model, device=device)

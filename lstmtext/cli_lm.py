@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP
+from lstmtext.config import PRECISION_HELP, check_precision
 from lstmtext.errors import UsageError
 
 
@@ -80,7 +80,7 @@ def generate(
         check_generate([], max_tokens, temperature, top_k, top_p, num_samples)
     if stop == "":
         raise UsageError("--stop: expected a non-empty string")
-    from lstmtext.api import check_precision, inference_precision, load
+    from lstmtext.api import inference_precision, load
 
     check_precision(precision)
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP
+from lstmtext.config import PRECISION_HELP, check_precision
 from lstmtext.errors import UsageError
 
 FORMATS = ("conll", "jsonl", "inline")
@@ -29,7 +29,7 @@ def tag(
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: expected conll, jsonl or inline")
-    from lstmtext.api import check_precision, inference_precision, load
+    from lstmtext.api import inference_precision, load
     from lstmtext.cli import _default_model, stream_predictions
 
     check_precision(precision)

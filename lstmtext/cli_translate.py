@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP
+from lstmtext.config import PRECISION_HELP, check_precision
 from lstmtext.errors import UsageError
 
 
@@ -35,8 +35,6 @@ def translate(
         raise UsageError(f"--n-best {n_best}: expected at least 1")
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: expected at least 1")
-    from lstmtext.api import check_precision
-
     check_precision(precision)
     if model is None:
         from lstmtext.cli import _default_model

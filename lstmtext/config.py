@@ -29,6 +29,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_HELP = "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (faster on a CPU with AVX-512 BF16 or AMX) | fp16 (CUDA)."
 
 
+def check_precision(precision: str, option: str = "--precision") -> None:
+    """Torch-free, so a command can refuse a bad value before it imports torch and loads a checkpoint."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"{option} {precision}: expected one of {', '.join(PRECISIONS)}")
+
+
 @dataclass
 class DataConfig:
     train: str = ""  # a file, a folder, a PREFIX or hf:NAME[:CONFIG]; empty = the sample in data/

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -81,8 +82,6 @@ class Encoder(nn.Module):
         packed), and no states are returned (None): a prompt needs only where it ends."""
         if lengths is None:
             return self.fwd(x, hx)
-        from torch.nn.utils.rnn import pack_padded_sequence
-
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return None, self.fwd(packed, hx)[1]
 

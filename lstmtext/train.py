@@ -23,7 +23,7 @@ import torch
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ENCODER_SHAPE, PRECISIONS, Recipe, build_recipe, parse_duration
+from lstmtext.config import ENCODER_SHAPE, Recipe, build_recipe, check_precision, parse_duration
 from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress, fmt_seconds, note
@@ -114,8 +114,7 @@ def pick_device(name: str, d: Dist | None = None) -> torch.device:
 
 def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
-    if precision not in PRECISIONS:  # recipes are checked as they are read; this guards every other caller
-        raise UsageError(f"{option} {precision}: expected one of {', '.join(PRECISIONS)}")
+    check_precision(precision, option)  # recipes are checked as they are read; this guards every other caller
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
@@ -218,7 +217,8 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None, inherited: dict | None = None) -> Recipe:
+def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None,
+                   inherited: dict | None = None) -> Recipe:
     mod = get_task(task)
     return build_recipe(task, mod.Options, getattr(mod, "DEFAULTS", None), recipe_path, list(overrides), stored, inherited)
 
@@ -254,7 +254,8 @@ def train(
 
     init_meta, init_state = ckpt.load(init_from) if init_from else ({}, {})
     shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
-    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"), {"encoder": shape} if shape else None)
+    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"),
+                            inherited={"encoder": shape} if shape else None)
     tc = recipe.train
     device = pick_device(tc.device)
     d = setup_distributed(device)
