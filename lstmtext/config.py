@@ -225,6 +225,8 @@ def validate(recipe: Recipe) -> None:
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
     parse_duration(t.max_time)
+    if getattr(recipe.options, "word_hidden", 0) < 0:
+        raise UsageError("ner.word_hidden: must be 0 (no word BiLSTM) or a positive width")
     if not 0 <= recipe.data.valid_fraction < 1:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")
     if recipe.tokenizer.vocab_size < 300:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+from lstmtext.config import build_recipe
 from lstmtext.errors import UsageError
 from lstmtext.heads.tag import CRF, TagHead, bio_allowed
 from lstmtext.tasks import ner
@@ -149,6 +150,25 @@ def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
         TagHead(32, LABELS, word_state="middle")
 
 
+def test_ner_word_bilstm_sees_neighbours_and_ignores_padding():
+    torch.manual_seed(0)
+    head = TagHead(8, LABELS, 0.0, "first", word_hidden=6).eval()
+    assert head.proj.in_features == 12  # two directions of 6
+    states = torch.randn(2, 5, 8)
+    first = torch.arange(5).expand(2, 5)
+    lengths = torch.tensor([5, 3])
+    with torch.no_grad():
+        em = head.emissions(states, first, None, lengths)  # (B, W, L)
+        alone = head.emissions(states[1:, :3], first[1:, :3], None, lengths[1:])
+        assert torch.allclose(em[1, :3], alone[0], atol=1e-6)  # the padded words of row 1 change nothing
+        changed = states.clone()
+        changed[0, 4] += 1.0  # only the last word's state moves ...
+        em2 = head.emissions(changed, first, None, lengths)
+        assert not torch.allclose(em2[0, 0], em[0, 0])  # ... and the first word's scores follow it
+    with pytest.raises(UsageError, match="ner.word_hidden: must be 0"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.word_hidden=-1"])
+
+
 # -- the CRF -----------------------------------------------------------------------------------------------
 def test_ner_bio_allowed_forbids_invalid_transitions():
     trans, start = bio_allowed(LABELS)
@@ -283,8 +303,6 @@ def _tiny_tokenizer():
 
 
 def _recipe(max_length: int = 256):
-    from lstmtext.config import build_recipe
-
     return build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[f"data.max_length={max_length}"])
 
 

@@ -1,5 +1,5 @@
-"""Sequence tagging: each word's state (from its first piece, or its span: see TagHead) → linear → a
-linear-chain CRF over BIO tags.
+"""Sequence tagging: each word's state (from its first piece, or its span: see TagHead) → optionally a
+word-level BiLSTM → linear → a linear-chain CRF over BIO tags.
 
 The CRF's transitions that would make an invalid BIO sequence (I-X at the start, I-X after O or after a tag
 of another type) are replaced by a constant before every use, so no gradient reaches them and they can never
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmtext.encoder import lengths_to_mask
 from lstmtext.heads import WORD_STATES
@@ -103,19 +105,34 @@ class TagHead(nn.Module):
     - "span": the forward stack at the word's last piece and the backward stack at its first, so each
       direction has read the whole word plus its own side of the context (as Flair takes word states from
       character LMs). Same size, same cost; it matters most for an encoder pretrained as a language model.
+
+    word_hidden > 0 runs a BiLSTM of that width per direction over the word states before the projection.
+    An encoder pretrained as a language model keeps its two directions apart, so without it a tag is a linear
+    function of what each direction read alone; the word BiLSTM mixes them and reads the neighbouring words'
+    states, as the task BiLSTM does over ELMo's features (Peters et al. 2018).
     """
 
-    def __init__(self, input_dim: int, labels: list[str], dropout: float = 0.3, word_state: str = "first"):
+    def __init__(
+        self, input_dim: int, labels: list[str], dropout: float = 0.3, word_state: str = "first", word_hidden: int = 0
+    ):
         super().__init__()
         if word_state not in WORD_STATES:
             raise ValueError(f"word_state must be one of {', '.join(WORD_STATES)}, not {word_state!r}")
         self.word_state = word_state
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(input_dim, len(labels))
+        self.word_lstm = nn.LSTM(input_dim, word_hidden, batch_first=True, bidirectional=True) if word_hidden else None
+        self.proj = nn.Linear(2 * word_hidden if word_hidden else input_dim, len(labels))
         self.crf = CRF(labels)
 
-    def emissions(self, states: torch.Tensor, first: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
-        """states (B, T, D), each word's first- and last-piece index (B, W) → per-word tag scores (B, W, L)."""
+    def emissions(
+        self,
+        states: torch.Tensor,
+        first: torch.Tensor,
+        last: torch.Tensor | None = None,
+        word_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,) → per-word
+        tag scores (B, W, L)."""
         D = states.size(-1)
         idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, D)  # (B, W, D)
         words = states.gather(1, idx)  # (B, W, D)
@@ -123,10 +140,14 @@ class TagHead(nn.Module):
             H = D // 2
             end = last.to(states.device).unsqueeze(-1).expand(-1, -1, H)  # (B, W, H)
             words = torch.cat([states[:, :, :H].gather(1, end), words[:, :, H:]], dim=-1)  # (B, W, D)
+        if self.word_lstm is not None:
+            W = words.size(1)
+            packed = pack_padded_sequence(words, word_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            words = pad_packed_sequence(self.word_lstm(packed)[0], batch_first=True, total_length=W)[0]  # (B, W, 2h)
         return self.proj(self.dropout(words)).float()
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        em = self.emissions(states, batch["first"], batch.get("last"))  # (B, W, L)
+        em = self.emissions(states, batch["first"], batch.get("last"), batch["word_lengths"])  # (B, W, L)
         tags = batch.get("tags")
         if tags is None:
             return em, None

@@ -34,6 +34,7 @@ class Options:
     tags_column: str = ""  # JSONL / hf: empty = the first of: ner_tags, tags, labels, ner
     dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
     word_state: str = choice(*WORD_STATES)  # first: both directions at the word's first piece | span: see heads/tag.py
+    word_hidden: int = 0  # >0: a word-level BiLSTM of this width per direction under the tag projection
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -288,7 +289,7 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
-    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state))
+    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden))
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
