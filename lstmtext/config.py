@@ -225,8 +225,9 @@ def validate(recipe: Recipe) -> None:
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
     parse_duration(t.max_time)
-    if getattr(recipe.options, "word_hidden", 0) < 0:
-        raise UsageError("ner.word_hidden: must be 0 (no word BiLSTM) or a positive width")
+    for name in ("word_hidden", "context"):  # NER's sizes, where 0 turns the part off
+        if getattr(recipe.options, name, 0) < 0:
+            raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")
     if not 0 <= recipe.data.valid_fraction < 1:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")
     if recipe.tokenizer.vocab_size < 300:

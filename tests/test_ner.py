@@ -118,6 +118,39 @@ def test_ner_featurize_long_sentence_in_bounded_windows():
     assert all(f["length"] <= 20 for f in huge) and sum(f["n"] for f in huge) == 2
 
 
+def test_ner_featurize_context_reads_neighbours_within_the_document(tmp_path):
+    f = tmp_path / "docs.conll"
+    f.write_text(
+        "-DOCSTART- O\n\nParis O\nis O\nbig O\n\nBerlin B-LOC\nis O\nbig O\n\nRome B-LOC\n\n"
+        "-DOCSTART- O\n\nMerkel B-PER\nmet O\nMacron B-PER\n\n"
+    )
+    ex = ner.read(str(f), ner.Options())
+    assert [e["doc"] for e in ex] == [1, 1, 1, 2]
+    tok = _tiny_tokenizer()
+    alone = ner.featurize(ex, tok, LABELS, _recipe())
+    recipe = _recipe()
+    recipe.options.context = 4
+    feats = ner.featurize(ex, tok, LABELS, recipe)
+    stream = alone[0]["ids"] + alone[1]["ids"] + alone[2]["ids"]  # document 1, end to end
+    a = len(alone[0]["ids"])
+    b = a + len(alone[1]["ids"])
+    assert feats[1]["ids"] == stream[a - 4 : b + 4]  # four pieces on each side
+    assert feats[0]["ids"][: len(alone[0]["ids"])] == alone[0]["ids"]  # nothing before a document's start
+    assert feats[2]["ids"][-len(alone[2]["ids"]) :] == alone[2]["ids"]  # nor after its end
+    assert feats[3]["ids"] == alone[3]["ids"]  # document 2 is alone: context never crosses a -DOCSTART-
+    for c, s in zip(feats, alone):
+        # the same words, tags and pieces under each word; only the positions moved
+        assert c["tags"] == s["tags"] and len(c["first"]) == len(s["first"])
+        assert [c["ids"][i] for i in c["first"]] == [s["ids"][i] for i in s["first"]]
+        assert [c["ids"][i] for i in c["last"]] == [s["ids"][i] for i in s["last"]]
+        assert c["length"] == len(c["ids"])
+    # text from `tag` names no document: each line is read alone
+    raw = ner.featurize([{"tokens": e["tokens"]} for e in ex], tok, LABELS, recipe)
+    assert [r["ids"] for r in raw] == [s["ids"] for s in alone]
+    with pytest.raises(UsageError, match=r"ner.context: must be 0 \(off\)"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.context=-1"])
+
+
 def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
     from lstmtext.model import build_encoder
 
@@ -165,7 +198,7 @@ def test_ner_word_bilstm_sees_neighbours_and_ignores_padding():
         changed[0, 4] += 1.0  # only the last word's state moves ...
         em2 = head.emissions(changed, first, None, lengths)
         assert not torch.allclose(em2[0, 0], em[0, 0])  # ... and the first word's scores follow it
-    with pytest.raises(UsageError, match="ner.word_hidden: must be 0"):
+    with pytest.raises(UsageError, match=r"ner.word_hidden: must be 0 \(off\)"):
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.word_hidden=-1"])
 
 

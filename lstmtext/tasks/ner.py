@@ -35,6 +35,7 @@ class Options:
     dropout: float = 0.0  # on the word states before the tag projection (the encoder already drops out its output)
     word_state: str = choice(*WORD_STATES)  # first: both directions at the word's first piece | span: see heads/tag.py
     word_hidden: int = 0  # >0: a word-level BiLSTM of this width per direction under the tag projection
+    context: int = 0  # CoNLL input: pieces of the same document read on each side of a sentence (0: alone)
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -91,12 +92,15 @@ def _read_conll(path: str) -> list[dict]:
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
+    doc = 0  # the sentences between two -DOCSTART- lines are one document (a file without them is one)
 
     def flush():
         nonlocal tokens, tags
         if tokens:
             # tokens are consecutive lines, so token k is on line start + k (for messages)
-            examples.append({"tokens": tokens, "tags": tags, "where": f"{path} line {start}", "path": str(path), "line": start})
+            examples.append(
+                {"tokens": tokens, "tags": tags, "where": f"{path} line {start}", "path": str(path), "line": start, "doc": doc}
+            )
         tokens, tags = [], []
 
     for lineno, line in read_lines(path):
@@ -106,6 +110,7 @@ def _read_conll(path: str) -> list[dict]:
             continue
         if fields[0] == "-DOCSTART-":
             flush()
+            doc += 1
             continue
         if len(fields) < 2:
             raise UsageError(
@@ -234,13 +239,34 @@ def _encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_00
         i = j
 
 
+def _document_streams(examples: list[dict], encoded: list[tuple[list[int], list[int]]]):
+    """Each document's pieces end to end, and where each sentence begins in its document's stream."""
+    streams: dict = {}
+    offsets = []
+    for e, (ids, _) in zip(examples, encoded):
+        stream = streams.setdefault(e["doc"], [])
+        offsets.append(len(stream))
+        stream.extend(ids)
+    return streams, offsets
+
+
 def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict]:
     """One feature per window of a sentence (most sentences are one window), with "sent" and "start" so
-    predictions can be put back together. A window's first tag I-X becomes B-X: the CRF forbids I-X first."""
+    predictions can be put back together. A window's first tag I-X becomes B-X: the CRF forbids I-X first.
+
+    With ner.context > 0 and examples that name their document (CoNLL files), a window also reads up to that
+    many pieces of its document on each side, which carry no tags: a name tagged in a headline or in the
+    previous sentence is seen again (as in FLERT, Schweter & Akbik 2020). Text given to ``tag`` has no
+    documents, so each line is read alone there."""
     max_length = recipe.data.max_length
+    context = recipe.options.context
     index = {name: i for i, name in enumerate(labels)}
+    encoded = list(_encode_sentences(tok, [e["tokens"] for e in examples]))
+    use_context = context > 0 and all("doc" in e for e in examples)
+    if use_context:
+        streams, offsets = _document_streams(examples, encoded)
     feats = []
-    for si, (e, (ids, first)) in enumerate(zip(examples, _encode_sentences(tok, [e["tokens"] for e in examples]))):
+    for si, (e, (ids, first)) in enumerate(zip(examples, encoded)):
         tag_ids = None
         if "tags" in e:
             tag_ids = []
@@ -254,6 +280,14 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
         for start, n, w_ids, w_first in _windows(ids, first, max_length):
             # each word's last piece: the piece before the next word's first, and the window's last piece
             last = [i - 1 for i in w_first[1:]] + [max(0, len(w_ids) - 1)]
+            if use_context:
+                stream = streams[e["doc"]]
+                a = offsets[si] + first[start]  # the window's span in its document's stream
+                b = offsets[si] + (first[start + n] if start + n < len(first) else len(ids))
+                left, right = stream[max(0, a - context) : a], stream[b : b + context]
+                w_ids = left + w_ids + right
+                w_first = [i + len(left) for i in w_first]
+                last = [i + len(left) for i in last]
             f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
