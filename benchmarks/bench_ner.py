@@ -61,12 +61,37 @@ def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: boo
     per_type = " ".join(f"{k} {100 * v['f1']:.2f}" for k, v in m["per_type"].items())
     print(f"{test.name}: F1 {100 * m['f1']:.2f} (P {100 * m['precision']:.2f} R {100 * m['recall']:.2f}; {per_type}) "
           f"after {minutes} min of training ({wall:.0f}s wall); dev {info['metrics']}", flush=True)
+    sides = context_sides(ckpt, test)
     if save:
         extra = {"precision": m["precision"], "recall": m["recall"], "per_type": m["per_type"],
                  "selection": {"split": dev.name, **info["metrics"]}, "steps": info["provenance"]["steps"],
-                 "init_from": a.init_from}
+                 "init_from": a.init_from, "f1_by_context_read": sides}
         record(a.name, f"CoNLL-2003 {test.name}" + (" (quick subset)" if a.quick else ""), "entity F1",
                round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(test)}", extra)
+
+
+def context_sides(ckpt: Path, test: Path) -> dict | None:
+    """Entity F1 of a model trained with ner.context, read three ways: with its document on both sides (as
+    `lstmtext evaluate` reads CoNLL), with only the text before each sentence, and each sentence alone (as
+    `lstmtext tag` reads lines). None for a model without context."""
+    import lstmtext
+    from lstmtext.tasks import ner
+
+    p = lstmtext.load(str(ckpt))
+    if p.recipe.options.context <= 0:
+        return None
+    examples = ner.read(str(test), p.recipe.options, "test")
+    both = ner.featurize(examples, p.tok, p.labels, p.recipe)
+    left = []
+    for f in both:  # cut each window after its last word's last piece: the text after it is gone
+        end = f["last"][-1] + 1
+        left.append({**f, "ids": f["ids"][:end], "length": end})
+    alone = ner.featurize([{k: v for k, v in e.items() if k != "doc"} for e in examples], p.tok, p.labels, p.recipe)
+    out = {}
+    for name, feats in (("document", both), ("left", left), ("alone", alone)):
+        out[name] = round(100 * ner.evaluate(p.model, feats, p.labels, p.device, 8192)["f1"], 2)
+    print(f"{test.name} entity F1 by context read: {out}", flush=True)
+    return out
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
@@ -99,7 +124,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
+    ap.add_argument("--only", choices=["all", "train", "speed", "context"], default="all",
+                    help="context: F1 of a --checkpoint trained with ner.context, by how much context it reads")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
@@ -122,6 +148,8 @@ def main() -> None:
         train_and_score(a, ckpt, train, dev, test, save)
     if a.only in ("all", "speed"):
         speed(a, ckpt, test, save)
+    if a.only == "context":
+        context_sides(ckpt, test)
 
 
 if __name__ == "__main__":
