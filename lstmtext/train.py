@@ -303,7 +303,7 @@ def train(
     # model
     model = mod.build_model(recipe, len(tok), labels)
     if init_state:
-        copy_encoder(model, init_state, init_from, init_meta)
+        copy_encoder(model, init_state, init_from, init_meta, task=recipe.task)
     if stored_state:
         model.load_state_dict({k[len("model."):]: v for k, v in stored_state.items() if k.startswith("model.")})
     model.to(device)
@@ -570,8 +570,12 @@ def _describe_source(src: str) -> dict:
     return {"source": str(p)}
 
 
-def copy_encoder(model, state: dict, path, meta: dict) -> None:
+def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
     """``--init-from``: copy the encoder (embedding included) from another checkpoint, refusing a misfit.
+
+    A checkpoint of the same task whose head has exactly this run's shapes gives its head too: training goes on
+    from the whole model on new data (an LM adapted to a task's text, ULMFiT's second step; a tagger moved to
+    new data with the same tags). Otherwise the head starts fresh.
 
     A forward-only LM (lm.bidirectional=false) never trained its backward stack: that stack is left as this
     run initialised it, so the result is the same as from scratch on that half."""
@@ -594,6 +598,11 @@ def copy_encoder(model, state: dict, path, meta: dict) -> None:
         copied += 1
     if copied == 0:
         raise UsageError(f"--init-from {path}: the checkpoint has no encoder weights")
+    head = {k: v for k, v in state.items() if k.startswith("head.")}
+    own_head = {k for k in own if k.startswith("head.")}
+    same_head = meta.get("task") == task and head and set(head) == own_head and all(own[k].shape == v.shape for k, v in head.items())
+    if same_head:
+        own.update(head)
     model.load_state_dict(own)
-    note(f"init-from: copied {copied} encoder tensors and the tokenizer from {path}"
+    note(f"init-from: copied {copied} encoder tensors{' and the head' if same_head else ''} and the tokenizer from {path}"
          + (" (a forward-only LM: the backward stack starts fresh)" if forward_only else ""))

@@ -361,6 +361,29 @@ def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
             assert torch.equal(v, state[k]), k
 
 
+def test_init_from_an_lm_into_an_lm_run_takes_the_head_too(lm_ckpt):
+    from lstmtext.checkpoint import load
+    from lstmtext.tasks import lm, sentiment
+    from lstmtext.train import copy_encoder, resolve_recipe
+
+    meta, state = load(lm_ckpt)
+    recipe = resolve_recipe("lm", None, [], stored=meta["recipe"])
+    model = lm.build_model(recipe, state["encoder.embed.weight"].shape[0], [])
+    copy_encoder(model, state, lm_ckpt, meta, task="lm")  # adapting the LM to new text goes on from all of it
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    vocab = state["encoder.embed.weight"].shape[0]
+    other = sentiment.build_model(resolve_recipe("sentiment", None, TINY[1::2]), vocab, ["neg", "pos"])
+    before = {k: v.clone() for k, v in other.state_dict().items() if k.startswith("head.")}
+    copy_encoder(other, state, lm_ckpt, meta, task="sentiment")  # another task: the encoder only
+    assert before and all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
+    # the same task with another head shape (here the output bias of a smaller vocabulary): the encoder only
+    shrunk = {**state, "head.bias": state["head.bias"][:-1]}
+    fresh = lm.build_model(recipe, vocab, [])
+    bias = fresh.state_dict()["head.bias"].clone()
+    copy_encoder(fresh, shrunk, lm_ckpt, meta, task="lm")
+    assert torch.equal(fresh.state_dict()["head.bias"], bias)
+
+
 def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import sentiment
