@@ -20,6 +20,7 @@ def tag(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."),
     fmt: str = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
     pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
+    context: bool = typer.Option(False, "--context", help="Lines are one text: read each after the lines before it in its paragraph (a blank line starts one), for a model trained with ner.context. Default: each line alone."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
@@ -35,6 +36,11 @@ def tag(
     check_precision(precision)
     predictor = load(model or _default_model("ner"), device=device, task="ner", command="tag")
     predictor.pretokenized = pretokenized
+    predictor.context = context
+    if context and predictor.recipe.options.context <= 0:
+        from lstmtext.progress import note
+
+        note("--context: this model was trained without ner.context, so each line is read alone")
     # Files and fast pipes fill batches of up to 512 lines (sorted by length inside the predictor);
     # an interactive line comes alone and is answered at once.
     with inference_precision(predictor.device, precision):

@@ -600,7 +600,8 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
         raise UsageError(f"--init-from {path}: the checkpoint has no encoder weights")
     head = {k: v for k, v in state.items() if k.startswith("head.")}
     own_head = {k for k in own if k.startswith("head.")}
-    same_head = meta.get("task") == task and head and set(head) == own_head and all(own[k].shape == v.shape for k, v in head.items())
+    same_head = (meta.get("task") == task and head and set(head) == own_head
+                 and all(own[k].shape == v.shape for k, v in head.items()))
     if same_head:
         own.update(head)
     model.load_state_dict(own)

@@ -151,6 +151,43 @@ def test_ner_featurize_context_reads_neighbours_within_the_document(tmp_path):
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.context=-1"])
 
 
+def test_ner_predictor_context_reads_earlier_lines_of_the_paragraph(monkeypatch):
+    tok = _tiny_tokenizer()
+    recipe = _recipe()
+    recipe.encoder.embed_dim = recipe.encoder.hidden_dim = 16
+    recipe.options.context = 6
+    torch.manual_seed(0)
+    model = ner.build_model(recipe, len(tok), LABELS)
+    read = []
+    real = ner.decode_features
+    monkeypatch.setattr(ner, "decode_features", lambda m, feats, *a, **k: (read.extend(feats), real(m, feats, *a, **k))[1])
+
+    def predictor(context):
+        p = ner.Predictor(model, tok, LABELS, recipe, torch.device("cpu"))
+        p.context = context
+        return p
+
+    lines = ["Angela Merkel met Emmanuel Macron", "Paris is big", "", "Berlin is in Germany", "Macron met Merkel"]
+    alone = [tok.encode_words(line.split())[0] for line in lines]
+    whole = predictor(True).predict(lines)
+    fed = [f["ids"] for f in read]
+    assert fed[0] == alone[0]  # a paragraph's first line has nothing before it
+    assert fed[1] == alone[0][-6:] + alone[1]  # then up to 6 pieces of the lines before, none after
+    assert fed[2] == alone[3]  # the blank line started a new paragraph
+    assert fed[3] == alone[3][-6:] + alone[4]
+    # one line at a time (an interactive pipe) reads the same as the whole batch (a file)
+    p = predictor(True)
+    assert [p.predict([line])[0] for line in lines] == whole
+    # a long line is not carried whole: the last 6 words hold at least 6 pieces
+    read.clear()
+    p.predict(["Paris is big " * 100, "Berlin"])
+    assert read[-1]["ids"] == tok.encode_words(("Paris is big " * 100).split())[0][-6:] + tok.encode_words(["Berlin"])[0]
+    assert sum(len(words) for words in p._paragraph) <= 6
+    read.clear()
+    predictor(False).predict(lines)
+    assert [f["ids"] for f in read] == [ids for ids in alone if ids]  # without --context every line is alone
+
+
 def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
     from lstmtext.model import build_encoder
 
@@ -395,6 +432,11 @@ def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
     assert proc.returncode == 0, proc.stderr
     half = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["tokens"] for r in half] == [r["tokens"] for r in rows] and all(valid_bio(r["tags"]) for r in half)
+
+    # --context on a model trained without ner.context: a note, and every line read alone as before
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--context", input=SENTENCES)
+    assert proc.returncode == 0 and "trained without ner.context" in proc.stderr
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == rows
 
     # the generic predict takes the same checkpoint and formats
     proc = run_cli("predict", ner_ckpt, "--format", "jsonl", input=SENTENCES)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmtext.encoder import lengths_to_mask

@@ -250,14 +250,14 @@ def _document_streams(examples: list[dict], encoded: list[tuple[list[int], list[
     return streams, offsets
 
 
-def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict]:
+def featurize(examples: list[dict], tok, labels: list[str], recipe, right_context: bool = True) -> list[dict]:
     """One feature per window of a sentence (most sentences are one window), with "sent" and "start" so
     predictions can be put back together. A window's first tag I-X becomes B-X: the CRF forbids I-X first.
 
     With ner.context > 0 and examples that name their document (CoNLL files), a window also reads up to that
     many pieces of its document on each side, which carry no tags: a name tagged in a headline or in the
-    previous sentence is seen again (as in FLERT, Schweter & Akbik 2020). Text given to ``tag`` has no
-    documents, so each line is read alone there."""
+    previous sentence is seen again (as in FLERT, Schweter & Akbik 2020). right_context=False reads only the
+    text before each sentence, as a stream must (``tag --context``). Examples without "doc" are read alone."""
     max_length = recipe.data.max_length
     context = recipe.options.context
     index = {name: i for i, name in enumerate(labels)}
@@ -284,7 +284,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
                 stream = streams[e["doc"]]
                 a = offsets[si] + first[start]  # the window's span in its document's stream
                 b = offsets[si] + (first[start + n] if start + n < len(first) else len(ids))
-                left, right = stream[max(0, a - context) : a], stream[b : b + context]
+                left, right = stream[max(0, a - context) : a], stream[b : b + context] if right_context else []
                 w_ids = left + w_ids + right
                 w_first = [i + len(left) for i in w_first]
                 last = [i + len(left) for i in last]
@@ -463,12 +463,21 @@ class Predictor:
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.pretokenized = pretokenized
         self.batch_tokens = 8192
+        # With context (and a model trained with ner.context), each text is read after the texts before it in
+        # its paragraph (a blank text ends one), carried from call to call: the texts are lines of one stream.
+        self.context = False
+        self._paragraph: list[list[str]] = []  # the words of the current paragraph's latest lines
 
     def predict(self, texts: list[str]) -> list[dict]:
         """One dict {"text", "tokens", "tags", "entities"} per text (empty lists for a blank text)."""
         words = [split_words(t, self.pretokenized) for t in texts]
         keep = [i for i, w in enumerate(words) if w]
-        feats = featurize([{"tokens": [w for w, _, _ in words[i]]} for i in keep], self.tok, self.labels, self.recipe)
+        examples = [{"tokens": [w for w, _, _ in words[i]]} for i in keep]
+        earlier: list[dict] = []
+        if self.context and self.recipe.options.context > 0:
+            earlier = self._with_paragraphs(words, examples)
+        feats = featurize(earlier + examples, self.tok, self.labels, self.recipe, right_context=False)
+        feats = [{**f, "sent": f["sent"] - len(earlier)} for f in feats if f["sent"] >= len(earlier)]
         paths, _ = decode_features(self.model, feats, self.device, self.batch_tokens)
         sents = _assemble(feats, paths, len(keep))
         out = [{"text": t, "tokens": [], "tags": [], "entities": []} for t in texts]
@@ -480,6 +489,30 @@ class Predictor:
         return out
 
     __call__ = predict
+
+    def _with_paragraphs(self, words: list, examples: list[dict]) -> list[dict]:
+        """Give each example its paragraph as "doc"; return the carried lines that come before them (read as
+        context only), and carry this call's last paragraph on."""
+        para = 0
+        earlier = [{"tokens": t, "doc": para} for t in self._paragraph]
+        kept = iter(examples)
+        for w in words:
+            if not w:
+                para += 1
+                self._paragraph = []
+                continue
+            e = next(kept)
+            e["doc"] = para
+            self._paragraph.append(e["tokens"])
+        # keep only the words that can still reach the next line: the last `context` words give at least
+        # `context` pieces (a word is one piece or more), and a giant line is not carried whole
+        need, n = self.recipe.options.context, 0
+        for k in range(len(self._paragraph) - 1, -1, -1):
+            n += len(self._paragraph[k])
+            if n >= need:
+                self._paragraph = [self._paragraph[k][n - need :]] + self._paragraph[k + 1 :]
+                break
+        return earlier
 
     def format(self, text: str, result: dict | None, fmt: str) -> str:
         result = result or {"text": text, "tokens": [], "tags": [], "entities": []}
