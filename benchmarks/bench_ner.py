@@ -88,8 +88,8 @@ def adapt_lm(a, train: Path, dev: Path, save: bool) -> Path:
     print(f"{dev.name} text, perplexity per piece: {before['ppl_piece']:.2f} before, {after['ppl_piece']:.2f} after "
           f"{minutes} min of adaptation", flush=True)
     if save:
-        record(f"lm-adapt-{train.stem}", f"CoNLL-2003 {dev.name} text", "ppl/piece", round(after["ppl_piece"], 2),
-               minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(dev_text)}",
+        record(f"lm-adapt-conll2003-{train.name}", f"CoNLL-2003 {dev.name} text", "ppl/piece",
+               round(after["ppl_piece"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(dev_text)}",
                {"before": round(before["ppl_piece"], 2), "lm": str(a.adapt_lm)})
     return ckpt
 
@@ -173,8 +173,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed", "context"], default="all",
-                    help="context: F1 of a --checkpoint trained with ner.context, by how much context it reads")
+    ap.add_argument("--only", choices=["all", "train", "speed", "context", "adapt"], default="all",
+                    help="context: F1 of a --checkpoint trained with ner.context, by how much context it reads; "
+                    "adapt: only the --adapt-lm step and its row")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
@@ -182,6 +183,8 @@ def main() -> None:
     ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()
+    if a.only == "adapt" and not a.adapt_lm:
+        ap.error("--only adapt needs --adapt-lm LM_CKPT")
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (TRAIN, DEV, TEST):
         if not p.exists():
@@ -201,6 +204,8 @@ def main() -> None:
         speed(a, ckpt, test, save)
     if a.only == "context":
         context_sides(ckpt, test)
+    if a.only == "adapt":
+        adapt_lm(a, train, dev, save)
 
 
 if __name__ == "__main__":

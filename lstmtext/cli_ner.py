@@ -20,7 +20,8 @@ def tag(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."),
     fmt: str = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
     pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
-    context: bool = typer.Option(False, "--context", help="Lines are one text: read each after the lines before it in its paragraph (a blank line starts one), for a model trained with ner.context. Default: each line alone."),
+    context: bool = typer.Option(False, "--context", help="Read each line after the earlier lines of its paragraph "
+                                 "(a blank line starts one); for a model trained with ner.context. Default: each line alone."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:

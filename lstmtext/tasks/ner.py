@@ -98,9 +98,8 @@ def _read_conll(path: str) -> list[dict]:
         nonlocal tokens, tags
         if tokens:
             # tokens are consecutive lines, so token k is on line start + k (for messages)
-            examples.append(
-                {"tokens": tokens, "tags": tags, "where": f"{path} line {start}", "path": str(path), "line": start, "doc": doc}
-            )
+            where = f"{path} line {start}"
+            examples.append({"tokens": tokens, "tags": tags, "where": where, "path": str(path), "line": start, "doc": doc})
         tokens, tags = [], []
 
     for lineno, line in read_lines(path):
