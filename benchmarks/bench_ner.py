@@ -127,10 +127,7 @@ def context_sides(ckpt: Path, test: Path) -> dict | None:
         return None
     examples = ner.read(str(test), p.recipe.options, "test")
     both = ner.featurize(examples, p.tok, p.labels, p.recipe)
-    left = []
-    for f in both:  # cut each window after its last word's last piece: the text after it is gone
-        end = f["last"][-1] + 1
-        left.append({**f, "ids": f["ids"][:end], "length": end})
+    left = ner.featurize(examples, p.tok, p.labels, p.recipe, right_context=False)
     alone = ner.featurize([{k: v for k, v in e.items() if k != "doc"} for e in examples], p.tok, p.labels, p.recipe)
     out = {}
     for name, feats in (("document", both), ("left", left), ("alone", alone)):

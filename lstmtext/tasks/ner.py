@@ -476,7 +476,8 @@ class Predictor:
         if self.context and self.recipe.options.context > 0:
             earlier = self._with_paragraphs(words, examples)
         feats = featurize(earlier + examples, self.tok, self.labels, self.recipe, right_context=False)
-        feats = [{**f, "sent": f["sent"] - len(earlier)} for f in feats if f["sent"] >= len(earlier)]
+        if earlier:  # the carried lines were read for context only: drop their features, renumber the rest
+            feats = [{**f, "sent": f["sent"] - len(earlier)} for f in feats if f["sent"] >= len(earlier)]
         paths, _ = decode_features(self.model, feats, self.device, self.batch_tokens)
         sents = _assemble(feats, paths, len(keep))
         out = [{"text": t, "tokens": [], "tags": [], "entities": []} for t in texts]
