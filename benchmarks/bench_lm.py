@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--name", default="wikitext2", help="checkpoint name under benchmarks/out (default wikitext2)")
     ap.add_argument("--gen-tokens", type=int, default=600)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--init-from", help="continue from this LM checkpoint (its tokenizer, encoder and head); its own "
+                    "training time is not counted in this run's row")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_lm."))
@@ -96,6 +98,8 @@ def main() -> None:
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     train_cmd = ["train", "lm", "--recipe", "wikitext2", "--train", train, "--dev", dev, "-o", ckpt,
                  "--max-time", args.max_time, "--seed", args.seed, "-q", "--force", *[f"--set={kv}" for kv in args.set]]
+    if args.init_from:
+        train_cmd += ["--init-from", args.init_from]
     command = "python benchmarks/bench_lm.py " + " ".join(sys.argv[1:])
     if not args.checkpoint:
         lstmtext(*train_cmd)
@@ -108,7 +112,8 @@ def main() -> None:
         m = json.loads(proc.stdout)
         extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces") if k in m}
         extra.update(dev=prov and meta.get("metrics"), eval_seconds=round(eval_s, 1),
-                     encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"])
+                     encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"],
+                     init_from=prov.get("init_from"))
         results.append(("lm", dataset, "test ppl/word", round(m["ppl_word"], 2), train_min, tok_s, extra))
     if args.only in ("all", "speed"):
         speed = generation_speed(ckpt, args.gen_tokens, args.seed)
