@@ -84,6 +84,7 @@ class TrainConfig:
     seed: int = 1
     device: str = choice("auto", "cpu", "cuda")
     precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
+    ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
 
 
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "encoder": EncoderConfig, "train": TrainConfig}
@@ -225,6 +226,8 @@ def validate(recipe: Recipe) -> None:
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
     parse_duration(t.max_time)
+    if not 0 <= t.ema < 1:
+        raise UsageError(f"train.ema: expected a decay in [0, 1) such as 0.999 (0 = off), got {t.ema}")
     for name in ("word_hidden", "context"):  # NER's sizes, where 0 turns the part off
         if getattr(recipe.options, name, 0) < 0:
             raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")

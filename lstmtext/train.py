@@ -15,7 +15,7 @@ import os
 import platform
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +204,49 @@ def train_step(model, opt, batch: dict, autocast, scaler, clip: float) -> tuple[
     return loss, True
 
 
+class WeightAverage:
+    """An exponential moving average of the parameters (Polyak averaging), which evaluation and the saved
+    checkpoint use while training goes on from the raw weights. On small data such as CoNLL-2003 the raw weights
+    jitter from step to step; their average tends to score a little higher and varies less between seeds.
+
+    The decay ramps up as (1 + n) / (10 + n) so that the first steps are not averaged with the initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+
+    @contextmanager
+    def applied(self):
+        """The model holds the averaged weights inside the block, its own again after it."""
+        with torch.no_grad():
+            raw = [p.detach().clone() for p in self.params]
+            torch._foreach_copy_(self.params, self.shadow)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, raw)
+
+    def tensors(self) -> dict:
+        return {f"ema.{n}": t for n, t in zip(self.names, self.shadow)}
+
+    def restore(self, tensors: dict, updates: int) -> None:
+        """Take the average back from resume state; one written without it keeps the current weights."""
+        with torch.no_grad():
+            for name, t in zip(self.names, self.shadow):
+                if f"ema.{name}" in tensors:
+                    t.copy_(tensors[f"ema.{name}"])
+        self.updates = updates
+
+
 def _better(a: float | None, b: float | None, higher: bool) -> bool:
     if b is None:
         return True
@@ -317,6 +360,9 @@ def train(
     if stored_state:
         restore_optimizer(opt, stored_state, stored_meta["optimizer"])
     autocast, scaler = autocast_for(device, tc.precision)
+    average = WeightAverage(raw_model, tc.ema) if tc.ema else None
+    if average and stored_state:
+        average.restore(stored_state, stored_meta.get("loop", {}).get("ema_updates", 0))
 
     lengths = [f["length"] for f in train_feats]
 
@@ -353,6 +399,8 @@ def train(
         opt_tensors, opt_meta = optimizer_tensors(opt)
         tensors.update(opt_tensors)
         tensors.update(rng_tensors())
+        if average:
+            tensors.update(average.tensors())
         meta = {
             "task": task,
             "kind": "resume",
@@ -363,6 +411,7 @@ def train(
             "loop": {
                 "step": step, "epoch": epoch, "pos": pos, "best": best, "bad_evals": bad_evals,
                 "elapsed": elapsed(), "best_metrics": best_metrics,
+                "ema_updates": average.updates if average else 0,
             },
         }
         ckpt.save(resume_file, tensors, meta, tok.model_proto)
@@ -410,19 +459,20 @@ def train(
         if span[1]:
             last_rate[0] = tok_per_s
         span[:] = [0.0, 0, 0, 0.0]
-        if dev_feats:
-            metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok, selection=True)
-            raw_model.train()
-            value = metrics.get(main_metric)
-        else:
-            metrics, value = {}, None
-        improved = not dev_feats or _better(value, best, higher)
-        if improved:
-            best, bad_evals = value, 0
-            best_metrics = mod.summary(metrics) if dev_feats else None
-            save_best(best_metrics)
-        else:
-            bad_evals += 1
+        with average.applied() if average else nullcontext():
+            if dev_feats:
+                metrics = mod.evaluate(raw_model, dev_feats, labels, device, tc.batch_tokens * 2, tok, selection=True)
+                raw_model.train()
+                value = metrics.get(main_metric)
+            else:
+                metrics, value = {}, None
+            improved = not dev_feats or _better(value, best, higher)
+            if improved:
+                best, bad_evals = value, 0
+                best_metrics = mod.summary(metrics) if dev_feats else None
+                save_best(best_metrics)
+            else:
+                bad_evals += 1
         row = {
             "step": step, "epoch": round(step / steps_per_epoch, 3), "time": round(elapsed(), 1),
             "lr": lr, "train_loss": train_loss, "tokens_per_s": round(tok_per_s), "best": improved,
@@ -459,6 +509,8 @@ def train(
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_scale"]
                 loss, finite = train_step(model, opt, batch, autocast, scaler, tc.clip)
+                if finite and average:
+                    average.update()
                 bad = 0 if finite else 1
                 step += 1
                 pos += 1

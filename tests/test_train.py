@@ -118,6 +118,42 @@ def test_train_gru_cell_trains_through_the_same_code(tmp_path):
 def test_train_unknown_task_and_recipe_key_are_usage_errors():
     assert_usage_error(run_cli("train", "sentimnet"), "unknown task 'sentimnet'", "sentiment")
     assert_usage_error(run_cli("train", "sentiment", "--set", "train.learning_rate=1"), "unknown key 'learning_rate'")
+    assert_usage_error(run_cli("train", "sentiment", "--set", "train.ema=1"), "train.ema", "0.999")
+
+
+def test_train_weight_average_ramps_up_and_swaps_back():
+    from lstmtext.train import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.bias.fill_(0.0)
+    avg = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    avg.update()  # first decay is min(0.9, 2/11): the average moves 9/11 of the way
+    assert torch.allclose(avg.shadow[0], torch.full((1, 2), 9 / 11))
+    with avg.applied():
+        assert torch.allclose(model.weight, torch.full((1, 2), 9 / 11))
+    assert torch.equal(model.weight, torch.ones(1, 2))
+    for _ in range(200):
+        avg.update()
+    assert torch.allclose(avg.shadow[0], torch.ones(1, 2), atol=1e-6)
+
+
+def test_train_ema_checkpoint_holds_the_average_and_resume_keeps_it(tmp_path):
+    full, part = tmp_path / "full.ckpt", tmp_path / "part.ckpt"
+    args = ["--epochs", "1", "-q", "--set", "train.ema=0.9", *TINY]
+    assert run_cli("train", "sentiment", "-o", full, *args).returncode == 0
+    saved, state = _weights(full), _weights(tmp_path / "full.resume.safetensors")
+    # one evaluation (end of the epoch), so the checkpoint is the average at the last step, not the raw weights
+    assert _same(saved, {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")})
+    assert not _same(saved, {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    first = run_cli("train", "sentiment", "-o", part, *args, "--set", "train.max_steps=4")
+    assert first.returncode == 0, first.stderr
+    second = run_cli("train", "sentiment", "-o", part, "--resume", "-q", "--set", "train.max_steps=0")
+    assert second.returncode == 0, second.stderr
+    assert _same(saved, _weights(part))
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (REPO / ".venv/bin/torchrun").exists(), reason="torchrun missing")
