@@ -228,7 +228,7 @@ def validate(recipe: Recipe) -> None:
     parse_duration(t.max_time)
     if not 0 <= t.ema < 1:
         raise UsageError(f"train.ema: expected a decay in [0, 1) such as 0.999 (0 = off), got {t.ema}")
-    for name in ("word_hidden", "context"):  # NER's sizes, where 0 turns the part off
+    for name in ("word_hidden", "context", "shape_dim"):  # NER's sizes, where 0 turns the part off
         if getattr(recipe.options, name, 0) < 0:
             raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")
     if not 0 <= recipe.data.valid_fraction < 1:

@@ -239,6 +239,34 @@ def test_ner_word_bilstm_sees_neighbours_and_ignores_padding():
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.word_hidden=-1"])
 
 
+def test_ner_word_shapes_reach_the_tag_scores():
+    cases = {"the": 1, "Paris": 2, "I": 2, "EU": 3, "McDonald": 4, "1996": 5, "2-1": 6, "1,000": 6, ".": 7,
+             "(": 7, "1st": 8, "B52": 8, "Éire": 2, "ÉIRE": 3}
+    assert {w: ner.word_shape(w) for w in cases} == cases
+    recipe = build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[
+        "ner.shape_dim=4", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"])
+
+    class Tok:  # one piece per word is enough here
+        def encode_words(self, words):
+            return [len(w) for w in words], list(range(len(words)))
+
+    examples = [{"tokens": ["Angela", "MERKEL", "met", "1,000", "people"]}, {"tokens": ["PARIS", "."]}]
+    feats = ner.featurize(examples, Tok(), LABELS, recipe)
+    assert [f["shape"] for f in feats] == [[2, 3, 1, 6, 1], [3, 7]]
+    batch = ner.collate(feats)
+    assert batch["shape"].tolist() == [[2, 3, 1, 6, 1], [3, 7, 0, 0, 0]]  # 0 pads
+    torch.manual_seed(0)
+    model = ner.build_model(recipe, 64, LABELS).eval()
+    with torch.no_grad():
+        em, _ = model(batch)
+        batch["shape"][1, 0] = 1  # "PARIS" read as if it were lower case
+        em2, _ = model(batch)
+    assert torch.allclose(em[0], em2[0]) and not torch.allclose(em[1, 0], em2[1, 0])
+    assert "shape" not in ner.featurize(examples, Tok(), LABELS, build_recipe("ner", ner.Options, ner.DEFAULTS))[0]
+    with pytest.raises(UsageError, match=r"ner.shape_dim: must be 0 \(off\)"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.shape_dim=-1"])
+
+
 # -- the CRF -----------------------------------------------------------------------------------------------
 def test_ner_bio_allowed_forbids_invalid_transitions():
     trans, start = bio_allowed(LABELS)

@@ -16,6 +16,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lstmtext.encoder import lengths_to_mask
 from lstmtext.heads import WORD_STATES
 
+NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
+
 # Finite in the loss (so an all-masked row never turns into NaN), -inf in Viterbi (so it is never chosen).
 FORBIDDEN = -1e4
 
@@ -109,16 +111,28 @@ class TagHead(nn.Module):
     An encoder pretrained as a language model keeps its two directions apart, so without it a tag is a linear
     function of what each direction read alone; the word BiLSTM mixes them and reads the neighbouring words'
     states, as the task BiLSTM does over ELMo's features (Peters et al. 2018).
+
+    shape_dim > 0 puts an embedding of each word's shape class (tasks/ner.py word_shape) beside its state, as
+    the spelling features of Huang et al. (2015): subword pieces learned on running text say little about
+    ALL-CAPS headlines, and the shape is a strong cue for names the training data never showed.
     """
 
     def __init__(
-        self, input_dim: int, labels: list[str], dropout: float = 0.3, word_state: str = "first", word_hidden: int = 0
+        self,
+        input_dim: int,
+        labels: list[str],
+        dropout: float = 0.3,
+        word_state: str = "first",
+        word_hidden: int = 0,
+        shape_dim: int = 0,
     ):
         super().__init__()
         if word_state not in WORD_STATES:
             raise ValueError(f"word_state must be one of {', '.join(WORD_STATES)}, not {word_state!r}")
         self.word_state = word_state
         self.dropout = nn.Dropout(dropout)
+        self.shape_embed = nn.Embedding(NUM_SHAPES, shape_dim, padding_idx=0) if shape_dim else None
+        input_dim += shape_dim
         self.word_lstm = nn.LSTM(input_dim, word_hidden, batch_first=True, bidirectional=True) if word_hidden else None
         self.proj = nn.Linear(2 * word_hidden if word_hidden else input_dim, len(labels))
         self.crf = CRF(labels)
@@ -129,9 +143,10 @@ class TagHead(nn.Module):
         first: torch.Tensor,
         last: torch.Tensor | None = None,
         word_lengths: torch.Tensor | None = None,
+        shape: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,) → per-word
-        tag scores (B, W, L)."""
+        """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,), word shape
+        classes (B, W) → per-word tag scores (B, W, L)."""
         D = states.size(-1)
         idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, D)  # (B, W, D)
         words = states.gather(1, idx)  # (B, W, D)
@@ -139,6 +154,9 @@ class TagHead(nn.Module):
             H = D // 2
             end = last.to(states.device).unsqueeze(-1).expand(-1, -1, H)  # (B, W, H)
             words = torch.cat([states[:, :, :H].gather(1, end), words[:, :, H:]], dim=-1)  # (B, W, D)
+        if self.shape_embed is not None:
+            shapes = self.shape_embed(shape.to(states.device)).to(words.dtype)  # (B, W, S)
+            words = torch.cat([words, shapes], dim=-1)  # (B, W, D + S)
         if self.word_lstm is not None:
             W = words.size(1)
             packed = pack_padded_sequence(words, word_lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -146,7 +164,7 @@ class TagHead(nn.Module):
         return self.proj(self.dropout(words)).float()
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        em = self.emissions(states, batch["first"], batch.get("last"), batch["word_lengths"])  # (B, W, L)
+        em = self.emissions(states, batch["first"], batch.get("last"), batch["word_lengths"], batch.get("shape"))  # (B, W, L)
         tags = batch.get("tags")
         if tags is None:
             return em, None

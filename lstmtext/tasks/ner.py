@@ -36,6 +36,7 @@ class Options:
     word_state: str = choice(*WORD_STATES)  # first: both directions at the word's first piece | span: see heads/tag.py
     word_hidden: int = 0  # >0: a word-level BiLSTM of this width per direction under the tag projection
     context: int = 0  # CoNLL input: pieces of the same document read on each side of a sentence (0: alone)
+    shape_dim: int = 0  # >0: an embedding of this size of each word's shape (Aa, AA, aa, 0, ...) beside its state
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -198,6 +199,22 @@ def make_labels(examples: list[dict]) -> list[str]:
     return ["O"] + [f"{p}-{k}" for k in kinds for p in "BI"]
 
 
+def word_shape(word: str) -> int:
+    """A word's shape class, 1 … NUM_SHAPES-1 (0 is padding): lower, Capitalised, ALL CAPS, miXed, digits,
+    digits with punctuation (1,000 · 2-1), punctuation, letters with digits (1st · B52)."""
+    letters = [c for c in word if c.isalpha()]
+    digits = any(c.isdigit() for c in word)
+    if not letters:
+        return 5 if word.isdigit() else 6 if digits else 7
+    if digits:
+        return 8
+    if all(c.islower() for c in letters):
+        return 1
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return 2  # a single capital letter ("I", "A") lands here too
+    return 3 if all(c.isupper() for c in letters) else 4
+
+
 def _windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
     """Cut one sentence's pieces into windows of at most max_length pieces, at word boundaries.
 
@@ -262,6 +279,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
     index = {name: i for i, name in enumerate(labels)}
     encoded = list(_encode_sentences(tok, [e["tokens"] for e in examples]))
     use_context = context > 0 and all("doc" in e for e in examples)
+    shapes = recipe.options.shape_dim > 0
     if use_context:
         streams, offsets = _document_streams(examples, encoded)
     feats = []
@@ -288,6 +306,8 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
                 w_first = [i + len(left) for i in w_first]
                 last = [i + len(left) for i in last]
             f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
+            if shapes:
+                f["shape"] = [word_shape(w) for w in e["tokens"][start : start + n]]
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
                 f["tag0"] = tags[0]
@@ -310,6 +330,8 @@ def collate(features: list[dict]) -> dict:
         "word_lengths": torch.tensor([max(1, len(f["first"])) for f in features]),
         "last": pad([f["last"] for f in features], 0),
     }
+    if features and "shape" in features[0]:
+        batch["shape"] = pad([f["shape"] for f in features], 0)
     if features and "tags" in features[0]:
         batch["tags"] = pad([f["tags"] for f in features], 0)
     return batch
@@ -322,7 +344,7 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
-    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden))
+    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden, o.shape_dim))
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
