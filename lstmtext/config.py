@@ -231,6 +231,13 @@ def validate(recipe: Recipe) -> None:
     for name in ("word_hidden", "context", "shape_dim"):  # NER's sizes, where 0 turns the part off
         if getattr(recipe.options, name, 0) < 0:
             raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")
+    dropouts = {"encoder.embed_dropout": c.embed_dropout, "encoder.dropout": c.dropout}
+    for f in dataclasses.fields(recipe.options):
+        if f.name.endswith("dropout"):
+            dropouts[f"{recipe.task}.{f.name}"] = getattr(recipe.options, f.name)
+    for name, p in dropouts.items():
+        if not 0 <= p < 1:
+            raise UsageError(f"{name}: expected a probability in [0, 1), got {p}")
     if not 0 <= recipe.data.valid_fraction < 1:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")
     if recipe.tokenizer.vocab_size < 300:

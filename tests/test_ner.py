@@ -15,10 +15,13 @@ import torch
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 from lstmtext.config import build_recipe
 from lstmtext.errors import UsageError
-from lstmtext.heads.tag import CRF, TagHead, bio_allowed
+from lstmtext.heads.tag import CRF, TagHead, allowed_moves, bioes_labels
 from lstmtext.tasks import ner
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+BIOES = bioes_labels(LABELS)  # O, B-LOC, I-LOC, E-LOC, S-LOC, B-PER, …
 
 
 def valid_bio(tags: list[str]) -> bool:
@@ -28,6 +31,17 @@ def valid_bio(tags: list[str]) -> bool:
             return False
         prev = t
     return True
+
+
+def valid_bioes(tags: list[str]) -> bool:
+    open_ = None  # the type of the entity a B- or I- left open
+    for t in tags:
+        if open_ is not None and t not in (f"I-{open_}", f"E-{open_}"):
+            return False
+        if open_ is None and t[:2] in ("I-", "E-"):
+            return False
+        open_ = t[2:] if t[:2] in ("B-", "I-") else None
+    return open_ is None
 
 
 # -- readers -----------------------------------------------------------------------------------------------
@@ -267,55 +281,83 @@ def test_ner_word_shapes_reach_the_tag_scores():
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.shape_dim=-1"])
 
 
+def test_ner_word_dropout_zeroes_whole_words_in_training_only():
+    torch.manual_seed(0)
+    head = TagHead(8, LABELS, 0.0, "first", word_dropout=0.5)
+    states = torch.randn(4, 50, 8) + 3.0  # no state is zero by chance
+    first = torch.arange(50).expand(4, 50)
+    seen = {}
+    head.proj.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0]))
+    head.emissions(states, first, None, torch.full((4,), 50))
+    zero = (seen["x"] == 0).all(-1)  # (B, W): words dropped whole
+    assert ((seen["x"] == 0) == zero.unsqueeze(-1)).all()  # never part of a word
+    assert 0.3 < zero.float().mean() < 0.7
+    assert torch.equal(seen["x"][~zero], states[~zero])  # kept words are not rescaled
+    head.eval()
+    head.emissions(states, first, None, torch.full((4,), 50))
+    assert torch.equal(seen["x"], states)
+    for bad in ("ner.word_dropout=1", "ner.dropout=-0.1", "encoder.dropout=1.5"):
+        with pytest.raises(UsageError, match=r"expected a probability in \[0, 1\)"):
+            build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[bad])
+
+
 # -- the CRF -----------------------------------------------------------------------------------------------
-def test_ner_bio_allowed_forbids_invalid_transitions():
-    trans, start = bio_allowed(LABELS)
+def test_ner_allowed_moves_forbid_invalid_bio_and_bioes():
+    trans, start, end = allowed_moves(LABELS)
     ix = {t: i for i, t in enumerate(LABELS)}
-    assert not start[ix["I-LOC"]] and start[ix["B-LOC"]] and start[ix["O"]]
+    assert not start[ix["I-LOC"]] and start[ix["B-LOC"]] and start[ix["O"]] and end.all()
     assert not trans[ix["O"], ix["I-LOC"]]
     assert not trans[ix["B-PER"], ix["I-LOC"]] and not trans[ix["I-PER"], ix["I-LOC"]]
     assert trans[ix["B-LOC"], ix["I-LOC"]] and trans[ix["I-LOC"], ix["I-LOC"]] and trans[ix["I-PER"], ix["B-LOC"]]
+    trans, start, end = allowed_moves(BIOES)
+    for a, b in itertools.product(BIOES, repeat=2):  # allowed exactly when a → b can occur in a valid sequence
+        before = f"B-{a[2:]}" if a[:2] in ("I-", "E-") else "O"  # what a needs before it ...
+        after = f"E-{b[2:]}" if b[:2] in ("B-", "I-") else "O"  # ... and b after it
+        assert bool(trans[BIOES.index(a), BIOES.index(b)]) == valid_bioes([before, a, b, after]), (a, b)
+    assert [t for t, ok in zip(BIOES, start) if ok] == ["O", "B-LOC", "S-LOC", "B-PER", "S-PER"]
+    assert [t for t, ok in zip(BIOES, end) if ok] == ["O", "E-LOC", "S-LOC", "E-PER", "S-PER"]
 
 
-def test_ner_crf_never_decodes_invalid_bio():
+@pytest.mark.parametrize("labels,valid", [(LABELS, valid_bio), (BIOES, valid_bioes)])
+def test_ner_crf_never_decodes_an_invalid_sequence(labels, valid):
     torch.manual_seed(0)
-    crf = CRF(LABELS)
+    crf = CRF(labels)
     with torch.no_grad():  # learned transitions that try hard to favour invalid moves cannot win
         crf.transitions.fill_(50.0)
         crf.start.fill_(50.0)
-    em = torch.randn(64, 12, len(LABELS)) * 20
-    em[..., 2] += 30  # I-LOC looks best everywhere
-    em[..., 4] += 30
+        crf.end.fill_(50.0)
+    em = torch.randn(64, 12, len(labels)) * 20
+    em[..., [i for i, t in enumerate(labels) if t[:2] in ("I-", "E-")]] += 30  # inside tags look best everywhere
     lengths = torch.randint(1, 13, (64,))
     mask = torch.arange(12).unsqueeze(0) < lengths.unsqueeze(1)
     paths = crf.decode(em, mask)
     for path, n in zip(paths.tolist(), lengths.tolist()):
-        assert valid_bio([LABELS[i] for i in path[:n]])
+        assert valid([labels[i] for i in path[:n]])
 
 
 def _path_score(crf: CRF, em: torch.Tensor, path: tuple[int, ...]) -> float | None:
-    trans, start = crf._scores(float("-inf"))
+    trans, start, end = crf._scores(float("-inf"))
     s = start[path[0]] + em[0, path[0]]
     for t in range(1, len(path)):
         s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
-    s = s + crf.end[path[-1]]
+    s = s + end[path[-1]]
     return float(s.detach())
 
 
-def test_ner_viterbi_and_partition_match_brute_force():
+@pytest.mark.parametrize("labels", [LABELS, BIOES])
+def test_ner_viterbi_and_partition_match_brute_force(labels):
     torch.manual_seed(1)
-    crf = CRF(LABELS)
+    crf = CRF(labels)
     with torch.no_grad():
         for p in crf.parameters():
             p.normal_()
     lengths = [4, 2, 1]
-    em = torch.randn(3, 4, len(LABELS))
+    em = torch.randn(3, 4, len(labels))
     mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
     paths = crf.decode(em, mask)
-    trans, start = crf._scores(-1e4)
-    logz = crf._log_partition(em, mask, trans, start)
+    logz = crf._log_partition(em, mask, *crf._scores(-1e4))
     for b, n in enumerate(lengths):
-        scores = {p: _path_score(crf, em[b], p) for p in itertools.product(range(len(LABELS)), repeat=n)}
+        scores = {p: _path_score(crf, em[b], p) for p in itertools.product(range(len(labels)), repeat=n)}
         finite = {p: s for p, s in scores.items() if s != float("-inf")}
         best = max(finite, key=finite.get)
         assert tuple(paths[b, :n].tolist()) == best
@@ -342,6 +384,33 @@ def test_ner_crf_loss_finite_and_decreasing_on_toy():
     # forbidden transitions got no gradient and stay forbidden
     em, _ = head(states, batch)
     assert head.decode(em, batch["word_lengths"])[0].tolist() == tags[0].tolist()
+
+
+def test_ner_bioes_scheme_trains_on_bio_ids_and_decodes_bio():
+    torch.manual_seed(2)
+    head = TagHead(8, LABELS, dropout=0.0, scheme="bioes")
+    assert head.crf.num_labels == len(BIOES) == 9 and head.proj.out_features == 9
+    names = ["O", "B-LOC", "I-LOC", "O", "B-PER", "B-PER", "I-PER", "I-PER", "B-LOC"]
+    tags = torch.tensor([[LABELS.index(t) for t in names]] * 2)  # (2, 9) BIO ids, as featurize makes them
+    lengths = torch.tensor([9, 6])
+    mask = torch.arange(9)[None] < lengths[:, None]
+    crf_tags = head.to_bioes(tags, mask)
+    assert [BIOES[i] for i in crf_tags[0]] == ["O", "B-LOC", "E-LOC", "O", "S-PER", "B-PER", "I-PER", "E-PER", "S-LOC"]
+    assert [BIOES[i] for i in crf_tags[1, :6]] == ["O", "B-LOC", "E-LOC", "O", "S-PER", "S-PER"]  # cut at its length
+    states = torch.randn(2, 9, 8)
+    batch = {"first": torch.arange(9).expand(2, 9), "word_lengths": lengths, "tags": tags}
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(60):
+        _, loss = head(states, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    em, _ = head(states, {k: v for k, v in batch.items() if k != "tags"})
+    assert head.decode(em, lengths).tolist()[0] == tags[0].tolist()  # BIO ids again
+    recipe = build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.scheme=bioes", "encoder.hidden_dim=8"])
+    assert ner.build_model(recipe, 64, LABELS).head.bioes
+    with pytest.raises(UsageError, match="bioes"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.scheme=iobes"])
 
 
 # -- words and entities ------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Sequence tagging: each word's state (from its first piece, or its span: see TagHead) → optionally a
-word-level BiLSTM → linear → a linear-chain CRF over BIO tags.
+word-level BiLSTM → linear → a linear-chain CRF over BIO tags (or BIOES ones, turned back into BIO).
 
-The CRF's transitions that would make an invalid BIO sequence (I-X at the start, I-X after O or after a tag
-of another type) are replaced by a constant before every use, so no gradient reaches them and they can never
-be learned back: Viterbi decoding therefore never emits such a sequence. Both the forward algorithm (for the
-loss) and Viterbi are vectorised over the batch and loop over time only.
+The CRF's transitions that would make an invalid sequence (in BIO: I-X at the start, I-X after O or after a
+tag of another type; in BIOES also an entity left open) are replaced by a constant before every use, so no
+gradient reaches them and they can never be learned back: Viterbi decoding therefore never emits such a
+sequence. Both the forward algorithm (for the loss) and Viterbi are vectorised over the batch and loop over
+time only.
 """
 
 from __future__ import annotations
@@ -22,19 +23,29 @@ NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
 FORBIDDEN = -1e4
 
 
-def bio_allowed(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(allowed transitions (L, L) from → to, allowed starts (L,)) for BIO tag names such as O, B-PER, I-PER."""
+def _may_follow(frm: str, to: str, bioes: bool) -> bool:
+    if bioes and frm[:2] in ("B-", "I-"):  # BIOES: an entity that B-/I- opened must go on, of its own type
+        return to in (f"I-{frm[2:]}", f"E-{frm[2:]}")
+    if to[:2] in ("I-", "E-"):  # continues an entity: in BIO only one of its own type (in BIOES none is open)
+        return not bioes and frm[:2] in ("B-", "I-") and frm[2:] == to[2:]
+    return True
+
+
+def allowed_moves(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(allowed transitions (L, L) from → to, allowed first tags (L,), allowed last tags (L,)) for tag names
+    O, B-X, I-X and, in BIOES, E-X (an entity's last word) and S-X (a one-word entity)."""
+    bioes = any(t[:2] in ("E-", "S-") for t in labels)
     L = len(labels)
-    trans = torch.ones(L, L, dtype=torch.bool)
-    start = torch.ones(L, dtype=torch.bool)
-    for j, to in enumerate(labels):
-        if not to.startswith("I-"):
-            continue
-        start[j] = False  # an entity cannot begin inside itself
-        kind = to[2:]
-        for i, frm in enumerate(labels):
-            trans[i, j] = frm in (f"B-{kind}", f"I-{kind}")
-    return trans, start
+    trans = torch.tensor([[_may_follow(a, b, bioes) for b in labels] for a in labels], dtype=torch.bool).view(L, L)
+    start = torch.tensor([_may_follow("O", b, bioes) for b in labels], dtype=torch.bool)
+    end = torch.tensor([_may_follow(a, "O", bioes) for a in labels], dtype=torch.bool)
+    return trans, start, end
+
+
+def bioes_labels(labels: list[str]) -> list[str]:
+    """The CRF's tags for BIO labels in BIOES: O, then B-, I-, E-, S- of every type."""
+    kinds = list(dict.fromkeys(t[2:] for t in labels if t != "O"))
+    return ["O"] + [f"{p}-{k}" for k in kinds for p in "BIES"]
 
 
 class CRF(nn.Module):
@@ -45,29 +56,31 @@ class CRF(nn.Module):
         self.transitions = nn.Parameter(torch.zeros(L, L))  # [from, to]
         self.start = nn.Parameter(torch.zeros(L))
         self.end = nn.Parameter(torch.zeros(L))
-        allowed, start_allowed = bio_allowed(labels)
+        allowed, start_allowed, end_allowed = allowed_moves(labels)
         # Derived from the label names, so not stored in the checkpoint.
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("start_allowed", start_allowed, persistent=False)
+        self.register_buffer("end_allowed", end_allowed, persistent=False)
 
-    def _scores(self, forbidden: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scores(self, forbidden: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         trans = self.transitions.masked_fill(~self.allowed, forbidden)  # (L, L)
         start = self.start.masked_fill(~self.start_allowed, forbidden)  # (L,)
-        return trans, start
+        end = self.end.masked_fill(~self.end_allowed, forbidden)  # (L,)
+        return trans, start, end
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sequence. emissions (B, W, L), tags (B, W), mask (B, W) bool."""
-        trans, start = self._scores(FORBIDDEN)
-        return (self._log_partition(emissions, mask, trans, start) - self._gold_score(emissions, tags, mask, trans, start)).mean()
+        scores = self._scores(FORBIDDEN)
+        return (self._log_partition(emissions, mask, *scores) - self._gold_score(emissions, tags, mask, *scores)).mean()
 
-    def _log_partition(self, em, mask, trans, start) -> torch.Tensor:
+    def _log_partition(self, em, mask, trans, start, end) -> torch.Tensor:
         alpha = start + em[:, 0]  # (B, L)
         for t in range(1, em.size(1)):
             nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + em[:, t]  # (B, L_from, L_to) → (B, L)
             alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
-        return torch.logsumexp(alpha + self.end, dim=1)  # (B,)
+        return torch.logsumexp(alpha + end, dim=1)  # (B,)
 
-    def _gold_score(self, em, tags, mask, trans, start) -> torch.Tensor:
+    def _gold_score(self, em, tags, mask, trans, start, end) -> torch.Tensor:
         m = mask.to(em.dtype)
         emit = em.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, W)
         score = start[tags[:, 0]] + (emit * m).sum(1)
@@ -75,12 +88,12 @@ class CRF(nn.Module):
             score = score + (trans[tags[:, :-1], tags[:, 1:]] * m[:, 1:]).sum(1)
         last = (mask.sum(1) - 1).clamp(min=0)
         last_tags = tags.gather(1, last.unsqueeze(1)).squeeze(1)  # (B,)
-        return score + self.end[last_tags]
+        return score + end[last_tags]
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Batched Viterbi: the best valid tag sequence (B, W); positions past each length repeat its last tag."""
-        trans, start = self._scores(float("-inf"))
+        trans, start, end = self._scores(float("-inf"))
         em = emissions.float()
         B, W, L = em.shape
         score = start + em[:, 0]  # (B, L)
@@ -91,7 +104,7 @@ class CRF(nn.Module):
             m = mask[:, t : t + 1]
             score = torch.where(m, best + em[:, t], score)
             pointers.append(torch.where(m, ptr, keep))
-        last = (score + self.end).argmax(-1)  # (B,)
+        last = (score + end).argmax(-1)  # (B,)
         path = [last]
         for ptr in reversed(pointers):
             last = ptr.gather(1, last.unsqueeze(1)).squeeze(1)
@@ -115,6 +128,13 @@ class TagHead(nn.Module):
     shape_dim > 0 puts an embedding of each word's shape class (tasks/ner.py word_shape) beside its state, as
     the spelling features of Huang et al. (2015): subword pieces learned on running text say little about
     ALL-CAPS headlines, and the shape is a strong cue for names the training data never showed.
+
+    word_dropout > 0 zeroes whole words' states in training (as Flair's word dropout; no rescaling), so the
+    word BiLSTM learns to tag a word from its neighbours too: what it must do for names never seen in training.
+
+    scheme "bioes": the CRF tags an entity's last word E-X and a one-word entity S-X (Ratinov & Roth 2009), so
+    where an entity ends is scored, not only where it begins. Tags in and out stay BIO (labels): gold BIO ids
+    become BIOES for the loss, and decoded paths become BIO again.
     """
 
     def __init__(
@@ -125,17 +145,36 @@ class TagHead(nn.Module):
         word_state: str = "first",
         word_hidden: int = 0,
         shape_dim: int = 0,
+        word_dropout: float = 0.0,
+        scheme: str = "bio",
     ):
         super().__init__()
         if word_state not in WORD_STATES:
             raise ValueError(f"word_state must be one of {', '.join(WORD_STATES)}, not {word_state!r}")
         self.word_state = word_state
         self.dropout = nn.Dropout(dropout)
+        self.word_dropout = word_dropout
         self.shape_embed = nn.Embedding(NUM_SHAPES, shape_dim, padding_idx=0) if shape_dim else None
         input_dim += shape_dim
         self.word_lstm = nn.LSTM(input_dim, word_hidden, batch_first=True, bidirectional=True) if word_hidden else None
-        self.proj = nn.Linear(2 * word_hidden if word_hidden else input_dim, len(labels))
-        self.crf = CRF(labels)
+        crf_labels = bioes_labels(labels) if scheme == "bioes" else list(labels)
+        self.proj = nn.Linear(2 * word_hidden if word_hidden else input_dim, len(crf_labels))
+        self.crf = CRF(crf_labels)
+        self.bioes = scheme == "bioes"
+        if self.bioes:
+            bio = {t: i for i, t in enumerate(labels)}
+            crf = {t: i for i, t in enumerate(crf_labels)}
+            kind = [t[2:] for t in labels]
+            # per BIO id: the id of the I- that would continue it (-1: none), its BIOES id when the next word
+            # continues it (B-X, I-X) and when not (S-X, E-X); per BIOES id: its BIO id. Not stored: derived.
+            tables = {
+                "_continued_by": [bio.get(f"I-{k}", -1) if t != "O" else -1 for t, k in zip(labels, kind)],
+                "_when_continued": [crf[t] for t in labels],
+                "_when_ended": [crf[t] if t == "O" else crf[("S-" if t[0] == "B" else "E-") + k] for t, k in zip(labels, kind)],
+                "_to_bio": [bio.get(t if t[0] in "OBI" else ("B-" if t[0] == "S" else "I-") + t[2:], 0) for t in crf_labels],
+            }
+            for name, values in tables.items():
+                self.register_buffer(name, torch.tensor(values), persistent=False)
 
     def emissions(
         self,
@@ -154,6 +193,9 @@ class TagHead(nn.Module):
             H = D // 2
             end = last.to(states.device).unsqueeze(-1).expand(-1, -1, H)  # (B, W, H)
             words = torch.cat([states[:, :, :H].gather(1, end), words[:, :, H:]], dim=-1)  # (B, W, D)
+        if self.training and self.word_dropout > 0:
+            keep = torch.rand(words.shape[:2], device=words.device) >= self.word_dropout  # (B, W)
+            words = words * keep.unsqueeze(-1).to(words.dtype)
         if self.shape_embed is not None:
             shapes = self.shape_embed(shape.to(states.device)).to(words.dtype)  # (B, W, S)
             words = torch.cat([words, shapes], dim=-1)  # (B, W, D + S)
@@ -169,8 +211,19 @@ class TagHead(nn.Module):
         if tags is None:
             return em, None
         mask = lengths_to_mask(batch["word_lengths"].to(em.device), em.size(1))  # (B, W)
+        if self.bioes:
+            tags = self.to_bioes(tags.to(em.device), mask)
         return em, self.crf.nll(em, tags, mask)
 
+    def to_bioes(self, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """BIO ids (B, W) → the CRF's BIOES ids: B-X/I-X stay when the next real word is I-X, else S-X/E-X."""
+        nxt = torch.cat([tags[:, 1:], torch.full_like(tags[:, :1], -2)], dim=1)  # (B, W), -2 past the end
+        nxt_real = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)  # (B, W)
+        continued = (nxt == self._continued_by[tags]) & nxt_real
+        return torch.where(continued, self._when_continued[tags], self._when_ended[tags])
+
     def decode(self, emissions: torch.Tensor, word_lengths: torch.Tensor) -> torch.Tensor:
+        """Best BIO ids (B, W)."""
         mask = lengths_to_mask(word_lengths.to(emissions.device), emissions.size(1))  # (B, W)
-        return self.crf.decode(emissions, mask)
+        paths = self.crf.decode(emissions, mask)
+        return self._to_bio[paths] if self.bioes else paths

@@ -37,6 +37,8 @@ class Options:
     word_hidden: int = 0  # >0: a word-level BiLSTM of this width per direction under the tag projection
     context: int = 0  # CoNLL input: pieces of the same document read on each side of a sentence (0: alone)
     shape_dim: int = 0  # >0: an embedding of this size of each word's shape (Aa, AA, aa, 0, ...) beside its state
+    word_dropout: float = 0.0  # training: the chance that a word's whole state is zeroed (heads/tag.py)
+    scheme: str = choice("bio", "bioes")  # the CRF's tags (input and output are BIO either way; heads/tag.py)
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -344,7 +346,7 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
-    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden, o.shape_dim))
+    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden, o.shape_dim, o.word_dropout, o.scheme))
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
