@@ -167,11 +167,13 @@ class TagHead(nn.Module):
             kind = [t[2:] for t in labels]
             # per BIO id: the id of the I- that would continue it (-1: none), its BIOES id when the next word
             # continues it (B-X, I-X) and when not (S-X, E-X); per BIOES id: its BIO id. Not stored: derived.
+            ended = {"O": "O", "B": "S", "I": "E"}  # what B-X / I-X become when the entity stops there
+            back = {"O": "O", "B": "B", "I": "I", "E": "I", "S": "B"}
             tables = {
                 "_continued_by": [bio.get(f"I-{k}", -1) if t != "O" else -1 for t, k in zip(labels, kind)],
                 "_when_continued": [crf[t] for t in labels],
-                "_when_ended": [crf[t] if t == "O" else crf[("S-" if t[0] == "B" else "E-") + k] for t, k in zip(labels, kind)],
-                "_to_bio": [bio.get(t if t[0] in "OBI" else ("B-" if t[0] == "S" else "I-") + t[2:], 0) for t in crf_labels],
+                "_when_ended": [crf[t if t == "O" else f"{ended[t[0]]}-{k}"] for t, k in zip(labels, kind)],
+                "_to_bio": [bio.get(t if t == "O" else f"{back[t[0]]}-{t[2:]}", 0) for t in crf_labels],
             }
             for name, values in tables.items():
                 self.register_buffer(name, torch.tensor(values), persistent=False)
@@ -206,7 +208,9 @@ class TagHead(nn.Module):
         return self.proj(self.dropout(words)).float()
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        em = self.emissions(states, batch["first"], batch.get("last"), batch["word_lengths"], batch.get("shape"))  # (B, W, L)
+        em = self.emissions(
+            states, batch["first"], batch.get("last"), batch["word_lengths"], batch.get("shape")
+        )  # (B, W, L)
         tags = batch.get("tags")
         if tags is None:
             return em, None

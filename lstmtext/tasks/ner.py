@@ -346,7 +346,11 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
-    return Model(encoder, TagHead(encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden, o.shape_dim, o.word_dropout, o.scheme))
+    head = TagHead(
+        encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden,
+        shape_dim=o.shape_dim, word_dropout=o.word_dropout, scheme=o.scheme,
+    )
+    return Model(encoder, head)
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, want_loss: bool = False):
