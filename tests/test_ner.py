@@ -413,6 +413,25 @@ def test_ner_bioes_scheme_trains_on_bio_ids_and_decodes_bio():
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.scheme=iobes"])
 
 
+def test_ner_bioes_model_evaluates_and_tags_in_bio():
+    class Tok:  # one piece per word
+        def encode_words(self, words):
+            return [1 + len(w) % 20 for w in words], list(range(len(words)))
+
+    torch.manual_seed(3)
+    recipe = build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[
+        "ner.scheme=bioes", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"])
+    model = ner.build_model(recipe, 32, LABELS)
+    with torch.no_grad():  # untrained, but pushed to open entities everywhere: output must still be valid BIO
+        model.head.proj.bias[[i for i, t in enumerate(BIOES) if t[:2] in ("B-", "I-")]] += 5.0
+    examples = [{"tokens": ["Angela", "Merkel", "met", "Macron"], "tags": ["B-PER", "I-PER", "O", "B-PER"]}] * 3
+    metrics = ner.evaluate(model, ner.featurize(examples, Tok(), LABELS, recipe), LABELS, "cpu", 1000)
+    assert metrics["entities"] == 6 and 0.0 <= metrics["f1"] <= 1.0
+    out = ner.Predictor(model, Tok(), LABELS, recipe, "cpu").predict(["Angela Merkel met Emmanuel Macron in Paris."])
+    tags = out[0]["tags"]
+    assert len(tags) == 8 and set(tags) <= set(LABELS) and valid_bio(tags) and any(t != "O" for t in tags)
+
+
 # -- words and entities ------------------------------------------------------------------------------------
 def test_ner_split_words_offsets_and_punctuation():
     text = "  Angela Merkel met Mr. Smith in the U.S. on 1996-08-22, paying $1,000.50 (really!)."
