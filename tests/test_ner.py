@@ -411,6 +411,8 @@ def test_ner_bioes_scheme_trains_on_bio_ids_and_decodes_bio():
     assert ner.build_model(recipe, 64, LABELS).head.bioes
     with pytest.raises(UsageError, match="bioes"):
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.scheme=iobes"])
+    with pytest.raises(ValueError, match="bio or bioes"):
+        TagHead(8, LABELS, scheme="iobes")
 
 
 def test_ner_bioes_model_evaluates_and_tags_in_bio():

@@ -35,8 +35,7 @@ def allowed_moves(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.
     """(allowed transitions (L, L) from → to, allowed first tags (L,), allowed last tags (L,)) for tag names
     O, B-X, I-X and, in BIOES, E-X (an entity's last word) and S-X (a one-word entity)."""
     bioes = any(t[:2] in ("E-", "S-") for t in labels)
-    L = len(labels)
-    trans = torch.tensor([[_may_follow(a, b, bioes) for b in labels] for a in labels], dtype=torch.bool).view(L, L)
+    trans = torch.tensor([[_may_follow(a, b, bioes) for b in labels] for a in labels], dtype=torch.bool)
     start = torch.tensor([_may_follow("O", b, bioes) for b in labels], dtype=torch.bool)
     end = torch.tensor([_may_follow(a, "O", bioes) for a in labels], dtype=torch.bool)
     return trans, start, end
@@ -151,6 +150,8 @@ class TagHead(nn.Module):
         super().__init__()
         if word_state not in WORD_STATES:
             raise ValueError(f"word_state must be one of {', '.join(WORD_STATES)}, not {word_state!r}")
+        if scheme not in ("bio", "bioes"):
+            raise ValueError(f"scheme must be bio or bioes, not {scheme!r}")
         self.word_state = word_state
         self.dropout = nn.Dropout(dropout)
         self.word_dropout = word_dropout
