@@ -6,6 +6,7 @@
     python benchmarks/bench_ner.py --adapt-lm wt2.ckpt --name ner-conll2003-adapted   # the BiLM adapted to
         eng.train's text first (10 min, reported apart), then NER from it
     python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
+    python benchmarks/bench_ner.py --only stages --checkpoint benchmarks/out/ner-conll2003.ckpt   # where it goes
     python benchmarks/bench_ner.py --quick --max-time 1m --no-record   # smoke test: subsets, no rows
 
 Model selection happens on eng.testa (the recipe's dev); eng.testb is seen only by `lstmtext evaluate`.
@@ -136,10 +137,61 @@ def context_sides(ckpt: Path, test: Path) -> dict | None:
     return out
 
 
-def speed(a, ckpt: Path, test: Path, save: bool) -> None:
+def raw_text(test: Path) -> tuple[Path, list[str]]:
+    """The raw sentences of a CoNLL file, words joined by spaces, one per line, under benchmarks/out/."""
     sentences = [" ".join(line.split()[0] for line in s) for s in conll_sentences(test)]
     raw = OUT / f"ner-{test.name}.raw.txt"
     raw.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return raw, sentences
+
+
+def stages(a, ckpt: Path, test: Path) -> None:
+    """Where the time of `lstmtext tag` goes: one Predictor.predict call over every line (as `lstmtext tag`
+    reads a file), with timers wrapped around its stages. Torch is not imported before, so its import is timed."""
+    import time
+
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+
+    out = {"torch import": time.perf_counter() - t0}
+    import lstmtext
+    from lstmtext.api import inference_precision
+    from lstmtext.tasks import ner
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                out[name] = out.get(name, 0.0) + time.perf_counter() - t
+        return wrapper
+
+    raw, sentences = raw_text(test)
+    p = timed("load", lstmtext.load)(str(ckpt))
+    ner.split_words = timed("word split", ner.split_words)
+    ner.featurize = timed("featurize", ner.featurize)
+    m = p.model
+    m.encoder.forward = timed("encoder", m.encoder.forward)
+    m.head.forward = timed("head (word BiLSTM, projection)", m.head.forward)
+    m.head.decode = timed("Viterbi", m.head.decode)
+    with inference_precision(p.device, a.precision or "auto"):
+        t = time.perf_counter()
+        results = p.predict(sentences)
+        total = time.perf_counter() - t
+    out["the rest of predict"] = total - sum(v for k, v in out.items() if k not in ("torch import", "load"))
+    fmt = timed(f"output ({a.format})", p.format)
+    for text, result in zip(sentences, results):
+        fmt(text, result, a.format)
+    print(f"{ckpt.name} over {test.name} raw ({sum(len(r['tokens']) for r in results)} words, "
+          f"--precision {a.precision or 'auto'}):")
+    for k, v in out.items():
+        print(f"  {k:32s} {v:6.2f} s")
+    (OUT / f"{a.name}-tag-stages.json").write_text(json.dumps({k: round(v, 3) for k, v in out.items()}, indent=2) + "\n")
+
+
+def speed(a, ckpt: Path, test: Path, save: bool) -> None:
+    raw, sentences = raw_text(test)
     words = sum(len(s.split()) for s in sentences)
     times = []
     extra = ["--precision", a.precision] if a.precision else []
@@ -170,8 +222,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed", "context", "adapt"], default="all",
-                    help="context: F1 of a --checkpoint trained with ner.context, by how much context it reads; "
+    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "context", "adapt"], default="all",
+                    help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; context: F1 of a --checkpoint trained with ner.context, by how much context it reads; "
                     "adapt: only the --adapt-lm step and its row")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
@@ -199,6 +251,8 @@ def main() -> None:
         train_and_score(a, ckpt, train, dev, test, save)
     if a.only in ("all", "speed"):
         speed(a, ckpt, test, save)
+    if a.only == "stages":
+        stages(a, ckpt, test)
     if a.only == "context":
         context_sides(ckpt, test)
     if a.only == "adapt":

@@ -253,7 +253,9 @@ class InputLines:
         self.seen_any = True
         return _decode(raw, self.name, self.lineno)
 
-    def batches(self, max_batch: int = 64) -> Iterator[list[str]]:
+    def batches(self, max_batch: int = 64, max_chars: int = 1 << 20) -> Iterator[list[str]]:
+        """Up to max_batch lines, and no more lines once they hold max_chars characters (memory stays bounded
+        however the lines are cut)."""
         try:
             while True:
                 batch: list[str] = []
@@ -261,8 +263,9 @@ class InputLines:
                 if line is None:
                     break
                 batch.append(line)
+                chars = len(line)
                 pending: UsageError | None = None
-                while len(batch) < max_batch:
+                while len(batch) < max_batch and chars < max_chars:
                     try:
                         line = self._next_line(block=False)
                     except UsageError as e:  # answer the lines before the bad one first
@@ -271,6 +274,7 @@ class InputLines:
                     if line is None:
                         break
                     batch.append(line)
+                    chars += len(line)
                 yield batch
                 if pending is not None:
                     raise pending

@@ -17,15 +17,22 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x (B, T, …), idx (B, K) positions into T → (B, K, …): row idx[b, k] of sequence b.
+
+    One index_select over the flattened rows: a gather with the index expanded over the feature axis reads
+    an int64 per element and was 5-8× slower here on (256, 40, 512) bf16 states."""
+    B, T = x.shape[0], x.shape[1]
+    rows = idx.to(x.device) + torch.arange(B, device=x.device).unsqueeze(1) * T  # (B, K)
+    return x.reshape(B * T, *x.shape[2:]).index_select(0, rows.reshape(-1)).view(B, idx.shape[1], *x.shape[2:])
+
+
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse x (B, T, …) along T inside each sequence's own length; padding positions stay where they are."""
     B, T = x.shape[0], x.shape[1]
     t = torch.arange(T, device=x.device).unsqueeze(0).expand(B, T)  # (B, T)
     lengths = lengths.to(x.device).unsqueeze(1)
-    idx = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
-    if x.dim() == 2:
-        return x.gather(1, idx)
-    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+    return take_rows(x, torch.where(t < lengths, lengths - 1 - t, t))
 
 
 class Encoder(nn.Module):
@@ -106,8 +113,8 @@ class Encoder(nn.Module):
 def final_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Each direction's state after reading the whole sequence: forward at length-1, backward at 0 → (B, 2H)."""
     H = states.size(-1) // 2
-    last = (lengths.to(states.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, H)
-    fwd = states[:, :, :H].gather(1, last).squeeze(1)  # (B, H)
+    last = (lengths.to(states.device) - 1).clamp(min=0).view(-1, 1)  # (B, 1)
+    fwd = take_rows(states, last)[:, 0, :H]  # (B, H)
     return torch.cat([fwd, states[:, 0, H:]], dim=-1)  # (B, 2H)
 
 

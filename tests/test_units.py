@@ -12,7 +12,7 @@ import torch
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import build_recipe, parse_duration
 from lstmtext.data import InputLines, bucket_batches, read_records, split_valid
-from lstmtext.encoder import Encoder, final_states, reverse_within_length
+from lstmtext.encoder import Encoder, final_states, reverse_within_length, take_rows
 from lstmtext.errors import UsageError
 from lstmtext.tasks import TASKS, get_task
 from lstmtext.tasks.common import classification_metrics
@@ -177,6 +177,13 @@ def test_encoder_reverse_within_length_keeps_padding_in_place():
     assert out.tolist() == [[3, 2, 1, 0], [7, 6, 5, 4]]
 
 
+def test_encoder_take_rows_matches_gather():
+    x = torch.randn(3, 5, 4)
+    idx = torch.tensor([[0, 4], [2, 2], [1, 0]])
+    want = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, 4))
+    assert torch.equal(take_rows(x, idx), want)
+
+
 # -- checkpoint --------------------------------------------------------------------------------------------
 def _save(path, task="sentiment", **meta):
     ckpt.save(path, {"w": torch.arange(6.0).view(2, 3)}, {"task": task, "recipe": {}, **meta}, b"proto-bytes")
@@ -305,6 +312,14 @@ def test_data_input_lines_batches_a_file_and_keeps_blank_lines(tmp_path):
     empty.write_text("")
     with pytest.raises(UsageError, match="empty"):
         list(InputLines(str(empty)).batches())
+
+
+def test_data_input_lines_batches_stop_at_max_chars(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("aaaa\nbb\ncc\nd\n" + "e" * 10 + "\nf\n")
+    batches = list(InputLines(str(f)).batches(max_batch=100, max_chars=5))
+    # a batch closes once it holds 5 characters (the line that crosses the bound is in it)
+    assert batches == [["aaaa", "bb"], ["cc", "d", "e" * 10], ["f"]]
 
 
 # -- metrics -----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lstmtext.encoder import lengths_to_mask
+from lstmtext.encoder import lengths_to_mask, take_rows
 from lstmtext.heads import WORD_STATES
 
 NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
@@ -189,13 +189,10 @@ class TagHead(nn.Module):
     ) -> torch.Tensor:
         """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,), word shape
         classes (B, W) → per-word tag scores (B, W, L)."""
-        D = states.size(-1)
-        idx = first.to(states.device).unsqueeze(-1).expand(-1, -1, D)  # (B, W, D)
-        words = states.gather(1, idx)  # (B, W, D)
+        words = take_rows(states, first)  # (B, W, D)
         if self.word_state == "span":
-            H = D // 2
-            end = last.to(states.device).unsqueeze(-1).expand(-1, -1, H)  # (B, W, H)
-            words = torch.cat([states[:, :, :H].gather(1, end), words[:, :, H:]], dim=-1)  # (B, W, D)
+            H = states.size(-1) // 2
+            words = torch.cat([take_rows(states, last)[:, :, :H], words[:, :, H:]], dim=-1)  # (B, W, D)
         if self.training and self.word_dropout > 0:
             keep = torch.rand(words.shape[:2], device=words.device) >= self.word_dropout  # (B, W)
             words = words * keep.unsqueeze(-1).to(words.dtype)
