@@ -3,6 +3,7 @@ Predictor out."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
@@ -25,7 +26,8 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"])
     tok = Tokenizer(ckpt.tokenizer_proto(meta))
     labels = meta.get("labels") or []
-    model = mod.build_model(recipe, len(tok), labels)
+    with _no_weight_init():
+        model = mod.build_model(recipe, len(tok), labels)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -35,6 +37,23 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
     return predictor
+
+
+@contextmanager
+def _no_weight_init():
+    """Skip torch.nn.init's random draws while building a model whose every weight the checkpoint then sets
+    (load_state_dict is strict): they took 40 ms of the 0.13 s load of a 512-wide NER model."""
+    from torch.nn import init
+
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(init, n, fn)
 
 
 def inference_precision(device, precision: str = "auto"):

@@ -287,8 +287,13 @@ class InputLines:
 
 def write_line(text: str) -> None:
     """Write one line of output and flush it, so a reader downstream sees it at once."""
+    write_lines([text])
+
+
+def write_lines(texts: list[str]) -> None:
+    """Write a batch's lines with one write and one flush (a flush per line is a syscall per line)."""
     try:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write("".join(t + "\n" for t in texts))
         sys.stdout.flush()
     except BrokenPipeError:
         raise OutputClosed() from None

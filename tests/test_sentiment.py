@@ -69,6 +69,20 @@ def test_sentiment_python_api_matches_cli(sentiment_ckpt):
     assert cli.stdout.strip() == out[0]["label"]
 
 
+def test_sentiment_load_sets_every_weight_from_the_checkpoint(sentiment_ckpt):
+    import torch
+    from safetensors.torch import load_file
+
+    import lstmtext
+
+    uniform = torch.nn.init.uniform_
+    model = lstmtext.load(sentiment_ckpt).model
+    assert torch.nn.init.uniform_ is uniform  # the random init skipped while building is back
+    stored = load_file(str(sentiment_ckpt))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, stored[name], rtol=0, atol=0)
+
+
 def test_sentiment_default_model_place_needs_no_path():
     train = run_cli("train", "sentiment", "--epochs", "1", "-q", *TINY)
     assert train.returncode == 0, train.stderr
