@@ -187,7 +187,8 @@ def stages(a, ckpt: Path, test: Path) -> None:
           f"--precision {a.precision or 'auto'}):")
     for k, v in out.items():
         print(f"  {k:32s} {v:6.2f} s")
-    (OUT / f"{a.name}-tag-stages.json").write_text(json.dumps({k: round(v, 3) for k, v in out.items()}, indent=2) + "\n")
+    seconds = {k: round(v, 3) for k, v in out.items()}
+    (OUT / f"{a.name}-tag-stages.json").write_text(json.dumps(seconds, indent=2) + "\n")
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
@@ -223,8 +224,9 @@ def main() -> None:
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
     ap.add_argument("--only", choices=["all", "train", "speed", "stages", "context", "adapt"], default="all",
-                    help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; context: F1 of a --checkpoint trained with ner.context, by how much context it reads; "
-                    "adapt: only the --adapt-lm step and its row")
+                    help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; context: F1 of a "
+                    "--checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
+                    "step and its row")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
