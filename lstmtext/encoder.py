@@ -27,12 +27,16 @@ def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.reshape(B * T, *x.shape[2:]).index_select(0, rows.reshape(-1)).view(B, idx.shape[1], *x.shape[2:])
 
 
+def reversal_index(lengths: torch.Tensor, T: int, device) -> torch.Tensor:
+    """(B, T) positions that reverse each sequence inside its own length (padding stays); its own inverse."""
+    t = torch.arange(T, device=device).unsqueeze(0)  # (1, T)
+    lengths = lengths.to(device).unsqueeze(1)  # (B, 1)
+    return torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
+
+
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse x (B, T, …) along T inside each sequence's own length; padding positions stay where they are."""
-    B, T = x.shape[0], x.shape[1]
-    t = torch.arange(T, device=x.device).unsqueeze(0).expand(B, T)  # (B, T)
-    lengths = lengths.to(x.device).unsqueeze(1)
-    return take_rows(x, torch.where(t < lengths, lengths - 1 - t, t))
+    return take_rows(x, reversal_index(lengths, x.shape[1], x.device))
 
 
 class Encoder(nn.Module):
@@ -94,8 +98,9 @@ class Encoder(nn.Module):
 
     def backward_stack(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Embedded input x (B, T, E) → backward states (B, T, H), position t having read t … length-1."""
-        rev, _ = self.bwd(reverse_within_length(x, lengths))  # (B, T, H), each sequence reversed
-        return reverse_within_length(rev, lengths)
+        idx = reversal_index(lengths, x.shape[1], x.device)  # (B, T), undoes itself
+        rev, _ = self.bwd(take_rows(x, idx))  # (B, T, H), each sequence reversed
+        return take_rows(rev, idx)
 
     def forward_cells(self) -> list[nn.Module]:
         """LSTMCell/GRUCell views of the forward stack's weights (shared, not copied), one per layer: for

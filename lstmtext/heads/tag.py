@@ -189,10 +189,13 @@ class TagHead(nn.Module):
     ) -> torch.Tensor:
         """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,), word shape
         classes (B, W) → per-word tag scores (B, W, L)."""
-        words = take_rows(states, first)  # (B, W, D)
         if self.word_state == "span":
-            H = states.size(-1) // 2
-            words = torch.cat([take_rows(states, last)[:, :, :H], words[:, :, H:]], dim=-1)  # (B, W, D)
+            # one select over half-rows: forward half (2t) at the last piece, backward half (2t+1) at the first
+            B, T, D = states.shape
+            halves = torch.stack([2 * last.to(states.device), 2 * first.to(states.device) + 1], dim=-1)  # (B, W, 2)
+            words = take_rows(states.reshape(B, 2 * T, D // 2), halves.flatten(1)).reshape(B, -1, D)  # (B, W, D)
+        else:
+            words = take_rows(states, first)  # (B, W, D)
         if self.training and self.word_dropout > 0:
             keep = torch.rand(words.shape[:2], device=words.device) >= self.word_dropout  # (B, W)
             words = words * keep.unsqueeze(-1).to(words.dtype)
