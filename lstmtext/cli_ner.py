@@ -42,8 +42,5 @@ def tag(
         from lstmtext.progress import note
 
         note("--context: this model was trained without ner.context, so each line is read alone")
-    # Files and fast pipes fill batches of up to 8,192 lines (or 1 MiB of text), sorted by length inside the
-    # predictor: the 3,453 lines of eng.testb in one batch took 5.5-5.9 s against 6.7 s in batches of 512,
-    # whose last, part-filled length buckets waste the LSTMs' time. An interactive line comes alone, at once.
     with inference_precision(predictor.device, precision):
-        stream_predictions(predictor, source, fmt, batch_size=8192)
+        stream_predictions(predictor, source, fmt)

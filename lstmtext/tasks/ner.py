@@ -485,6 +485,7 @@ class Predictor:
     """What ``lstmtext.load`` returns for an NER checkpoint."""
 
     task = NAME
+    stream_batch = 8192  # lines per predict call from a file or a fast pipe (cli.stream_predictions)
 
     def __init__(self, model, tok, labels: list[str], recipe, device, pretokenized: bool = False):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
