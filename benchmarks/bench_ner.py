@@ -7,6 +7,8 @@
         eng.train's text first (10 min, reported apart), then NER from it
     python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
     python benchmarks/bench_ner.py --only stages --checkpoint benchmarks/out/ner-conll2003.ckpt   # where it goes
+    python benchmarks/bench_ner.py --only soup --parts a.ckpt b.ckpt --name ner-soup   # runs that share
+        --init-from and train.init_seed, averaged (lstmtext average) and scored beside each part
     python benchmarks/bench_ner.py --quick --max-time 1m --no-record   # smoke test: subsets, no rows
 
 Model selection happens on eng.testa (the recipe's dev); eng.testb is seen only by `lstmtext evaluate`.
@@ -116,6 +118,27 @@ def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: boo
                round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(test)}", extra)
 
 
+def soup(a, test: Path, save: bool) -> None:
+    """Average the --parts checkpoints (runs that share --init-from and train.init_seed) and score the mean
+    on eng.testb beside each part."""
+    out = a.checkpoint or OUT / f"{a.name}.ckpt"
+    args = ["average", *map(rel, a.parts), "-o", rel(out), "--force"]
+    lstmtext(*args)
+    scores = []
+    for path in [*a.parts, out]:
+        m = json.loads(lstmtext("evaluate", path, rel(test), "--format", "json")[0].stdout)
+        scores.append(round(100 * m["f1"], 2))
+        print(f"{Path(path).name}: {test.name} entity F1 {scores[-1]:.2f} (P {100 * m['precision']:.2f} "
+              f"R {100 * m['recall']:.2f})", flush=True)
+    parts = [json.loads(lstmtext("info", p, "--format", "json")[0].stdout) for p in a.parts]
+    minutes = max(p["provenance"]["train_seconds"] for p in parts) / 60
+    if save:
+        record(a.name, f"CoNLL-2003 {test.name}", "entity F1 (weights averaged)", scores[-1], round(minutes, 1), None,
+               "lstmtext " + " ".join(map(str, args)) + f" && lstmtext evaluate {rel(out)} {rel(test)}",
+               {"parts": {str(p): s for p, s in zip(a.parts, scores)}, "mean_of_parts": round(sum(scores[:-1]) / len(a.parts), 2),
+                "parts_dev": [p["metrics"] for p in parts], "note": "parts trained side by side, one thread each"})
+
+
 def context_sides(ckpt: Path, test: Path) -> dict | None:
     """Entity F1 of a model trained with ner.context, read three ways: with its document on both sides (as
     `lstmtext evaluate` reads CoNLL), with only the text before each sentence, and each sentence alone (as
@@ -223,10 +246,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "context", "adapt"], default="all",
+    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "context", "adapt", "soup"], default="all",
                     help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; context: F1 of a "
                     "--checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
-                    "step and its row")
+                    "step and its row; soup: average --parts and score the mean beside them")
+    ap.add_argument("--parts", nargs="+", type=Path, help="checkpoints to average (--only soup)")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
@@ -234,6 +258,8 @@ def main() -> None:
     ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()
+    if a.only == "soup" and len(a.parts or []) < 2:
+        ap.error("--only soup needs --parts A.ckpt B.ckpt ...")
     if a.only == "adapt" and not a.adapt_lm:
         ap.error("--only adapt needs --adapt-lm LM_CKPT")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -259,6 +285,8 @@ def main() -> None:
         context_sides(ckpt, test)
     if a.only == "adapt":
         adapt_lm(a, train, dev, save)
+    if a.only == "soup":
+        soup(a, test, save)
 
 
 if __name__ == "__main__":

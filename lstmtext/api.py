@@ -73,3 +73,59 @@ def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = 
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
     with inference_precision(p.device, precision):
         return mod.evaluate(p.model, feats, p.labels, p.device, 16384, p.tok)
+
+
+def average(paths: list[str | Path], output: str | Path, force: bool = False) -> dict:
+    """Write the element-wise mean of several checkpoints' weights to ``output`` (a "model soup",
+    Wortsman et al. 2022) and return its meta. The runs must share task, labels, tokenizer and shapes, and
+    should share their starting weights (``--init-from`` and ``train.init_seed``): runs from different random
+    starts are not in one basin, and their mean is a broken model.
+
+    The mean is a new model: its dev metrics are unknown (``lstmtext evaluate`` it); each part's are kept
+    in its provenance."""
+    import hashlib
+    import time
+
+    import torch
+
+    from lstmtext import __version__
+
+    if len(paths) < 2:
+        raise UsageError(f"average needs at least two checkpoints, got {len(paths)}")
+    output = Path(output)
+    if output.exists() and not force:
+        raise UsageError(f"output {output} exists; pass --force to overwrite it")
+    first_meta, total, dtypes, parts = None, {}, {}, []
+    for path in paths:
+        meta, state = ckpt.load(path)
+        if meta.get("kind") == "resume":
+            raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
+        if first_meta is None:
+            first_meta, dtypes = meta, {k: v.dtype for k, v in state.items()}
+            total = {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+        else:
+            for what in ("task", "labels", "tokenizer"):
+                if meta.get(what) != first_meta.get(what):
+                    raise UsageError(f"{path}: its {what} differs from {paths[0]}'s; only runs of one model can be averaged")
+            if state.keys() != total.keys() or any(state[k].shape != total[k].shape for k in state):
+                raise UsageError(f"{path}: its weights' names or shapes differ from {paths[0]}'s")
+            for k, v in state.items():
+                if v.is_floating_point():
+                    total[k] += v.double()
+                elif not torch.equal(v, total[k]):
+                    raise UsageError(f"{path}: its integer tensor {k} differs from {paths[0]}'s")
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        parts.append({"path": str(path), "sha256": digest, "metrics": meta.get("metrics") or {},
+                      "seed": (meta.get("provenance") or {}).get("seed")})
+    state = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
+    meta = {k: v for k, v in first_meta.items() if k not in ("format", "format_version", "tokenizer")}
+    meta["metrics"] = {}
+    first = first_meta.get("provenance") or {}
+    meta["provenance"] = {
+        **{k: first[k] for k in ("data", "init_from") if k in first},
+        "averaged": parts,
+        "lstmtext": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    ckpt.save(output, state, meta, ckpt.tokenizer_proto(first_meta))
+    return meta

@@ -82,6 +82,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations; 0 = once per epoch
     patience: int = 4  # evaluations without improvement before stopping; 0 = never stop early
     seed: int = 1
+    init_seed: int = 0  # seeds the model's random initial weights alone; 0 = train.seed (see lstmtext average)
     device: str = choice("auto", "cpu", "cuda")
     precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off

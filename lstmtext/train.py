@@ -255,6 +255,19 @@ def _better(a: float | None, b: float | None, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
+def build_model_seeded(mod, recipe, vocab_size: int, labels: list[str]):
+    """The task's model. With train.init_seed its initial weights depend on that seed alone, and train.seed
+    goes on to order the data and draw dropout: runs that differ in train.seed then start from the same
+    weights, stay in one basin, and their weights can be averaged (lstmtext average)."""
+    tc = recipe.train
+    if tc.init_seed:
+        torch.manual_seed(tc.init_seed)
+    model = mod.build_model(recipe, vocab_size, labels)
+    if tc.init_seed:
+        torch.manual_seed(tc.seed)
+    return model
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -330,7 +343,7 @@ def train(
             tc_ = recipe.tokenizer
             proto = Tokenizer.train(
                 mod.tokenizer_texts(train_examples), tc_.vocab_size, tc_.model_type, tc_.character_coverage,
-                tc_.max_sentences, tc.seed,
+                tc_.max_sentences, tc.init_seed or tc.seed,
             ).model_proto
             note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")
         tok = Tokenizer(broadcast_bytes(proto, d))
@@ -344,7 +357,7 @@ def train(
     )
 
     # model
-    model = mod.build_model(recipe, len(tok), labels)
+    model = build_model_seeded(mod, recipe, len(tok), labels)
     if init_state:
         copy_encoder(model, init_state, init_from, init_meta, task=recipe.task)
     if stored_state:
@@ -430,6 +443,7 @@ def train(
                 "epochs": round(step / steps_per_epoch, 3),
                 "train_seconds": round(elapsed(), 1),
                 "seed": tc.seed,
+                "init_seed": tc.init_seed or tc.seed,
                 "init_from": str(init_from) if init_from else None,
                 "world_size": d.world,
                 "device": device.type,

@@ -227,3 +227,50 @@ def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
         autocast_for(cpu, "fp16")
+
+
+def test_train_init_seed_fixes_the_start_and_train_seed_the_rest():
+    from lstmtext.config import build_recipe
+    from lstmtext.tasks import sentiment
+    from lstmtext.train import build_model_seeded
+
+    def start(seed, init_seed):
+        recipe = build_recipe("sentiment", sentiment.Options, overrides=[f"train.seed={seed}", f"train.init_seed={init_seed}"])
+        torch.manual_seed(seed)  # what the run has drawn before it builds the model
+        model = build_model_seeded(sentiment, recipe, 50, ["neg", "pos"])
+        return model.state_dict(), torch.rand(3)
+
+    (a, after_a), (b, after_b), (c, _) = start(7, 3), start(8, 3), start(7, 4)
+    assert _same(a, b) and not _same(a, c)
+    assert not torch.equal(after_a, after_b)  # dropout and data order still follow train.seed
+    (d, _), (e, _) = start(7, 0), start(8, 0)  # 0: the start follows train.seed, as before init_seed existed
+    assert not _same(d, e)
+
+
+def test_train_average_of_runs_from_one_start(tmp_path):
+    runs = [tmp_path / f"r{seed}.ckpt" for seed in (1, 2)]
+    for seed, out in zip((1, 2), runs):
+        proc = run_cli("train", "sentiment", "-o", out, "--epochs", "1", "--seed", seed, "-q", *TINY,
+                       "--set", "train.init_seed=5")
+        assert proc.returncode == 0, proc.stderr
+    soup = tmp_path / "soup.ckpt"
+    proc = run_cli("average", *runs, "-o", soup)
+    assert proc.returncode == 0, proc.stderr
+    a, b, m = _weights(runs[0]), _weights(runs[1]), _weights(soup)
+    assert m.keys() == a.keys() and not _same(a, b)
+    for k in m:
+        assert m[k].dtype == a[k].dtype and torch.allclose(m[k], (a[k].double() + b[k].double()).div(2).to(a[k].dtype))
+    info = json.loads(run_cli("info", soup, "--format", "json").stdout)
+    assert info["metrics"] == {} and [p["seed"] for p in info["provenance"]["averaged"]] == [1, 2]
+    proc = run_cli("predict", soup, input="a gorgeous, witty film\n\n")
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2, proc.stderr
+
+    assert_usage_error(run_cli("average", runs[0], "-o", tmp_path / "one.ckpt"), "at least two")
+    assert_usage_error(run_cli("average", *runs, "-o", soup), "exists", "--force")
+    assert_usage_error(run_cli("average", runs[0], tmp_path / "r1.resume.safetensors", "-o", tmp_path / "x.ckpt"),
+                       "resume state")
+    other = tmp_path / "other.ckpt"
+    proc = run_cli("train", "sentiment", "-o", other, "--epochs", "1", "-q", *TINY, "--set", "encoder.hidden_dim=16")
+    assert proc.returncode == 0, proc.stderr
+    assert_usage_error(run_cli("average", runs[0], other, "-o", tmp_path / "x.ckpt"), "other.ckpt", "shapes differ")
+    assert not (tmp_path / "x.ckpt").exists()
