@@ -83,12 +83,12 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
 
     The mean is a new model: its dev metrics are unknown (``lstmtext evaluate`` it); each part's are kept
     in its provenance."""
-    import hashlib
     import time
 
     import torch
 
     from lstmtext import __version__
+    from lstmtext.data import sha256_file
 
     if len(paths) < 2:
         raise UsageError(f"average needs at least two checkpoints, got {len(paths)}")
@@ -114,8 +114,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
                     total[k] += v.double()
                 elif not torch.equal(v, total[k]):
                     raise UsageError(f"{path}: its integer tensor {k} differs from {paths[0]}'s")
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        parts.append({"path": str(path), "sha256": digest, "metrics": meta.get("metrics") or {},
+        parts.append({"path": str(path), "sha256": sha256_file(path), "metrics": meta.get("metrics") or {},
                       "seed": (meta.get("provenance") or {}).get("seed")})
     state = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
     meta = {k: v for k, v in first_meta.items() if k not in ("format", "format_version", "tokenizer")}

@@ -198,12 +198,11 @@ def evaluate(
 def stream_predictions(predictor, source: Optional[str], fmt: str) -> None:
     """Files and fast pipes fill batches of up to the predictor's stream_batch lines (or 1 MiB of text), which
     it sorts by length: eng.testb's 3,453 lines in one batch were tagged in 5.5-5.9 s against 6.7 s in batches
-    of 512, whose last, part-filled length buckets waste the LSTMs' time. Generation and beam search keep 64
-    (their cost grows with the batch's rows). An interactive line comes alone, at once."""
+    of 512, whose last, part-filled length buckets waste the LSTMs' time. An interactive line comes alone, at once."""
     from lstmtext.data import InputLines, write_lines
 
     reader = InputLines(source)
-    for lines in reader.batches(getattr(predictor, "stream_batch", 64)):
+    for lines in reader.batches(predictor.stream_batch):
         write_lines([predictor.format(text, result, fmt) for text, result in zip(lines, predictor.predict(lines))])
 
 

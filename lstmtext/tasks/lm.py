@@ -271,6 +271,7 @@ class Predictor:
     """What ``lstmtext.load`` returns for an LM checkpoint: ``generate`` streams text, ``predict`` continues lines."""
 
     task = NAME
+    stream_batch = 64  # lines per predict call (cli.stream_predictions); prompts generated as one batch: rows cost every step
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device

@@ -349,6 +349,7 @@ class Predictor:
     """What ``lstmtext.load`` returns for a translation checkpoint."""
 
     task = NAME
+    stream_batch = 64  # lines per predict call (cli.stream_predictions); beam search: its cost grows with the batch's rows
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
