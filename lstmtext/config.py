@@ -229,9 +229,11 @@ def validate(recipe: Recipe) -> None:
     parse_duration(t.max_time)
     if not 0 <= t.ema < 1:
         raise UsageError(f"train.ema: expected a decay in [0, 1) such as 0.999 (0 = off), got {t.ema}")
-    for name in ("word_hidden", "context", "shape_dim"):  # NER's sizes, where 0 turns the part off
+    for name in ("word_hidden", "context", "shape_dim", "lm_weight"):  # NER's, where 0 turns the part off
         if getattr(recipe.options, name, 0) < 0:
             raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")
+    if not 0 < getattr(recipe.options, "lm_rate", 1) <= 1:
+        raise UsageError(f"{recipe.task}.lm_rate: expected a share of the pieces in (0, 1], got {recipe.options.lm_rate}")
     dropouts = {"encoder.embed_dropout": c.embed_dropout, "encoder.dropout": c.dropout}
     for f in dataclasses.fields(recipe.options):
         if f.name.endswith("dropout"):

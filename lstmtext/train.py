@@ -641,7 +641,8 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
 
     A checkpoint of the same task whose head has exactly this run's shapes gives its head too: training goes on
     from the whole model on new data (an LM adapted to a task's text, ULMFiT's second step; a tagger moved to
-    new data with the same tags). Otherwise the head starts fresh.
+    new data with the same tags). Otherwise the head starts fresh, except that an LM checkpoint's head also
+    fills a task head's own LM (``head.lm.*``, ner.lm_weight) where the shapes match.
 
     A forward-only LM (lm.bidirectional=false) never trained its backward stack: that stack is left as this
     run initialised it, so the result is the same as from scratch on that half."""
@@ -670,6 +671,13 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
                  and all(own[k].shape == v.shape for k, v in head.items()))
     if same_head:
         own.update(head)
+    # a head that keeps an LM beside its task (ner.lm_weight) starts it from an LM checkpoint's head
+    lm_head = {} if meta.get("task") != "lm" else {
+        k: head[src] for k in own if k.startswith("head.lm.")
+        if (src := "head." + k[len("head.lm."):]) in head and head[src].shape == own[k].shape
+    }
+    own.update(lm_head)
     model.load_state_dict(own)
-    note(f"init-from: copied {copied} encoder tensors{' and the head' if same_head else ''} and the tokenizer from {path}"
+    what = " and the head" if same_head else " and the LM head" if lm_head else ""
+    note(f"init-from: copied {copied} encoder tensors{what} and the tokenizer from {path}"
          + (" (a forward-only LM: the backward stack starts fresh)" if forward_only else ""))

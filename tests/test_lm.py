@@ -384,6 +384,28 @@ def test_init_from_an_lm_into_an_lm_run_takes_the_head_too(lm_ckpt):
     assert torch.equal(fresh.state_dict()["head.bias"], bias)
 
 
+def test_init_from_an_lm_gives_a_ner_lm_objective_the_lm_head(lm_ckpt, tmp_path):
+    from lstmtext.checkpoint import load
+    from lstmtext.tasks import ner
+
+    meta, state = load(lm_ckpt)
+    out = tmp_path / "ner.ckpt"
+    proc = run_cli("train", "ner", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", *TINY,
+                   "--set", "ner.lm_weight=0.5", "--set", "train.lr=1e-9", LSTMTEXT_HOME=str(tmp_path / "home"))
+    assert proc.returncode == 0, proc.stderr
+    assert "and the LM head" in proc.stderr
+    _, tagged = load(out)
+    lm_keys = [k for k in tagged if k.startswith("head.lm.")]
+    assert lm_keys and all(torch.allclose(tagged[k], state["head." + k[len("head.lm."):]], atol=1e-6) for k in lm_keys)
+    line = run_cli("tag", "-m", out, "--format", "conll", input="Paris is nice .\n")  # tagging never runs the LM
+    assert line.returncode == 0, line.stderr
+    assert [l.split("\t")[0] for l in line.stdout.splitlines() if l] == ["Paris", "is", "nice", "."]
+    # without the objective the NER head has no LM, and an LM's head is not taken
+    model = ner.build_model(ner_recipe := __import__("lstmtext.train", fromlist=["x"]).resolve_recipe(
+        "ner", None, TINY[1::2]), state["encoder.embed.weight"].shape[0], ["O", "B-LOC", "I-LOC"])
+    assert ner_recipe.options.lm_weight == 0 and not any(k.startswith("head.lm.") for k in model.state_dict())
+
+
 def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import sentiment

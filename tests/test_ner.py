@@ -301,6 +301,37 @@ def test_ner_word_dropout_zeroes_whole_words_in_training_only():
             build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[bad])
 
 
+def test_ner_lm_objective_joins_the_loss_in_training_only():
+    from lstmtext.heads.lm import LMHead
+
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(50, 6, padding_idx=0)
+    lm = LMHead(embed, 8)  # H 8 ≠ E 6: through the per-direction projections
+    head = TagHead(16, LABELS, 0.0, "first", lm=lm, lm_weight=0.5, lm_rate=1.0)
+    tokens = torch.tensor([[5, 9, 12, 7], [3, 4, 0, 0]])  # (B, T), the second padded
+    states = torch.randn(2, 4, 16, requires_grad=True)  # (B, T, 2H)
+    batch = {"tokens": tokens, "lengths": torch.tensor([4, 2]), "first": torch.tensor([[0, 2], [0, 1]]),
+             "word_lengths": torch.tensor([2, 2]), "tags": torch.tensor([[3, 4], [1, 0]])}
+    lm_loss = lm(states, batch)[1]  # the LM's own loss over every piece
+    assert torch.allclose(lm.sampled_loss(states, tokens, 1.0), lm_loss)
+    head.lm_weight = 0.0
+    crf_only = head(states, batch)[1]
+    head.lm_weight = 0.5
+    loss = head(states, batch)[1]
+    assert torch.allclose(loss, crf_only + 0.5 * lm_loss)
+    loss.backward()
+    assert embed.weight.grad is not None and embed.weight.grad.abs().sum() > 0  # the tied output layer learns
+    head.eval()
+    assert torch.allclose(head(states, batch)[1], crf_only)  # dev loss and tagging: the CRF alone
+    # a share of the pieces: a random subset, so the loss differs from the full one but stays finite
+    head.train()
+    sampled = [lm.sampled_loss(states, tokens, 0.3).item() for _ in range(20)]
+    assert all(v == v and v >= 0 for v in sampled) and len(set(sampled)) > 1
+    for bad, msg in (("ner.lm_rate=0", "lm_rate"), ("ner.lm_rate=1.5", "lm_rate"), ("ner.lm_weight=-1", "lm_weight")):
+        with pytest.raises(UsageError, match=msg):
+            build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[bad])
+
+
 # -- the CRF -----------------------------------------------------------------------------------------------
 def test_ner_allowed_moves_forbid_invalid_bio_and_bioes():
     trans, start, end = allowed_moves(LABELS)

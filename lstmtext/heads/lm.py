@@ -75,3 +75,20 @@ class LMHead(nn.Module):
         n_bwd = (bwd_targets != PAD).sum()
         loss = 0.5 * (fwd_nll / n_fwd.clamp(min=1) + bwd_nll / n_bwd.clamp(min=1))
         return fwd_logits, loss
+
+    def sampled_loss(self, states: torch.Tensor, tokens: torch.Tensor, rate: float) -> torch.Tensor:
+        """The loss of ``forward`` (the mean of both directions' per-piece NLL) on a random ``rate`` share of
+        the positions only: an auxiliary objective beside another task's (heads/tag.py) at ``rate`` of the
+        softmax's cost, which at a 4k vocabulary rivals the encoder's. states (B, T, 2H), tokens (B, T)."""
+        H = self.hidden_dim
+        fwd_targets = tokens[:, 1:]  # (B, T-1): what the forward state at t predicts
+        sides = [(states[:, :-1, :H], fwd_targets, self.forward_logits)]
+        if self.bidirectional:
+            bwd_targets = tokens[:, :-1].masked_fill(tokens[:, 1:] == PAD, PAD)  # as in forward
+            sides.append((states[:, 1:, H:], bwd_targets, self.backward_logits))
+        losses = []
+        for h, targets, logits_of in sides:
+            pick = (targets != PAD) & (torch.rand(targets.shape, device=targets.device) < rate)  # (B, T-1)
+            if pick.any():
+                losses.append(F.cross_entropy(logits_of(h[pick]).float(), targets[pick]))  # h[pick]: (N, H)
+        return torch.stack(losses).mean() if losses else states.new_zeros((), dtype=torch.float32)

@@ -39,6 +39,8 @@ class Options:
     shape_dim: int = 0  # >0: an embedding of this size of each word's shape (Aa, AA, aa, 0, ...) beside its state
     word_dropout: float = 0.0  # training: the chance that a word's whole state is zeroed (heads/tag.py)
     scheme: str = choice("bio", "bioes")  # the CRF's tags (input and output are BIO either way; heads/tag.py)
+    lm_weight: float = 0.0  # >0: training also predicts each next and previous piece, this much of the loss
+    lm_rate: float = 0.25  # the share of pieces that lm_weight's objective is computed on (its cost)
 
 
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
@@ -346,9 +348,15 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
     encoder = build_encoder(recipe.encoder, vocab_size)
     o = recipe.options
+    lm = None
+    if o.lm_weight > 0:
+        from lstmtext.heads.lm import LMHead
+
+        lm = LMHead(encoder.embed, encoder.hidden_dim)  # --init-from an LM gives it that LM's head
     head = TagHead(
         encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden,
         shape_dim=o.shape_dim, word_dropout=o.word_dropout, scheme=o.scheme,
+        lm=lm, lm_weight=o.lm_weight, lm_rate=o.lm_rate,
     )
     return Model(encoder, head)
 
