@@ -4,6 +4,7 @@ batch 1, and (``--transfer``) SST-2 with 10 % of its training data, --init-from 
     python benchmarks/bench_lm.py                      # the real run: 60 min of training, then test + speed
     python benchmarks/bench_lm.py --transfer           # … and the transfer experiment (2 × --transfer-time)
     python benchmarks/bench_lm.py --quick --max-time 1m --no-record   # a smoke test in under 3 minutes
+    python benchmarks/bench_lm.py --add-imdb-text --name wt2-imdb-bilm   # WikiText-2 + IMDB reviews' text (for NER)
 
 Targets (issue 5): test perplexity per word ≤ 130 with ≤ 60 min of training; ≥ 300 generated tokens/s at
 batch 1; transfer ≥ 3 points of SST-2 dev accuracy over scratch at the same budget and seed.
@@ -34,6 +35,27 @@ def head_lines(src: Path, dst: Path, n: int) -> Path:
             if i >= n:
                 break
             out.write(line)
+    return dst
+
+
+def wikitext_and_imdb(dst: Path) -> Path:
+    """WikiText-2's training text followed by the IMDB training reviews' (labels unused), one review per line,
+    its <br /> tags dropped and its words split as `lstmtext tag` splits them (punctuation apart, as in
+    WikiText and CoNLL). WikiText-2 replaces every word seen fewer than three times with <unk>, so a BiLM on it
+    alone never reads a rare name: the reviews bring 5.8M words of raw text full of them."""
+    import gzip
+    import re
+
+    from lstmtext.tasks.ner import split_words
+
+    with open(dst, "w", encoding="utf-8") as out:
+        with open(WT2 / "wiki.train.tokens", encoding="utf-8") as f:
+            for line in f:
+                out.write(line)
+        with gzip.open(SHARED / "imdb" / "train.jsonl.gz", "rt", encoding="utf-8") as f:
+            for line in f:
+                text = re.sub(r"<br\s*/?>", " ", json.loads(line)["text"])
+                out.write(" ".join(w for w, _, _ in split_words(text)) + "\n")
     return dst
 
 
@@ -81,6 +103,8 @@ def main() -> None:
     ap.add_argument("--name", default="wikitext2", help="checkpoint name under benchmarks/out (default wikitext2)")
     ap.add_argument("--gen-tokens", type=int, default=600)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--add-imdb-text", action="store_true", help="train on WikiText-2's text and the IMDB training "
+                    "reviews' (benchmarks/out/wikitext2-imdb.train.txt, written here); dev and test stay WikiText-2's")
     ap.add_argument("--init-from", help="continue from this LM checkpoint (its tokenizer, encoder and head); its own "
                     "training time is not counted in this run's row")
     args = ap.parse_args()
@@ -92,7 +116,11 @@ def main() -> None:
         dev = head_lines(dev, work / "dev.txt", 200)
         test = head_lines(test, work / "test.txt", 200)
         args.gen_tokens = min(args.gen_tokens, 100)
-    dataset = "wikitext2" + (" (quick subset)" if args.quick else "")
+    if args.add_imdb_text:
+        OUT.mkdir(parents=True, exist_ok=True)
+        mixed = wikitext_and_imdb(OUT / "wikitext2-imdb.train.txt")
+        train = head_lines(mixed, work / "train-mix.txt", 6000) if args.quick else mixed
+    dataset = "wikitext2" + (" + imdb train text" if args.add_imdb_text else "") + (" (quick subset)" if args.quick else "")
 
     ckpt = Path(args.checkpoint) if args.checkpoint else (work if args.quick else OUT) / f"{args.name}.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)

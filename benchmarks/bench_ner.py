@@ -6,6 +6,7 @@
     python benchmarks/bench_ner.py --adapt-lm wt2.ckpt --name ner-conll2003-adapted   # the BiLM adapted to
         eng.train's text first (10 min, reported apart), then NER from it
     python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
+    python benchmarks/bench_ner.py --only speed --checkpoint C.ckpt --precision fp32,int8   # alternated, F1 of each
     python benchmarks/bench_ner.py --only stages --checkpoint benchmarks/out/ner-conll2003.ckpt   # where it goes
     python benchmarks/bench_ner.py --only soup --parts a.ckpt b.ckpt --name ner-soup   # runs that share
         --init-from and train.init_seed, averaged (lstmtext average) and scored beside each part
@@ -198,11 +199,14 @@ def stages(a, ckpt: Path, test: Path) -> None:
     m.encoder.forward = timed("encoder", m.encoder.forward)
     m.head.forward = timed("head (word BiLSTM, projection)", m.head.forward)
     m.head.decode = timed("Viterbi", m.head.decode)
-    with inference_precision(p.device, a.precision or "auto"):
+    t = time.perf_counter()
+    context = inference_precision(p, a.precision or "auto")  # int8 converts the LSTMs here
+    out["precision set-up"] = time.perf_counter() - t
+    with context:
         t = time.perf_counter()
         results = p.predict(sentences)
         total = time.perf_counter() - t
-    out["the rest of predict"] = total - sum(v for k, v in out.items() if k not in ("torch import", "load"))
+    out["the rest of predict"] = total - sum(v for k, v in out.items() if k not in ("torch import", "load", "precision set-up"))
     fmt = timed(f"output ({a.format})", p.format)
     for text, result in zip(sentences, results):
         fmt(text, result, a.format)
@@ -215,23 +219,32 @@ def stages(a, ckpt: Path, test: Path) -> None:
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
+    """Words/s of `lstmtext tag` end to end. With several --precision values (fp32,int8) the runs alternate,
+    so each precision meets the same machine; each row also carries eng.testb's F1 at that precision."""
     raw, sentences = raw_text(test)
     words = sum(len(s.split()) for s in sentences)
-    times = []
-    extra = ["--precision", a.precision] if a.precision else []
+    precisions = a.precision.split(",") if a.precision else [None]
+    times: dict = {p: [] for p in precisions}
     for _ in range(a.repeats):
-        proc, s = lstmtext("tag", rel(raw), "-m", rel(ckpt), "--format", a.format, *extra)
-        if a.format != "conll":
-            assert len(proc.stdout.splitlines()) == len(sentences), "tag lost line alignment"
-        times.append(s)
-    t = statistics.median(times)
-    rate = words / t
-    print(f"lstmtext tag over {test.name} raw ({len(sentences)} lines, {words} words, --format {a.format}): "
-          f"{t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end", flush=True)
-    if save:
-        record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
-               round(rate), None, None, " ".join(["lstmtext tag", raw.name, "-m", str(rel(ckpt)), "--format", a.format, *extra]),
-               {"seconds": round(t, 2), "runs": [round(x, 2) for x in times]})
+        for p in precisions:
+            extra = ["--precision", p] if p else []
+            proc, s = lstmtext("tag", rel(raw), "-m", rel(ckpt), "--format", a.format, *extra)
+            if a.format != "conll":
+                assert len(proc.stdout.splitlines()) == len(sentences), "tag lost line alignment"
+            times[p].append(s)
+    for p in precisions:
+        extra = ["--precision", p] if p else []
+        t = statistics.median(times[p])
+        rate = words / t
+        m = json.loads(lstmtext("evaluate", rel(ckpt), rel(test), "--format", "json", *extra)[0].stdout)
+        print(f"lstmtext tag over {test.name} raw ({len(sentences)} lines, {words} words, --format {a.format}"
+              f"{', --precision ' + p if p else ''}): {t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end; "
+              f"{test.name} F1 {100 * m['f1']:.2f} at that precision", flush=True)
+        if save:
+            record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
+                   round(rate), None, None, " ".join(["lstmtext tag", raw.name, "-m", str(rel(ckpt)), "--format", a.format, *extra]),
+                   {"seconds": round(t, 2), "runs": [round(x, 2) for x in times[p]], "precision": p or "auto",
+                    "f1": round(100 * m["f1"], 2), "alternated_with": [q for q in precisions if q != p]})
 
 
 def main() -> None:
@@ -254,7 +267,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
-    ap.add_argument("--precision", help="passed to lstmtext tag (e.g. bf16)")
+    ap.add_argument("--precision", help="passed to lstmtext tag and evaluate (e.g. int8); several, comma-separated "
+                    "(fp32,int8), alternate run by run")
     ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()

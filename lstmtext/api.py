@@ -56,12 +56,46 @@ def _no_weight_init():
             setattr(init, n, fn)
 
 
-def inference_precision(device, precision: str = "auto"):
-    """The context to run inference in: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, as in training.
-    bf16 on a CPU with bf16 instructions runs the encoder ~1.5× faster (see README); weights stay fp32."""
+def inference_precision(predictor, precision: str = "auto"):
+    """The context to run a loaded predictor in: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, as in
+    training. bf16 on a CPU with bf16 instructions runs the encoder ~1.5× faster (see README); weights stay
+    fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
+    from contextlib import nullcontext
+
     from lstmtext.train import autocast_for
 
-    return autocast_for(device, precision, option="--precision")[0]()
+    check_precision(precision)
+    if precision == "int8":
+        quantize_int8(predictor)
+        return nullcontext()
+    return autocast_for(predictor.device, precision, option="--precision")[0]()
+
+
+INT8_TASKS = ("sentiment", "ner")  # one encoder pass and a head; generation and beam search step LSTM cells
+
+
+def quantize_int8(predictor) -> None:
+    """Dynamic int8 quantization of every LSTM in the predictor's model (weights int8, activations quantized
+    as they come, gates in fp32): the LSTMs are the time of tagging and classifying, and on a CPU with
+    AVX-512 VNNI int8 GEMMs run them 1.5-2× as fast as fp32 (benchmarks/bench_ner.py --precision int8 gives
+    the F1 it costs). The embedding, heads and CRF stay fp32."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    if predictor.task not in INT8_TASKS:
+        raise UsageError(f"--precision int8: for {' and '.join(INT8_TASKS)} models; this is a {predictor.task} model "
+                         "(use fp32, or bf16 on a CPU with bf16 instructions)")
+    if predictor.device.type != "cpu":
+        raise UsageError("--precision int8 runs on the CPU; on CUDA use bf16 or fp16")
+    engines = torch.backends.quantized.supported_engines
+    quantize = getattr(getattr(torch, "ao", None), "quantization", None)
+    if quantize is None or not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
+        raise UsageError(f"--precision int8: torch {torch.__version__} here has no int8 LSTM kernels; use fp32")
+    with warnings.catch_warnings():  # torch.ao's eager quantization warns that it will move to torchao
+        warnings.simplefilter("ignore")
+        quantize.quantize_dynamic(predictor.model, {nn.LSTM}, dtype=torch.qint8, inplace=True)
 
 
 def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto") -> dict:
@@ -71,7 +105,7 @@ def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = 
     mod = get_task(p.task)
     examples = mod.read(data, p.recipe.options, "test")
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
-    with inference_precision(p.device, precision):
+    with inference_precision(p, precision):
         return mod.evaluate(p.model, feats, p.labels, p.device, 16384, p.tok)
 
 

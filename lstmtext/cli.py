@@ -241,7 +241,7 @@ def predict(
     fmt = fmt or predictor_formats(predictor)[0]
     if fmt not in predictor_formats(predictor):
         raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(predictor_formats(predictor))}")
-    with inference_precision(predictor.device, precision):
+    with inference_precision(predictor, precision):
         stream_predictions(predictor, source, fmt)
 
 

@@ -112,6 +112,6 @@ def generate(
 
     from lstmtext.data import InputLines
 
-    with inference_precision(predictor.device, precision):
+    with inference_precision(predictor, precision):
         for lines in [[prompt]] if prompt is not None else InputLines(None).batches(64):
             run(lines)

@@ -42,5 +42,5 @@ def tag(
         from lstmtext.progress import note
 
         note("--context: this model was trained without ner.context, so each line is read alone")
-    with inference_precision(predictor.device, precision):
+    with inference_precision(predictor, precision):
         stream_predictions(predictor, source, fmt)

@@ -49,7 +49,7 @@ def translate(
     if beam is not None and beam < n_best:
         beam = n_best  # a beam keeps at most K hypotheses; --n-best 3 needs at least 3
     reader = InputLines(source)
-    with inference_precision(predictor.device, precision):
+    with inference_precision(predictor, precision):
         for lines in reader.batches(batch_size):
             for text, result in zip(lines, predictor.translate(lines, beam=beam, n_best=n_best)):
                 write_line(predictor.format(text, result, fmt))

@@ -24,15 +24,17 @@ def choice(default: str, *others: str) -> Any:
     return field(default=default, metadata={"choices": (default, *others)})
 
 
-# Training (train.precision) and inference (--precision) take the same values.
+# Training (train.precision) takes these; inference (--precision) also takes int8 (api.quantize_int8).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-PRECISION_HELP = "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (faster on a CPU with AVX-512 BF16 or AMX) | fp16 (CUDA)."
+INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
+PRECISION_HELP = ("auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (faster only on a CPU with AVX-512 BF16 or AMX) | "
+                  "fp16 (CUDA) | int8 (CPU, sentiment and ner models: int8 LSTM weights).")
 
 
-def check_precision(precision: str, option: str = "--precision") -> None:
+def check_precision(precision: str, option: str = "--precision", choices: tuple = INFERENCE_PRECISIONS) -> None:
     """Torch-free, so a command can refuse a bad value before it imports torch and loads a checkpoint."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"{option} {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision not in choices:
+        raise UsageError(f"{option} {precision}: expected one of {', '.join(choices)}")
 
 
 @dataclass

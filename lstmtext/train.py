@@ -23,7 +23,7 @@ import torch
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ENCODER_SHAPE, Recipe, build_recipe, check_precision, parse_duration
+from lstmtext.config import ENCODER_SHAPE, PRECISIONS, Recipe, build_recipe, check_precision, parse_duration
 from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress, fmt_seconds, note
@@ -114,18 +114,28 @@ def pick_device(name: str, d: Dist | None = None) -> torch.device:
 
 def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
-    check_precision(precision, option)  # recipes are checked as they are read; this guards every other caller
+    check_precision(precision, option, PRECISIONS)  # recipes are checked as read; this guards every other caller
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return nullcontext, None
     if device.type == "cpu" and precision == "fp16":
         raise UsageError(f"{option}=fp16 needs a CUDA device; on CPU use bf16 or fp32 (or auto)")
-    # bf16 on CPU is opt-in: 1.45× the training pieces/s of fp32 for the wikitext2 LM step on this AVX-512 CPU
-    # (2 threads), but what it costs in the metric is for each recipe to measure; weights stay fp32.
+    # bf16 on CPU is opt-in: 1.45× the training pieces/s of fp32 for the wikitext2 LM step on a CPU with AVX-512
+    # BF16 (2 threads), but 3-4× slower on one without (emulated: measured on an AVX-512 Xeon with no BF16
+    # instructions, 1,500 against 4,800 pieces/s), so say so; what it costs in the metric is each recipe's to measure.
+    if device.type == "cpu" and precision == "bf16" and not native_bf16():
+        note(f"{option} bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 is emulated and "
+             "slower than fp32 here")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bf16 itself (AVX-512 BF16 or AMX) rather than emulating it."""
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 # -- optimizer state without pickle ------------------------------------------------------------------------

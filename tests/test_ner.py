@@ -582,6 +582,19 @@ def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
     half = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["tokens"] for r in half] == [r["tokens"] for r in rows] and all(valid_bio(r["tags"]) for r in half)
 
+    # int8 LSTMs: the same words and line alignment, valid tags, and nearly always the same tags
+    proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--precision", "int8", input=SENTENCES)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    small = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["tokens"] for r in small] == [r["tokens"] for r in rows] and all(valid_bio(r["tags"]) for r in small)
+    import lstmtext
+
+    api = lstmtext.load(ner_ckpt, int8=True).predict(SENTENCES.splitlines())
+    assert [r["tokens"] for r in api] == [r["tokens"] for r in rows] and api[0]["tags"] == small[0]["tags"]
+    proc = run_cli("evaluate", ner_ckpt, "data/ner/dev.conll", "--format", "json", "--precision", "int8")
+    assert proc.returncode == 0, proc.stderr
+    assert abs(json.loads(proc.stdout)["f1"] - m["f1"]) < 0.05
+
     # --context on a model trained without ner.context: a note, and every line read alone as before
     proc = run_cli("tag", "-m", ner_ckpt, "--format", "jsonl", "--context", input=SENTENCES)
     assert proc.returncode == 0 and "trained without ner.context" in proc.stderr

@@ -51,6 +51,14 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     hev = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json", "--precision", "bf16")
     assert hev.returncode == 0 and abs(json.loads(hev.stdout)["accuracy"] - m["accuracy"]) <= 0.03, hev.stderr
 
+    # --precision int8: the LSTMs in int8, the same lines, scores close to fp32's
+    small = run_cli("predict", sentiment_ckpt, "--format", "jsonl", "--precision", "int8", input="\n".join(texts) + "\n")
+    assert small.returncode == 0 and small.stderr == "", small.stderr
+    srows = [json.loads(l) for l in small.stdout.splitlines()]
+    assert [r["text"] for r in srows] == texts and srows[1]["label"] is None
+    for a, b in ((rows[0], srows[0]), (rows[2], srows[2])):
+        assert abs(a["scores"]["1"] - b["scores"]["1"]) < 0.05
+
     info = run_cli("info", sentiment_ckpt, "--format", "json")
     meta = json.loads(info.stdout)
     assert meta["task"] == "sentiment" and meta["labels"] == ["0", "1"]

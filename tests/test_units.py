@@ -335,14 +335,52 @@ def test_metrics_classification_by_hand():
     assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
 
 
-def test_api_inference_precision_autocasts_only_when_asked():
+def test_api_inference_precision_autocasts_only_when_asked(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from lstmtext import train
     from lstmtext.api import inference_precision
 
+    cpu = SimpleNamespace(device=torch.device("cpu"), task="sentiment")
     lin, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
-    with inference_precision(torch.device("cpu"), "bf16"):
+    with inference_precision(cpu, "bf16"):
         assert lin(x).dtype == torch.bfloat16
     for p in ("auto", "fp32"):  # auto is fp32 on CPU, as in training
-        with inference_precision(torch.device("cpu"), p):
+        with inference_precision(cpu, p):
             assert lin(x).dtype == torch.float32
-    with pytest.raises(UsageError, match="--precision fp8: expected one of auto, fp32, bf16, fp16"):
-        inference_precision(torch.device("cpu"), "fp8")
+    with pytest.raises(UsageError, match="--precision fp8: expected one of auto, fp32, bf16, fp16, int8"):
+        inference_precision(cpu, "fp8")
+    # bf16 asked for on a CPU that would emulate it: it runs, and one line says it will be slow
+    for native, said in ((False, True), (True, False)):
+        monkeypatch.setattr(train, "native_bf16", lambda: native)
+        capsys.readouterr()
+        with inference_precision(cpu, "bf16"):
+            assert lin(x).dtype == torch.bfloat16
+        assert ("no bf16 instructions" in capsys.readouterr().err) == said
+    # training takes no int8: the recipe refuses it as it is read
+    with pytest.raises(UsageError, match="train.precision"):
+        _recipe(overrides=["train.precision=int8"])
+
+
+def test_api_int8_quantizes_the_lstms_and_keeps_their_outputs():
+    from types import SimpleNamespace
+
+    from lstmtext.api import quantize_int8
+
+    torch.manual_seed(0)
+    enc = Encoder(300, embed_dim=32, hidden_dim=48).eval()
+    tokens = torch.randint(5, 300, (3, 9))
+    lengths = torch.tensor([9, 6, 2])
+    with torch.inference_mode():
+        ref = enc(tokens, lengths)  # (B, T, 2H)
+    quantize_int8(SimpleNamespace(task="ner", device=torch.device("cpu"), model=enc))
+    assert "quantized" in type(enc.fwd).__module__ and "quantized" in type(enc.bwd).__module__
+    with torch.inference_mode():
+        got = enc(tokens, lengths)
+    mask = torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): padding is not compared
+    err = (got - ref)[mask].abs()
+    assert err.max() < 0.05 and err.mean() < 0.01, (err.max(), err.mean())
+    assert not torch.equal(got[mask], ref[mask])  # int8 really ran
+    for task, device, msg in (("lm", "cpu", "this is a lm model"), ("ner", "cuda", "runs on the CPU")):
+        with pytest.raises(UsageError, match=msg):
+            quantize_int8(SimpleNamespace(task=task, device=torch.device(device), model=enc))
