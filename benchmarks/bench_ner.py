@@ -8,6 +8,7 @@
     python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
     python benchmarks/bench_ner.py --only speed --checkpoint C.ckpt --precision fp32,int8   # alternated, F1 of each
     python benchmarks/bench_ner.py --only stages --checkpoint benchmarks/out/ner-conll2003.ckpt   # where it goes
+    python benchmarks/bench_ner.py --only batching --checkpoint C.ckpt --precision int8   # batch size, threads
     python benchmarks/bench_ner.py --only soup --parts a.ckpt b.ckpt --name ner-soup   # runs that share
         --init-from and train.init_seed, averaged (lstmtext average) and scored beside each part
     python benchmarks/bench_ner.py --quick --max-time 1m --no-record   # smoke test: subsets, no rows
@@ -195,6 +196,7 @@ def stages(a, ckpt: Path, test: Path) -> None:
     p = timed("load", lstmtext.load)(str(ckpt))
     ner.split_words = timed("word split", ner.split_words)
     ner.featurize = timed("featurize", ner.featurize)
+    p.workers = 1  # one batch at a time: stage timers summed over parallel threads would overlap
     m = p.model
     m.encoder.forward = timed("encoder", m.encoder.forward)
     m.head.forward = timed("head (word BiLSTM, projection)", m.head.forward)
@@ -216,6 +218,52 @@ def stages(a, ckpt: Path, test: Path) -> None:
         print(f"  {k:32s} {v:6.2f} s")
     seconds = {k: round(v, 3) for k, v in out.items()}
     (OUT / f"{a.name}-tag-stages.json").write_text(json.dumps(seconds, indent=2) + "\n")
+
+
+def batching(a, ckpt: Path, test: Path, save: bool) -> None:
+    """Predictor.predict over the raw sentences of eng.testb, the model loaded once, in three set-ups
+    alternated run by run so all meet the same machine: batches of 8,192 pieces one at a time (the tagger
+    before), the same batches side by side in threads (one per intra-op thread, common.map_batches), and
+    batches of 2,048 pieces in threads (now the default). It counts the lines whose tags differ from the
+    first set-up's: none in fp32; int8 scales activations batch by batch, so other batches change a few."""
+    import statistics
+    import time
+
+    import torch
+
+    import lstmtext
+    from lstmtext.api import inference_precision
+
+    _, sentences = raw_text(test)
+    words = sum(len(s.split()) for s in sentences)
+    p = lstmtext.load(str(ckpt))
+    precision = a.precision or "auto"
+    threads = torch.get_num_threads()
+    setups = {"8192-1": (8192, 1), "8192-threads": (8192, None), "2048-threads": (2048, None)}
+    times: dict = {k: [] for k in setups}
+    tags: dict = {}
+    with inference_precision(p, precision):
+        p.predict(sentences[:256])  # warm-up: first-call allocations and oneDNN kernel choice
+        for _ in range(a.repeats):
+            for k, (p.batch_tokens, p.workers) in setups.items():
+                t = time.perf_counter()
+                tags[k] = [r["tags"] for r in p.predict(sentences)]
+                times[k].append(time.perf_counter() - t)
+    first = next(iter(tags.values()))
+    changed = {k: sum(x != y for x, y in zip(first, v)) for k, v in tags.items()}
+    for k, (bt, w) in setups.items():
+        t = statistics.median(times[k])
+        label = f"batches of {bt} pieces, " + ("one at a time" if w == 1 else f"{threads} threads side by side")
+        print(f"predict over {test.name} raw ({words} words, --precision {precision}), {label}: {t:.2f}s median of "
+              f"{a.repeats} → {words / t:,.0f} words/s (model loaded; no start-up); lines whose tags differ from "
+              f"the first set-up: {changed[k]}", flush=True)
+        if save:
+            record(f"{a.name}-predict-{k}", f"CoNLL-2003 {test.name} raw text ({words} words)",
+                   "words/s in predict (loaded)", round(words / t), None, None,
+                   f"python benchmarks/bench_ner.py --only batching --checkpoint {rel(ckpt)} --precision {precision} "
+                   f"--repeats {a.repeats}",
+                   {"seconds": round(t, 3), "runs": [round(x, 3) for x in times[k]], "batch_tokens": bt,
+                    "workers": w or threads, "threads": threads, "lines_changed": changed[k]})
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
@@ -259,9 +307,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "context", "adapt", "soup"], default="all",
-                    help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; context: F1 of a "
-                    "--checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
+    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "batching", "context", "adapt", "soup"],
+                    default="all", help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; batching: "
+                    "predict with batches of 8,192 pieces one at a time, in threads, and of 2,048 in threads; "
+                    "context: F1 of a --checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
                     "step and its row; soup: average --parts and score the mean beside them")
     ap.add_argument("--parts", nargs="+", type=Path, help="checkpoints to average (--only soup)")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
@@ -295,6 +344,8 @@ def main() -> None:
         speed(a, ckpt, test, save)
     if a.only == "stages":
         stages(a, ckpt, test)
+    if a.only == "batching":
+        batching(a, ckpt, test, save)
     if a.only == "context":
         context_sides(ckpt, test)
     if a.only == "adapt":

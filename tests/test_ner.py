@@ -615,6 +615,28 @@ def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
     assert proc.returncode == 0 and proc.stdout.count("\n") == 1
 
 
+def test_ner_cli_tag_file_in_parallel_threads_matches_one_thread(ner_ckpt, tmp_path):
+    """Two intra-op threads make tag run whole batches side by side (common.map_batches): same output."""
+    lines = [f"Angela Merkel met Emmanuel Macron in Paris on day {i} ." if i % 7 else "" for i in range(700)]
+    lines += ["Shares in Siemens fell after " + " ".join(["Lars Becker"] * (i % 30)) for i in range(300)]
+    inp = tmp_path / "lines.txt"
+    inp.write_text("\n".join(lines) + "\n")
+    one = run_cli("tag", inp, "-m", ner_ckpt, "--format", "jsonl", OMP_NUM_THREADS="1")
+    two = run_cli("tag", inp, "-m", ner_ckpt, "--format", "jsonl", OMP_NUM_THREADS="2")
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    assert len(one.stdout.splitlines()) == len(lines)
+    assert two.stdout == one.stdout
+
+    import lstmtext
+
+    p = lstmtext.load(ner_ckpt)
+    p.batch_tokens = 512  # many batches from few lines
+    p.workers = 1
+    alone = p.predict(lines[:200])
+    p.workers = 2
+    assert p.predict(lines[:200]) == alone
+
+
 def test_ner_cli_interactive_line_answered_before_next(ner_ckpt):
     p = subprocess.Popen([sys.executable, "-m", "lstmtext", "tag", "-m", str(ner_ckpt), "--format", "jsonl"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

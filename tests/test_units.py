@@ -271,6 +271,65 @@ def test_data_bucket_batches_cover_all_under_budget():
     assert batches != bucket_batches(lengths, 300, 32, shuffle=True, seed=4)
 
 
+def _length_features(n: int) -> list[dict]:
+    return [{"length": (i * 13) % 40 + 1, "ids": list(range((i * 13) % 40 + 1))} for i in range(n)]
+
+
+def _collate_ids(feats: list[dict]) -> dict:
+    from lstmtext.tasks.common import pad
+
+    return {"ids": pad([f["ids"] for f in feats]), "n": len(feats)}
+
+
+def test_common_map_batches_parallel_threads_give_the_sequential_results_in_order():
+    from lstmtext.tasks.common import map_batches
+
+    feats = _length_features(300)
+    encoder = Encoder(50, 16, 16).eval()
+
+    def run(batch):
+        ids = batch["ids"]
+        lengths = (ids != 0).sum(1).clamp(min=1)
+        # inference_mode holds in the worker threads too: no autograd graph, outputs are inference tensors
+        out = encoder(ids, lengths)
+        return torch.is_inference_mode_enabled(), torch.get_num_threads(), out.sum(-1).tolist()
+
+    threads = torch.get_num_threads()
+    one = map_batches(run, feats, _collate_ids, 200, "cpu", workers=1)
+    two = map_batches(run, feats, _collate_ids, 200, "cpu", workers=2)
+    assert len(one) > 2 and [idx for idx, _ in one] == [idx for idx, _ in two]
+    assert sorted(i for idx, _ in two for i in idx) == list(range(300))
+    assert all(r[0] for _, r in one + two)
+    assert {r[1] for _, r in two} == {1}  # one intra-op thread per worker...
+    assert torch.get_num_threads() == threads  # ...and the caller's count back afterwards
+    for (_, a), (_, b) in zip(one, two):
+        assert torch.allclose(torch.tensor(a[2]), torch.tensor(b[2]), atol=1e-5)
+
+
+def test_common_map_batches_carries_autocast_into_threads_and_restores_threads_on_error():
+    from lstmtext.tasks.common import inference_workers, map_batches
+
+    feats = _length_features(100)
+    seen = map_batches(lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+                       feats, _collate_ids, 100, "cpu", workers=2)
+    assert {r for _, r in seen} == {(False, torch.get_autocast_dtype("cpu"))}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        seen = map_batches(lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+                           feats, _collate_ids, 100, "cpu", workers=2)
+    assert {r for _, r in seen} == {(True, torch.bfloat16)}
+
+    def fail(batch):
+        raise ValueError("boom")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError, match="boom"):
+        map_batches(fail, feats, _collate_ids, 100, "cpu", workers=2)
+    assert torch.get_num_threads() == threads
+    assert inference_workers("cpu", 1) == 1  # a single batch never pays for a thread pool
+    assert inference_workers("cpu", 50) == torch.get_num_threads()
+    assert inference_workers("cuda", 50) == 1  # a GPU runs one batch at a time
+
+
 def test_data_split_valid_is_seeded_and_disjoint():
     ex = list(range(1000))
     tr, va = split_valid(ex, 0.1, 50, seed=1)

@@ -1,13 +1,17 @@
-"""Pieces that several tasks share: padding, batched inference over features, classification metrics."""
+"""Pieces that several tasks share: padding, batched inference over features (in parallel threads on a CPU),
+classification metrics."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
 from lstmtext.data import bucket_batches
 from lstmtext.tokenizer import PAD
+
+T = TypeVar("T")
 
 
 def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
@@ -31,6 +35,53 @@ def inference_batches(
     lengths = [f["length"] for f in features]
     for idx in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False):
         yield idx, to_device(collate([features[i] for i in idx]), device)
+
+
+def inference_workers(device, n_batches: int) -> int:
+    """How many threads map_batches runs: one per intra-op thread on a CPU, never more than the batches."""
+    if torch.device(device).type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), n_batches))
+
+
+def map_batches(
+    fn: Callable[[dict], T],
+    features: list[dict],
+    collate: Callable,
+    batch_tokens: int,
+    device,
+    max_batch_size: int = 256,
+    workers: int | None = None,
+) -> list[tuple[list[int], T]]:
+    """[(indices, fn(batch))] over the batches of inference_batches, in their order, under inference_mode.
+
+    On a CPU with n intra-op threads, n threads each take whole batches and run them on one intra-op
+    thread: an LSTM steps through time with GEMMs too small to split well between cores, so whole batches
+    side by side keep both cores of a 2-core CPU busier (benchmarks/bench_ner.py --only batching measures
+    it against one batch at a time). workers=1 runs one batch at a time as before; None picks
+    inference_workers. The intra-op thread count is set to 1 for the call and restored after, so a program
+    that calls this from several threads at once should pass workers=1. The caller's autocast (bf16) is
+    carried into the threads, which do not inherit it."""
+    lengths = [f["length"] for f in features]
+    groups = bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)
+    dev = torch.device(device)
+    autocast = dev.type in ("cpu", "cuda") and torch.is_autocast_enabled(dev.type)
+    dtype = torch.get_autocast_dtype(dev.type) if autocast else None
+
+    def one(idx: list[int]) -> tuple[list[int], T]:
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=autocast):
+            return idx, fn(to_device(collate([features[i] for i in idx]), device))
+
+    n = inference_workers(device, len(groups)) if workers is None else max(1, min(workers, len(groups)))
+    if n == 1:
+        return [one(idx) for idx in groups]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(one, groups))  # each thread takes the next batch as it finishes one
+    finally:
+        torch.set_num_threads(threads)
 
 
 def classification_metrics(gold: list[int], pred: list[int], labels: list[str]) -> dict:

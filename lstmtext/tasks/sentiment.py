@@ -132,20 +132,20 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
-    import torch
+    from lstmtext.tasks.common import classification_metrics, map_batches
 
-    from lstmtext.tasks.common import classification_metrics, inference_batches
+    def run(batch: dict):
+        logits, loss = model(batch)
+        return batch["labels"].tolist(), logits.argmax(-1).tolist(), loss.item()
 
     gold, pred = [], []
     total_loss, n = 0.0, 0
     model.eval()
-    with torch.inference_mode():
-        for _, batch in inference_batches(features, collate, batch_tokens, device):
-            logits, loss = model(batch)
-            total_loss += loss.item() * len(logits)
-            n += len(logits)
-            gold += batch["labels"].tolist()
-            pred += logits.argmax(-1).tolist()
+    for _, (g, p, loss) in map_batches(run, features, collate, batch_tokens, device):
+        total_loss += loss * len(g)
+        n += len(g)
+        gold += g
+        pred += p
     metrics = classification_metrics(gold, pred, labels)
     metrics["loss"] = total_loss / max(1, n)
     return metrics
@@ -189,27 +189,28 @@ class Predictor:
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
+        self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
 
     def predict(self, texts: list[str]) -> list[dict | None]:
         """One dict {"label", "score", "scores"} per text; None for an empty text."""
-        import torch
-
-        from lstmtext.tasks.common import inference_batches
+        from lstmtext.tasks.common import map_batches
 
         out: list[dict | None] = [None] * len(texts)
         keep = [i for i, t in enumerate(texts) if t.strip()]
         feats = featurize([{"text": texts[i].strip()} for i in keep], self.tok, self.labels, self.recipe)
         self.model.eval()
-        with torch.inference_mode():
-            for idx, batch in inference_batches(feats, collate, 16384, self.device):
-                probs = self.model(batch)[0].float().softmax(-1).tolist()
-                for j, p in zip(idx, probs):
-                    best = max(range(len(p)), key=p.__getitem__)
-                    out[keep[j]] = {
-                        "label": self.labels[best],
-                        "score": round(p[best], 4),
-                        "scores": {name: round(q, 4) for name, q in zip(self.labels, p)},
-                    }
+
+        def run(batch: dict) -> list[list[float]]:
+            return self.model(batch)[0].float().softmax(-1).tolist()
+
+        for idx, probs in map_batches(run, feats, collate, 16384, self.device, workers=self.workers):
+            for j, p in zip(idx, probs):
+                best = max(range(len(p)), key=p.__getitem__)
+                out[keep[j]] = {
+                    "label": self.labels[best],
+                    "score": round(p[best], 4),
+                    "scores": {name: round(q, 4) for name, q in zip(self.labels, p)},
+                }
         return out
 
     __call__ = predict
