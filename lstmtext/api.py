@@ -106,8 +106,8 @@ def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = 
     examples = mod.read(data, p.recipe.options, "test")
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
     with inference_precision(p, precision):
-        # the batches the predictor tags in, where it sets them: int8 scales activations batch by batch
-        return mod.evaluate(p.model, feats, p.labels, p.device, getattr(p, "batch_tokens", 16384), p.tok)
+        # in the batches the predictor predicts in: int8 scales activations batch by batch
+        return mod.evaluate(p.model, feats, p.labels, p.device, p.batch_tokens, p.tok)
 
 
 def average(paths: list[str | Path], output: str | Path, force: bool = False) -> dict:

@@ -15,7 +15,9 @@ A task module provides (see tasks/sentiment.py for the reference implementation)
                                 task may use a cheaper variant there (translation: greedy decoding)
   summary(metrics)              → the scalar metrics logged after each evaluation
   report(metrics, console)      → the tables `lstmtext evaluate` prints
-  Predictor(model, tok, labels, recipe, device) with .task, .predict(texts) and .format(text, result, fmt)
+  Predictor(model, tok, labels, recipe, device) with .task, .predict(texts) and .format(text, result, fmt),
+                                .stream_batch (lines per predict call) and .batch_tokens (pieces per batch,
+                                also what `lstmtext evaluate` scores in)
 Modules are imported when first asked for, so ``lstmtext --help`` never pays for torch.
 """
 

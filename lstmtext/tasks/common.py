@@ -4,7 +4,7 @@ classification metrics."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import torch
 
@@ -28,15 +28,6 @@ def to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-def inference_batches(
-    features: list[dict], collate: Callable, batch_tokens: int, device, max_batch_size: int = 256
-) -> Iterator[tuple[list[int], dict]]:
-    """(indices, batch) over features sorted by length: the order that wastes least on padding."""
-    lengths = [f["length"] for f in features]
-    for idx in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False):
-        yield idx, to_device(collate([features[i] for i in idx]), device)
-
-
 def inference_workers(device, n_batches: int) -> int:
     """How many threads map_batches runs: one per intra-op thread on a CPU, never more than the batches."""
     if torch.device(device).type != "cpu":
@@ -53,7 +44,8 @@ def map_batches(
     max_batch_size: int = 256,
     workers: int | None = None,
 ) -> list[tuple[list[int], T]]:
-    """[(indices, fn(batch))] over the batches of inference_batches, in their order, under inference_mode.
+    """[(indices, fn(batch))] over length-bucketed batches of the features (sorted by length: the order that
+    wastes least on padding), in that order, under inference_mode.
 
     On a CPU with n intra-op threads, n threads each take whole batches and run them on one intra-op
     thread: an LSTM steps through time with GEMMs too small to split well between cores, so whole batches

@@ -272,6 +272,7 @@ class Predictor:
 
     task = NAME
     stream_batch = 64  # lines per predict call (cli.stream_predictions); prompts generated as one batch: rows cost every step
+    batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device

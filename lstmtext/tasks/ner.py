@@ -493,13 +493,13 @@ class Predictor:
 
     task = NAME
     stream_batch = 8192  # lines per predict call from a file or a fast pipe (cli.stream_predictions)
+    # pieces per batch, small so an LSTM step's activations stay in cache (bench_ner.py --only batching: 2,048
+    # tag eng.testb faster than 8,192, in int8 and fp32 alike); evaluate scores in the same batches
+    batch_tokens = 2048
 
     def __init__(self, model, tok, labels: list[str], recipe, device, pretokenized: bool = False):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.pretokenized = pretokenized
-        # small batches: an LSTM step's activations stay in cache (bench_ner.py --only batching: 2,048 pieces
-        # tag eng.testb faster than 8,192, in int8 and fp32 alike)
-        self.batch_tokens = 2048
         self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
         # With context (and a model trained with ner.context), each text is read after the texts before it in
         # its paragraph (a blank text ends one), carried from call to call: the texts are lines of one stream.

@@ -186,6 +186,7 @@ class Predictor:
 
     task = NAME
     stream_batch = 8192  # lines per predict call from a file or a fast pipe (cli.stream_predictions)
+    batch_tokens = 16384  # pieces per batch in predict and evaluate
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
@@ -203,7 +204,7 @@ class Predictor:
         def run(batch: dict) -> list[list[float]]:
             return self.model(batch)[0].float().softmax(-1).tolist()
 
-        for idx, probs in map_batches(run, feats, collate, 16384, self.device, workers=self.workers):
+        for idx, probs in map_batches(run, feats, collate, self.batch_tokens, self.device, workers=self.workers):
             for j, p in zip(idx, probs):
                 best = max(range(len(p)), key=p.__getitem__)
                 out[keep[j]] = {

@@ -284,25 +284,25 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
 
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
-    import torch
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
 
-    from lstmtext.tasks.common import inference_batches
+    from lstmtext.tasks.common import map_batches
     from lstmtext.tokenizer import PAD
+
+    def nll_sum(batch: dict) -> tuple[float, int]:
+        logits, _ = model(batch)
+        target = batch["tgt_out"]
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD, reduction="sum")
+        return nll.item(), int((target != PAD).sum())
 
     # Model selection during training decodes with select_beam (greedy by default: several times faster,
     # and it ranks checkpoints the same way); reported scores use the full beam.
     dec = model.decoding
     beam = dec.select_beam if selection else dec.beam
     model.eval()
-    nll, count = 0.0, 0
-    with torch.inference_mode():
-        for _, batch in inference_batches(features, collate, batch_tokens, device):
-            logits, _ = model(batch)
-            target = batch["tgt_out"]
-            nll += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD, reduction="sum").item()
-            count += int((target != PAD).sum())
+    sums = [r for _, r in map_batches(nll_sum, features, collate, batch_tokens, device)]
+    nll, count = sum(s for s, _ in sums), sum(c for _, c in sums)
     hyps = [tok.decode(h[0][0]) for h in decode(model, features, device, beam)]
     refs = [f["ref"] for f in features]
     # force: hypotheses come from our own detokenizer, so sacreBLEU's "tokenized period" warning is spurious
@@ -350,6 +350,7 @@ class Predictor:
 
     task = NAME
     stream_batch = 64  # lines per predict call (cli.stream_predictions); beam search: its cost grows with the batch's rows
+    batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
