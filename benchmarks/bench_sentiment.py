@@ -53,7 +53,8 @@ def speed(ckpt: Path, save: bool, batches: int) -> None:
     from lstmtext.data import bucket_batches
     from lstmtext.tasks import get_task
     from lstmtext.tasks.common import to_device
-    from lstmtext.train import autocast_for, train_step
+    from lstmtext.device import autocast_for
+    from lstmtext.train import train_step
 
     p = api.load(ckpt)
     mod = get_task("sentiment")

@@ -62,7 +62,7 @@ def inference_precision(predictor, precision: str = "auto"):
     fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
     from contextlib import nullcontext
 
-    from lstmtext.train import autocast_for
+    from lstmtext.device import autocast_for
 
     check_precision(precision)
     if precision == "int8":

@@ -89,7 +89,7 @@ def _resolve_recipe_path(recipe: Optional[str]) -> Optional[str]:
 
 
 def _default_model(task: Optional[str]) -> Path:
-    from lstmtext.train import default_model_path, home
+    from lstmtext.paths import default_model_path, home
 
     if task:
         path = default_model_path(task)

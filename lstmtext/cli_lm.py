@@ -85,7 +85,7 @@ def generate(
     check_precision(precision)
 
     if model is None:
-        from lstmtext.train import default_model_path
+        from lstmtext.paths import default_model_path
 
         path = default_model_path("lm")
         if not path.exists():

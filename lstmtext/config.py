@@ -170,11 +170,18 @@ def _apply_section(recipe: Recipe, section: str, values: Any, where: str) -> Non
     _apply(target, values, where, section)
 
 
-def parse_set(item: str) -> tuple[str, str, str]:
-    m = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\s*=(.*)", item)
+def parse_set(item: str) -> tuple[str, str, Any]:
+    """``--set SECTION.KEY=VALUE``: the value is read as a TOML literal (``3``, ``0.5``, ``true``, ``"a b"``,
+    ``[1, 2]``); anything that is not one (``20m``, ``data/train.tsv``) is taken as a plain string."""
+    m = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\s*=(.*)", item, flags=re.DOTALL)
     if not m:
         raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.lr=0.001")
-    return m.group(1), m.group(2), m.group(3).strip()
+    raw = m.group(3).strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return m.group(1), m.group(2), value
 
 
 def build_recipe(
@@ -185,8 +192,10 @@ def build_recipe(
     overrides: list[str] | None = None,
     stored: dict | None = None,
     inherited: dict | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Recipe:
-    """Defaults ← the task's own defaults ← a stored recipe (resume) ← a TOML file ← ``inherited`` ← ``--set``.
+    """Defaults ← the task's own defaults ← a stored recipe (resume) ← a TOML file ← ``inherited`` ←
+    ``settings`` (typed command-line options: {"train.epochs": 3}) ← ``--set`` strings.
 
     ``inherited`` is what an ``--init-from`` checkpoint fixes (its encoder's shape): it beats the recipe file,
     so any recipe can start from any encoder, and only an explicit ``--set`` can contradict it (an error later,
@@ -213,6 +222,9 @@ def build_recipe(
             _apply_section(recipe, section, values, f"recipe {path}")
     for section, values in (inherited or {}).items():
         _apply_section(recipe, section, values, "--init-from checkpoint")
+    for dotted, value in (settings or {}).items():
+        section, key = dotted.split(".", 1)
+        _apply_section(recipe, section, {key: value}, f"--{key.replace('_', '-')}")
     for item in overrides or []:
         section, key, value = parse_set(item)
         _apply_section(recipe, section, {key: value}, "--set")
@@ -267,3 +279,13 @@ def load_recipe_file_task(path: str | Path) -> str | None:
         return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("task")
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
+
+
+def resolve_recipe(task: str, path: str | Path | None = None, overrides: list[str] | tuple = (), *,
+                   settings: dict[str, Any] | None = None, stored: dict | None = None,
+                   inherited: dict | None = None) -> Recipe:
+    """The recipe of a run of ``task``: its module's options and defaults, then the layers of build_recipe."""
+    from lstmtext.tasks import get_task
+
+    mod = get_task(task)
+    return build_recipe(task, mod.Options, mod.DEFAULTS, path, list(overrides), stored, inherited, settings)

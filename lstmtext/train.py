@@ -23,9 +23,11 @@ import torch
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ENCODER_SHAPE, PRECISIONS, Recipe, build_recipe, check_precision, parse_duration
+from lstmtext.config import ENCODER_SHAPE, parse_duration, resolve_recipe  # noqa: F401 (tests import it here)
 from lstmtext.data import bucket_batches, is_hf, sample_path, sha256_file, split_valid
 from lstmtext.errors import TrainingStopped, UsageError
+from lstmtext.device import autocast_for, pick_device
+from lstmtext.paths import companion, default_model_path
 from lstmtext.progress import TrainProgress, fmt_seconds, note
 from lstmtext.tasks import get_task
 from lstmtext.tasks.common import to_device
@@ -37,21 +39,6 @@ class Interrupted(Exception):
 
     def __init__(self, message: str):
         super().__init__(message)
-
-
-def home() -> Path:
-    return Path(os.environ.get("LSTMTEXT_HOME", Path.home() / ".lstmtext"))
-
-
-def default_model_path(task: str) -> Path:
-    """Where ``train TASK`` writes without ``-o`` and where tag/generate/translate/predict look without ``-m``."""
-    return home() / "models" / f"{task}.ckpt"
-
-
-def companion(out: Path, kind: str) -> Path:
-    """sst2.ckpt → sst2.resume.safetensors / sst2.metrics.jsonl, in the same folder."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.{kind}")
 
 
 # -- distributed -------------------------------------------------------------------------------------------
@@ -99,43 +86,6 @@ def all_flags(flags: list[int], d: Dist, device) -> list[int]:
     t = torch.tensor(flags, dtype=torch.long, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.tolist()
-
-
-# -- devices and precision ---------------------------------------------------------------------------------
-def pick_device(name: str, d: Dist | None = None) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    torch.cuda.set_device(local)
-    return torch.device("cuda", local)
-
-
-def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
-    """(context factory, GradScaler or None). Mixed precision only where it pays: CUDA by default."""
-    check_precision(precision, option, PRECISIONS)  # recipes are checked as read; this guards every other caller
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp32":
-        return nullcontext, None
-    if device.type == "cpu" and precision == "fp16":
-        raise UsageError(f"{option}=fp16 needs a CUDA device; on CPU use bf16 or fp32 (or auto)")
-    # bf16 on CPU is opt-in: 1.45× the training pieces/s of fp32 for the wikitext2 LM step on a CPU with AVX-512
-    # BF16 (2 threads), but 3-4× slower on one without (emulated: measured on an AVX-512 Xeon with no BF16
-    # instructions, 1,500 against 4,800 pieces/s), so say so; what it costs in the metric is each recipe's to measure.
-    if device.type == "cpu" and precision == "bf16" and not native_bf16():
-        note(f"{option} bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 is emulated and "
-             "slower than fp32 here")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes in bf16 itself (AVX-512 BF16 or AMX) rather than emulating it."""
-    cpu = getattr(torch, "cpu", None)
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 # -- optimizer state without pickle ------------------------------------------------------------------------
@@ -283,12 +233,6 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_recipe(task: str, recipe_path=None, overrides=(), stored: dict | None = None,
-                   inherited: dict | None = None) -> Recipe:
-    mod = get_task(task)
-    return build_recipe(task, mod.Options, getattr(mod, "DEFAULTS", None), recipe_path, list(overrides), stored, inherited)
-
-
 def train(
     task: str,
     recipe_path: str | None = None,
@@ -320,7 +264,7 @@ def train(
 
     init_meta, init_state = ckpt.load(init_from) if init_from else ({}, {})
     shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
-    recipe = resolve_recipe(task, recipe_path, overrides, stored_meta.get("recipe"),
+    recipe = resolve_recipe(task, recipe_path, overrides, stored=stored_meta.get("recipe"),
                             inherited={"encoder": shape} if shape else None)
     tc = recipe.train
     device = pick_device(tc.device)

@@ -208,7 +208,8 @@ def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
     which would need a GradScaler, is a usage error."""
     from lstmtext.errors import UsageError
     from lstmtext.tasks import lm
-    from lstmtext.train import autocast_for, resolve_recipe, train_step
+    from lstmtext.device import autocast_for
+    from lstmtext.train import resolve_recipe, train_step
 
     cpu = torch.device("cpu")
     autocast, scaler = autocast_for(cpu, "bf16")

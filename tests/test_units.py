@@ -397,7 +397,7 @@ def test_metrics_classification_by_hand():
 def test_api_inference_precision_autocasts_only_when_asked(monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from lstmtext import train
+    from lstmtext import device as train
     from lstmtext.api import inference_precision
 
     cpu = SimpleNamespace(device=torch.device("cpu"), task="sentiment")

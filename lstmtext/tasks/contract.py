@@ -1,0 +1,87 @@
+"""The task contract: what every task module provides, as a ``typing.Protocol``.
+
+A task is one module of plain functions and constants (tasks/sentiment.py is the reference); the module itself
+satisfies ``Task`` (PEP 544 lets a module implement a protocol), and ``get_task`` checks it at import with
+``isinstance``, so a missing member fails loudly instead of falling back to a default. Every member is required.
+
+Task modules import torch inside their functions only, so the CLI reads their names, formats and options for
+``--help`` and for its checks without paying for torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What ``lstmtext.load`` returns: a loaded model that turns lines of text into results."""
+
+    task: ClassVar[str]
+    stream_batch: ClassVar[int]  # lines per predict() call when reading a file or a fast pipe
+    batch_tokens: ClassVar[int]  # pieces per batch in predict() and in ``lstmtext evaluate``
+    model: Any
+    tok: Any
+    labels: list[str]
+    recipe: Any
+    device: Any
+
+    def predict(self, texts: list[str]) -> list[Any]:
+        """One result per text (None for a blank one), in order."""
+
+    def format(self, text: str, result: Any, fmt: str) -> str:
+        """One output line for ``fmt`` (one of the task's FORMATS)."""
+
+
+@runtime_checkable
+class Task(Protocol):
+    NAME: str
+    MAIN_METRIC: str  # the dev metric that selects checkpoints
+    HIGHER_IS_BETTER: bool  # the direction of MAIN_METRIC
+    FORMATS: tuple[str, ...]  # predict --format choices; the first is the default
+    PRECISIONS: tuple[str, ...]  # inference precisions its models run in (int8 only where an LSTM pass is all)
+    Options: type  # dataclass: the recipe section named after the task ([sentiment]); its defaults live there
+    DEFAULTS: dict  # {section: {key: value}}: the task's own defaults for the shared sections
+    Predictor: type  # Predictor(model, tok, labels, recipe, device) satisfying the Predictor protocol
+
+    def validate(self, options: Any) -> None:
+        """Raise UsageError for option values out of range (types and choices are checked as the recipe is read)."""
+
+    def read(self, source: str, opts: Any, split: str) -> list[dict]:
+        """Examples (dicts with "where" = "FILE line N" for messages) from a file, folder or hf:NAME."""
+
+    def tokenizer_texts(self, examples: list[dict]) -> Iterable[str]:
+        """The text SentencePiece trains on."""
+
+    def make_labels(self, examples: list[dict]) -> list[str]:
+        """Label names ([] when the task has none)."""
+
+    def featurize(self, examples: list[dict], tok: Any, labels: list[str], recipe: Any) -> list[dict]:
+        """Features, each with "length" (pieces) for bucketing."""
+
+    def collate(self, features: list[dict]) -> dict:
+        """A batch of tensors: "tokens" (B, T), "lengths" (B,) and the targets."""
+
+    def build_model(self, recipe: Any, vocab_size: int, labels: list[str]) -> Any:
+        """Model(Encoder, Head); ``model(batch)`` returns (logits, loss)."""
+
+    def init_from(self, own: dict, state: dict, meta: dict) -> str:
+        """``--init-from``: after the shared encoder copy, take what else of another checkpoint fits this task's
+        head into ``own`` (a state dict, updated in place); return what was taken, for the note ('' for nothing)."""
+
+    def evaluate(self, model: Any, features: list[dict], labels: list[str], device: Any, batch_tokens: int,
+                 tok: Any = None, selection: bool = False) -> dict:
+        """Metrics, MAIN_METRIC among them; selection=True while training picks checkpoints (a cheaper variant
+        may run there, e.g. greedy decoding for translation)."""
+
+    def summary(self, metrics: dict) -> dict:
+        """The scalar metrics logged after each evaluation."""
+
+    def report(self, metrics: dict, console: Any) -> None:
+        """The tables ``lstmtext evaluate`` prints."""
+
+
+TASK_MEMBERS = tuple(
+    name for name in {**Task.__annotations__, **{k: v for k, v in vars(Task).items() if callable(v)}}
+    if not name.startswith("_")
+)
