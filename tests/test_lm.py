@@ -353,7 +353,8 @@ def test_train_init_from_takes_the_encoder_shape_from_the_checkpoint(lm_ckpt, tm
 def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import sentiment
-    from lstmtext.train import copy_encoder, resolve_recipe
+    from lstmtext.config import resolve_recipe
+    from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
     recipe = resolve_recipe("sentiment", None, TINY[1::2])
@@ -367,7 +368,8 @@ def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
 def test_init_from_an_lm_into_an_lm_run_takes_the_head_too(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import lm, sentiment
-    from lstmtext.train import copy_encoder, resolve_recipe
+    from lstmtext.config import resolve_recipe
+    from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
     recipe = resolve_recipe("lm", None, [], stored=meta["recipe"])
@@ -412,7 +414,8 @@ def test_init_from_an_lm_gives_a_ner_lm_objective_the_lm_head(lm_ckpt, tmp_path)
 def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
     from lstmtext.checkpoint import load
     from lstmtext.tasks import sentiment
-    from lstmtext.train import copy_encoder, resolve_recipe
+    from lstmtext.config import resolve_recipe
+    from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
     meta = {**meta, "recipe": {**meta["recipe"], "lm": {**meta["recipe"]["lm"], "bidirectional": False}}}
