@@ -109,7 +109,9 @@ def _mask_step(logp: torch.Tensor, at_limit_rows: torch.Tensor | None) -> None:
 
 
 @torch.inference_mode()
-def greedy_search(decoder, states: torch.Tensor, lengths: torch.Tensor, max_len: list[int], alpha: float = 0.0) -> list[list[Hypothesis]]:
+def greedy_search(
+    decoder, states: torch.Tensor, lengths: torch.Tensor, max_len: list[int], alpha: float = 0.0
+) -> list[list[Hypothesis]]:
     """The most likely piece at every step: the reference that beam search with K = 1 must reproduce."""
     B = states.size(0)
     limit = torch.tensor(max_len, device=states.device)

@@ -1,13 +1,14 @@
-"""The shared encoder: embedding → a forward RNN stack and a separate backward RNN stack (DESIGN §4).
+"""The shared encoder: embedding → a forward RNN stack and a separate backward RNN stack.
 
 Why two stacks rather than ``nn.LSTM(bidirectional=True)``: with more than one layer the built-in
 bidirectional LSTM feeds both directions into layer 2, so forward states would see the future and the
 encoder could not be trained as a language model. Kept apart (as in ELMo), one encoder serves all heads.
 
-Batches are padded, not packed (packing leaves oneDNN and is 1.4× slower here). The forward stack ignores
-padding because padding comes after the last real token. The backward stack reads each sequence reversed
-within its own length, so it too starts on a real token and padding only ever comes after; the result is
-exactly what each sentence would get alone.
+Batches are padded, not packed: a packed sequence leaves the fused oneDNN LSTM kernels, and length bucketing
+already keeps padding small. The forward stack ignores padding because padding comes after the last real token.
+The backward stack reads each sequence reversed within its own length, so it too starts on a real token and
+padding only ever comes after; the result is exactly what each sentence would get alone. The one packed run is
+``forward_stack`` with lengths, where only each prompt's final state is wanted.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x (B, T, …), idx (B, K) positions into T → (B, K, …): row idx[b, k] of sequence b.
 
-    One index_select over the flattened rows: a gather with the index expanded over the feature axis reads
-    an int64 per element and was 5-8× slower here on (256, 40, 512) bf16 states."""
+    One index_select over the flattened rows, because a gather with the index expanded over the feature axis
+    reads an int64 index per element rather than one per row."""
     B, T = x.shape[0], x.shape[1]
     rows = idx.to(x.device) + torch.arange(B, device=x.device).unsqueeze(1) * T  # (B, K)
     return x.reshape(B * T, *x.shape[2:]).index_select(0, rows.reshape(-1)).view(B, idx.shape[1], *x.shape[2:])
@@ -104,7 +105,7 @@ class Encoder(nn.Module):
 
     def forward_cells(self) -> list[nn.Module]:
         """LSTMCell/GRUCell views of the forward stack's weights (shared, not copied), one per layer: for
-        one-token steps a cell call is cheaper than a one-step nn.LSTM call (DESIGN §9)."""
+        one-token steps a cell call has less per-call overhead than a one-step nn.LSTM call."""
         cls = nn.LSTMCell if self.cell == "lstm" else nn.GRUCell
         cells = []
         for k in range(self.num_layers):

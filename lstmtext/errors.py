@@ -1,4 +1,4 @@
-"""The two failures a user can see. The CLI turns each into one line on stderr and an exit code."""
+"""The failures the CLI reports without a traceback: each becomes one line on stderr (or silence) and an exit code."""
 
 
 class UsageError(Exception):

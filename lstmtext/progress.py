@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 from rich.console import Console
@@ -64,13 +63,11 @@ class TrainProgress:
 
     def print(self, text: str) -> None:
         if self.enabled:
-            (self._bar.console if self._bar is not None else console).print(text, markup=False, highlight=False, soft_wrap=True)
+            target = self._bar.console if self._bar is not None else console
+            target.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
 
-
-def is_tty_stdout() -> bool:
-    return sys.stdout.isatty()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import random
-from typing import Iterable, Iterator
+from collections.abc import Iterable
 
 import sentencepiece as spm
 
@@ -58,7 +58,7 @@ class Tokenizer:
         character_coverage: float = 0.9995,
         max_sentences: int = 300_000,
         seed: int = 1,
-    ) -> "Tokenizer":
+    ) -> Tokenizer:
         lines = _training_lines(texts, max_sentences, seed)
         if not lines:
             raise UsageError("cannot train a tokenizer: the training text is empty")
@@ -106,9 +106,6 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.sp.Decode([i for i in ids if i > EOS])
 
-    def id_to_piece(self, i: int) -> str:
-        return self.sp.IdToPiece(i)
-
     def encode_words(self, words: list[str]) -> tuple[list[int], list[int]]:
         """Pieces of a pre-split sentence and, for each word, the index of its first piece.
 
@@ -122,12 +119,3 @@ class Tokenizer:
             ids.extend(word_ids or [UNK])
         return ids, first
 
-
-def iter_texts(examples: Iterable[dict], *keys: str) -> Iterator[str]:
-    for ex in examples:
-        for k in keys:
-            v = ex.get(k)
-            if isinstance(v, str):
-                yield v
-            elif isinstance(v, list):
-                yield " ".join(v)
