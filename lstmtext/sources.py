@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 
@@ -92,13 +91,12 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
 def _go_offline() -> None:
     """The hub clients then answer from their cache at once instead of retrying for tens of seconds. They
-    read the variables when imported, so modules already imported are set as well."""
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
-    for module, attrs in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-                          ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
-        if module in sys.modules:
-            for attr in attrs:
-                setattr(sys.modules[module], attr, True)
+    read HF_HUB_OFFLINE when imported, so their imported settings are the ones set."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
 def load_hf(source: str, split: str):
@@ -107,8 +105,6 @@ def load_hf(source: str, split: str):
     if "@" in spec:
         spec, split = spec.split("@", 1)
     name, _, config = spec.partition(":")
-    if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
-        _go_offline()
     try:
         import logging
 
@@ -117,6 +113,8 @@ def load_hf(source: str, split: str):
         import datasets
         from datasets.utils.logging import disable_progress_bar
 
+        if not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
+            _go_offline()
         disable_progress_bar()
         datasets.logging.set_verbosity_error()
         ds = datasets.load_dataset(name, config or None)
