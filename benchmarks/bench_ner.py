@@ -328,7 +328,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (TRAIN, DEV, TEST):
         if not p.exists():
-            raise SystemExit(f"missing {p}: the benchmark reads CoNLL-2003 from ../shared/data/conll2003")
+            raise SystemExit(f"missing {p}: the benchmark reads CoNLL-2003 from $LSTMTEXT_DATA/conll2003 "
+                             "(default ../shared/data)")
     if a.quick:
         a.name += "-quick"
         train, dev, test = subset(TRAIN, 500), subset(DEV, 200), subset(TEST, 200)

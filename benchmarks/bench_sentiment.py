@@ -1,4 +1,4 @@
-"""Sentiment benchmarks: train a recipe on ../shared/data, score it, and time the CLI.
+"""Sentiment benchmarks: train a recipe on $LSTMTEXT_DATA (default ../shared/data), score it, and time the CLI.
 
     python benchmarks/bench_sentiment.py --recipe sst2     # SST-2 dev accuracy, ≤ 20 min of training
     python benchmarks/bench_sentiment.py --recipe imdb     # IMDB test accuracy, ≤ 45 min of training

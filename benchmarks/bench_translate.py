@@ -1,4 +1,4 @@
-"""Translation benchmarks on Multi30k de→en (../shared/data/multi30k): quality and end-to-end speed.
+"""Translation benchmarks on Multi30k de→en ($LSTMTEXT_DATA/multi30k, default ../shared/data): quality and end-to-end speed.
 
     python benchmarks/bench_translate.py                        # recipes/multi30k.toml: ≤ 60 min of training
     python benchmarks/bench_translate.py --only speed --checkpoint benchmarks/out/multi30k.ckpt

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+# The data directory the recipes' named datasets (conll2003:train) resolve in, as --data-dir sets it; the
+# benchmarks default it to ../shared/data beside the repository. Child processes inherit it.
+os.environ.setdefault("LSTMTEXT_DATA", str(REPO.parent / "shared" / "data"))
+SHARED = Path(os.environ["LSTMTEXT_DATA"])
 OUT = REPO / "benchmarks" / "out"
 TABLE = REPO / "BENCHMARKS.md"
 HEADER = (

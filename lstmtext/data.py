@@ -1,4 +1,5 @@
-"""Reading data (local files, stdin, ``hf:NAME[:CONFIG]``) and cutting it into length-bucketed batches.
+"""Reading data (local files, stdin, ``hf:NAME[:CONFIG]``, named datasets such as ``conll2003:train``) and
+cutting it into length-bucketed batches.
 
 Every reader names the file and line of what it cannot read. Text is UTF-8; a BOM and CRLF line ends are
 accepted silently; other bytes are an error rather than a silent replacement.
@@ -13,22 +14,53 @@ import os
 import random
 import select
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from lstmtext.errors import OutputClosed, UsageError
+from lstmtext.sources import is_hf, load_hf, resolve_source  # noqa: F401  (callers import them from here)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = REPO_ROOT / "data"
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is refused rather than read into memory
+
+
+# -- files shipped with lstmtext: the embedded samples and the recipes --------------------------------------
+def _shipped(package: str, folder: str) -> Path:
+    """The folder of the package ``lstmtext.PACKAGE`` (installed from the repository's FOLDER). A source
+    checkout used without installing it (PYTHONPATH) has no such package: there the folder is the checkout's."""
+    try:
+        return Path(str(resources.files(f"lstmtext.{package}")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / folder
 
 
 def sample_path(task: str, split: str) -> Path:
     """The embedded sample for a task (data/TASK/SPLIT.*), the default data for ``lstmtext train TASK``."""
-    found = sorted((SAMPLES / task).glob(f"{split}.*"))
+    folder = _shipped("samples", "data") / task
+    found = sorted(folder.glob(f"{split}.*"))
     if not found:
-        raise UsageError(f"no embedded sample for task '{task}' in {SAMPLES / task}; pass --train FILE")
+        raise UsageError(f"no embedded sample for task '{task}' in {folder}; pass --train FILE")
     return found[0]
+
+
+def recipe_names() -> list[str]:
+    """The names of the shipped recipes (``--recipe NAME``)."""
+    return sorted(p.stem for p in _shipped("recipes", "recipes").glob("*.toml"))
+
+
+def recipe_path(recipe: str) -> Path:
+    """A recipe file: a path, or the name of a shipped recipe (``sst2`` or ``sst2.toml``)."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UsageError(f"{recipe}: is a folder, expected a recipe file (.toml)")
+    name = recipe[:-5] if recipe.endswith(".toml") else recipe
+    named = _shipped("recipes", "recipes") / f"{name}.toml"
+    if "/" not in name and "\\" not in name and named.is_file():
+        return named
+    raise UsageError(f"{recipe}: no such recipe file and no shipped recipe of that name "
+                     f"(shipped: {', '.join(recipe_names())})")
 
 
 # -- local text files --------------------------------------------------------------------------------------
@@ -122,41 +154,6 @@ def pick_column(available: Iterable[str], wanted: str, candidates: tuple[str, ..
         f"{where}: cannot tell which column holds the {what} (columns: {', '.join(available)}); "
         f"name it with --set {what}_column=NAME"
     )
-
-
-# -- Hugging Face datasets ---------------------------------------------------------------------------------
-def is_hf(source: str) -> bool:
-    return source.startswith("hf:")
-
-
-def load_hf(source: str, split: str):
-    """``hf:NAME[:CONFIG][@SPLIT]`` → a datasets.Dataset. Unreachable hubs become one clear line."""
-    spec = source[3:]
-    if "@" in spec:
-        spec, split = spec.split("@", 1)
-    name, _, config = spec.partition(":")
-    try:
-        import datasets
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
-        datasets.logging.set_verbosity_error()
-        ds = datasets.load_dataset(name, config or None)
-    except Exception as e:  # the hub client raises many kinds: ConnectionError, OfflineModeIsEnabled, …
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(
-            f"{source}: cannot load this Hugging Face dataset ({type(e).__name__}: {first[:160]}); "
-            "if you are offline, pass a local file instead"
-        ) from None
-    if split not in ds:
-        fallback = {"validation": ("validation", "valid", "dev", "test"), "test": ("test", "validation")}
-        for alt in fallback.get(split, ()):
-            if alt in ds:
-                split = alt
-                break
-        else:
-            raise UsageError(f"{source}: has no split '{split}' (splits: {', '.join(ds)})")
-    return ds[split]
 
 
 # -- splitting and batching --------------------------------------------------------------------------------
@@ -307,10 +304,3 @@ def sha256_file(path: str | Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-
-def resolve_source(source: str) -> str:
-    """A data source as the readers take it (a path, a PREFIX or hf:NAME). Named datasets (``conll2003:train``)
-    resolve here."""
-    return source
