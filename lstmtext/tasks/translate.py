@@ -17,14 +17,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstmtext.config import PRECISIONS as TRAIN_PRECISIONS
 from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import ATTENTIONS
+from lstmtext.tasks.contract import one_or_many
 
 NAME = "translate"
 MAIN_METRIC = "bleu"
+HIGHER_IS_BETTER = True
 FORMATS = ("text", "jsonl")
+PRECISIONS = TRAIN_PRECISIONS  # no int8: beam search steps LSTM cells one piece at a time
 SPLIT_NAMES = {  # file stems tried for each split when the data argument is a folder
     "train": ("train",),
     "validation": ("val", "valid", "validation", "dev"),
@@ -41,7 +45,7 @@ class Options:
     hidden_dim: int = 256  # decoder LSTM size
     num_layers: int = 1  # decoder layers
     attention: str = choice(*ATTENTIONS)  # all masked over source padding
-    input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (DESIGN §9)
+    input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (heads/seq2seq.py)
     dropout: float = 0.3
     label_smoothing: float = 0.1
     beam: int = 5  # beam size used by translate and evaluate (1 = greedy)
@@ -49,19 +53,34 @@ class Options:
     max_length_ratio: float = 1.5  # longest output = ratio × source pieces + max_length_extra, capped
     max_length_extra: int = 10
     max_output_length: int = 256
-    select_beam: int = 1  # beam for validation during training: greedy is ~4× faster and ranks checkpoints alike
+    select_beam: int = 1  # beam for validation during training: greedy is faster and ranks checkpoints alike
 
 
-# Sized so that `lstmtext train translate` learns the embedded sample in under a minute (dev BLEU ~99 after 8
-# epochs); recipes/multi30k.toml holds the settings for a real corpus. BPE: on a small corpus SentencePiece's
-# unigram model stops at a few hundred pieces and splits common words ("im" → "▁i" "m"), doubling sequence
-# lengths; BPE keeps whole words. Small batches (~50 sentences) give the sample ~30 updates an epoch: with
-# batches of 128 it needed 3× the epochs.
+# Sized so that `lstmtext train translate` learns the embedded sample in a short run; recipes/multi30k.toml
+# holds the settings for a real corpus. BPE: on a small corpus SentencePiece's unigram model stops at a few
+# hundred pieces and splits common words ("im" → "▁i" "m"), doubling sequence lengths; BPE keeps whole words.
+# Small batches (~50 sentences) give the sample enough updates an epoch to learn it in few epochs.
 DEFAULTS: dict = {
     "data": {"max_length": 128},
     "tokenizer": {"model_type": "bpe"},
     "train": {"batch_tokens": 800, "lr": 0.003, "epochs": 8},
 }
+
+
+def validate(options: Options) -> None:
+    for key in ("beam", "select_beam", "hidden_dim", "num_layers", "max_output_length"):
+        if getattr(options, key) < 1:
+            raise UsageError(f"translate.{key}: must be at least 1")
+    if options.label_smoothing < 0 or options.label_smoothing >= 1:
+        raise UsageError(f"translate.label_smoothing: expected a number in [0, 1), got {options.label_smoothing}")
+
+
+def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
+    return state, ""
+
+
+def init_from(own: dict, state: dict, meta: dict) -> str:
+    return ""  # a decoder fits only another translation checkpoint (the shared copy takes that)
 
 
 @dataclass
@@ -241,9 +260,6 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
             f"translate.attention=dot needs translate.hidden_dim = 2 × encoder.hidden_dim ({2 * recipe.encoder.hidden_dim}); "
             "use attention=general otherwise"
         )
-    for key in ("beam", "select_beam", "hidden_dim", "num_layers", "max_output_length"):
-        if getattr(o, key) < 1:
-            raise UsageError(f"translate.{key}: must be at least 1")
     encoder = build_encoder(recipe.encoder, vocab_size)
     head = Seq2SeqHead(
         encoder.embed, encoder.output_dim, o.hidden_dim, o.num_layers, o.attention, o.input_feeding,
@@ -257,7 +273,8 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64):
     """Beam-search every feature's source; the one decoder behind both evaluate and translate.
 
-    Sentences are sorted by length and decoded ~64 at a time (DESIGN §9: ~5× faster than one by one).
+    Sentences are sorted by length and decoded ~64 at a time: one batched step costs little more than one
+    sentence's, so batches are much faster than one sentence at a time.
     Returns, per feature, its hypotheses [(ids, score), …] best first.
     """
     import torch
@@ -373,6 +390,7 @@ class Predictor:
             out[i] = {"translation": nbest[0]["text"], "n_best": nbest}
         return out
 
+    @one_or_many
     def predict(self, lines: list[str]) -> list[dict | None]:
         return self.translate(lines)
 
