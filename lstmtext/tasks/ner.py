@@ -17,8 +17,8 @@ from lstmtext.errors import UsageError
 from lstmtext.heads import WORD_STATES
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.ner_data import (  # noqa: F401 (detect_scheme, to_bio, word_shape: used through this module)
-    _document_streams, _encode_sentences, _read_conll, _read_hf, _read_jsonl, _windows, detect_scheme, entities,
-    split_words, to_bio, word_shape,
+    detect_scheme, document_streams, encode_sentences, entities, read_conll, read_hf, read_jsonl, split_words,
+    to_bio, windows, word_shape,
 )
 
 NAME = "ner"
@@ -57,11 +57,11 @@ def validate(options: Options) -> None:
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
     """Sentences {"tokens", "tags" (BIO), "where"}; ``where`` names the file and line for error messages."""
     if is_hf(source):
-        examples = _read_hf(source, opts, split)
+        examples = read_hf(source, opts, split)
     elif file_kind(source) == "jsonl":
-        examples = _read_jsonl(source, opts)
+        examples = read_jsonl(source, opts)
     else:
-        examples = _read_conll(source)
+        examples = read_conll(source)
     if not examples:
         raise UsageError(f"{source}: no sentences found; expected 'TOKEN ... TAG' lines with a blank line between sentences")
     scheme = detect_scheme([e["tags"] for e in examples])
@@ -96,11 +96,11 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
     max_length = recipe.data.max_length
     context = recipe.options.context
     index = {name: i for i, name in enumerate(labels)}
-    encoded = list(_encode_sentences(tok, [e["tokens"] for e in examples]))
+    encoded = list(encode_sentences(tok, [e["tokens"] for e in examples]))
     use_context = context > 0 and all("doc" in e for e in examples)
     shapes = recipe.options.shape_dim > 0
     if use_context:
-        streams, offsets = _document_streams(examples, encoded)
+        streams, offsets = document_streams(examples, encoded)
     feats = []
     for si, (e, (ids, first)) in enumerate(zip(examples, encoded)):
         tag_ids = None
@@ -113,7 +113,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
                         f"{where}: tag '{t}' was never seen in training (this model knows: {', '.join(labels)})"
                     )
                 tag_ids.append(index[t])
-        for start, n, w_ids, w_first in _windows(ids, first, max_length):
+        for start, n, w_ids, w_first in windows(ids, first, max_length):
             # each word's last piece: the piece before the next word's first, and the window's last piece
             last = [i - 1 for i in w_first[1:]] + [max(0, len(w_ids) - 1)]
             if use_context:

@@ -56,14 +56,14 @@ def detect_scheme(sentences: list[list[str]]) -> str:
     return "BIO"
 
 
-def _check_tag(tag: str, where: str) -> str:
+def check_tag(tag: str, where: str) -> str:
     if not TAG_RE.fullmatch(tag):
         raise UsageError(f"{where}: tag '{tag}' is not O or B-/I-/E-/S-TYPE")
     return tag
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def _read_conll(path: str) -> list[dict]:
+def read_conll(path: str) -> list[dict]:
     """Sentences from a CoNLL file: token first, tag last, any columns between."""
     examples: list[dict] = []
     tokens: list[str] = []
@@ -96,12 +96,12 @@ def _read_conll(path: str) -> list[dict]:
         if not tokens:
             start = lineno
         tokens.append(fields[0])
-        tags.append(_check_tag(fields[-1], f"{path} line {lineno}"))
+        tags.append(check_tag(fields[-1], f"{path} line {lineno}"))
     flush()
     return examples
 
 
-def _read_jsonl(path: str, opts: Any) -> list[dict]:
+def read_jsonl(path: str, opts: Any) -> list[dict]:
     examples = []
     cols = None
     for lineno, rec in read_records(path):
@@ -119,13 +119,13 @@ def _read_jsonl(path: str, opts: Any) -> list[dict]:
         toks = [str(t) for t in toks]
         if any(not t.strip() or len(t.split()) != 1 for t in toks):
             raise UsageError(f"{where}: a token is empty or contains spaces")
-        tags = [_check_tag(str(t), where) for t in tags]
+        tags = [check_tag(str(t), where) for t in tags]
         if toks:
             examples.append({"tokens": toks, "tags": tags, "where": where})
     return examples
 
 
-def _read_hf(source: str, opts: Any, split: str) -> list[dict]:
+def read_hf(source: str, opts: Any, split: str) -> list[dict]:
     ds = load_hf(source, split)
     tok_col = pick_column(ds.column_names, opts.tokens_column, TOKEN_COLUMNS, "tokens", source)
     tag_col = pick_column(ds.column_names, opts.tags_column, TAG_COLUMNS, "tags", source)
@@ -140,7 +140,7 @@ def _read_hf(source: str, opts: Any, split: str) -> list[dict]:
         if len(toks) != len(tags):
             raise UsageError(f"{where}: {len(toks)} tokens but {len(tags)} tags")
         if toks:
-            examples.append({"tokens": toks, "tags": [_check_tag(t, where) for t in tags], "where": where})
+            examples.append({"tokens": toks, "tags": [check_tag(t, where) for t in tags], "where": where})
     return examples
 
 
@@ -161,7 +161,7 @@ def word_shape(word: str) -> int:
     return 3 if all(c.isupper() for c in letters) else 4
 
 
-def _windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
+def windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
     """Cut one sentence's pieces into windows of at most max_length pieces, at word boundaries.
 
     Returns (first word, number of words, piece ids, first-piece index of each word within the window).
@@ -182,7 +182,7 @@ def _windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[in
     return out
 
 
-def _encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_000):
+def encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_000):
     """(piece ids, first-piece index of each word) per sentence. Many sentences go to SentencePiece in one
     call (a call per sentence costs more in overhead than the encoding itself), in chunks of bounded size."""
     i = 0
@@ -201,7 +201,7 @@ def _encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_00
         i = j
 
 
-def _document_streams(examples: list[dict], encoded: list[tuple[list[int], list[int]]]):
+def document_streams(examples: list[dict], encoded: list[tuple[list[int], list[int]]]):
     """Each document's pieces end to end, and where each sentence begins in its document's stream."""
     streams: dict = {}
     offsets = []
