@@ -13,7 +13,7 @@ from lstmtext.tasks import get_task
 
 
 def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
-    """The task's Predictor for a checkpoint (``predict`` for sentiment; ``tag``, ``generate``, ``translate``…)."""
+    """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
     import torch
 
     from lstmtext.config import build_recipe
