@@ -1,6 +1,7 @@
 """A toy task for tests/test_contract.py, written only against the Task protocol (lstmtext/tasks/contract.py):
 it reads the sentiment sample's text column and learns to predict each text's length in words, a regression
-with no labels. Nothing in lstmtext knows about it; the test registers it in TASKS."""
+with no labels. Nothing in lstmtext knows about it; the test registers it in TASKS as "toy_task" (pytest puts
+tests/ on sys.path)."""
 
 from __future__ import annotations
 

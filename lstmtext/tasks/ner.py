@@ -16,7 +16,7 @@ from lstmtext.data import file_kind, is_hf
 from lstmtext.errors import UsageError
 from lstmtext.heads import WORD_STATES
 from lstmtext.tasks.contract import one_or_many
-from lstmtext.tasks.ner_data import (  # noqa: F401 (detect_scheme, to_bio, word_shape: used through this module)
+from lstmtext.tasks.ner_data import (
     detect_scheme, document_streams, encode_sentences, entities, read_conll, read_hf, read_jsonl, split_words,
     to_bio, windows, word_shape,
 )

@@ -17,7 +17,7 @@ SPLIT_NAMES = {  # file stems tried for each split when the data argument is a f
 
 
 def lang_suffix(path: Path, opts: Any) -> str | None:
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    name = path.name.removesuffix(".gz")
     for lang in (opts.source_lang, opts.target_lang):
         if name.endswith("." + lang):
             return lang
