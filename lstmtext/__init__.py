@@ -8,13 +8,18 @@ __version__ = "0.1.0"
 
 
 def load(path, device: str = "cpu", int8: bool = False):
-    """Load a checkpoint and return an object whose methods match its task.
+    """Load a checkpoint and return its task's Predictor: ``predict`` for every task, and ``generate`` for a
+    language model, ``translate`` for a translation model. ``predict`` takes a list of texts (one result each, None for a blank one) or one
+    string (its one result). With a model of the sentiment sample (``lstmtext train sentiment -o sentiment.ckpt``):
 
-    >>> model = lstmtext.load("sst2.ckpt")
-    >>> model.predict(["a gorgeous, witty film"])
-    [{'label': '1', 'score': 0.97, 'scores': {...}}]
+    >>> model = lstmtext.load("sentiment.ckpt")
+    >>> model.predict("a gorgeous, witty film")
+    {'label': '1', 'score': 0.9848, 'scores': {'0': 0.0152, '1': 0.9848}}
+    >>> model.predict(["a gorgeous, witty film", "", "the plot is tedious ."])
+    [{'label': '1', 'score': 0.9848, 'scores': {'0': 0.0152, '1': 0.9848}}, None, {'label': '0', 'score': 0.9492, 'scores': {'0': 0.9492, '1': 0.0508}}]
 
-    int8=True runs a sentiment or NER model's LSTMs with int8 weights on the CPU (``--precision int8``).
+    int8=True runs the model's LSTMs with int8 weights on the CPU (``--precision int8``), for the tasks whose
+    PRECISIONS list int8 (sentiment and ner).
     """
     from lstmtext.api import load as _load
     from lstmtext.api import quantize_int8

@@ -13,7 +13,7 @@ from lstmtext.tasks import get_task
 
 
 def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
-    """The task's Predictor for a checkpoint (``predict`` for sentiment; ``tag``, ``generate``, ``translate``…)."""
+    """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
     import torch
 
     from lstmtext.config import build_recipe
@@ -42,7 +42,7 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
 @contextmanager
 def _no_weight_init():
     """Skip torch.nn.init's random draws while building a model whose every weight the checkpoint then sets
-    (load_state_dict is strict): they took 40 ms of the 0.13 s load of a 512-wide NER model."""
+    (load_state_dict is strict): for a wide model they are a sizeable share of the load time, and all wasted."""
     from torch.nn import init
 
     names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
@@ -58,7 +58,7 @@ def _no_weight_init():
 
 def inference_precision(predictor, precision: str = "auto"):
     """The context to run a loaded predictor in: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, as in
-    training. bf16 on a CPU with bf16 instructions runs the encoder ~1.5× faster (see README); weights stay
+    training. bf16 runs the encoder faster only on a CPU with bf16 instructions (BENCHMARKS.md); weights stay
     fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
     from contextlib import nullcontext
 
@@ -71,21 +71,22 @@ def inference_precision(predictor, precision: str = "auto"):
     return autocast_for(predictor.device, precision, option="--precision")[0]()
 
 
-INT8_TASKS = ("sentiment", "ner")  # one encoder pass and a head; generation and beam search step LSTM cells
-
-
 def quantize_int8(predictor) -> None:
     """Dynamic int8 quantization of every LSTM in the predictor's model (weights int8, activations quantized
     as they come, gates in fp32): the LSTMs are the time of tagging and classifying, and on a CPU with
-    AVX-512 VNNI int8 GEMMs run them 1.5-2× as fast as fp32 (benchmarks/bench_ner.py --precision int8 gives
-    the F1 it costs). The embedding, heads and CRF stay fp32."""
+    AVX-512 VNNI int8 GEMMs run faster than fp32 ones (benchmarks/bench_ner.py --precision int8 measures the
+    speed and the F1 it costs). The embedding, heads and CRF stay fp32. Only a task whose PRECISIONS list
+    int8 takes it: generation and beam search step LSTM cells, which dynamic quantization leaves alone."""
     import warnings
 
     import torch
     from torch import nn
 
-    if predictor.task not in INT8_TASKS:
-        raise UsageError(f"--precision int8: for {' and '.join(INT8_TASKS)} models; this is a {predictor.task} model "
+    from lstmtext.tasks import TASKS
+
+    if "int8" not in get_task(predictor.task).PRECISIONS:
+        takers = [name for name in TASKS if "int8" in get_task(name).PRECISIONS]
+        raise UsageError(f"--precision int8: for {' and '.join(takers)} models; this is a {predictor.task} model "
                          "(use fp32, or bf16 on a CPU with bf16 instructions)")
     if predictor.device.type != "cpu":
         raise UsageError("--precision int8 runs on the CPU; on CUDA use bf16 or fp16")
@@ -100,10 +101,12 @@ def quantize_int8(predictor) -> None:
 
 def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto") -> dict:
     """Metrics of a checkpoint on a labelled file or ``hf:`` dataset (the test split unless @SPLIT is given)."""
+    from lstmtext.data import resolve_source
+
     check_precision(precision)
     p = load(path, device=device)
     mod = get_task(p.task)
-    examples = mod.read(data, p.recipe.options, "test")
+    examples = mod.read(resolve_source(data), p.recipe.options, "test")
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)
     with inference_precision(p, precision):
         # in the batches the predictor predicts in: int8 scales activations batch by batch

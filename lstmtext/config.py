@@ -8,6 +8,7 @@ with a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import typing
@@ -233,21 +234,45 @@ def build_recipe(
 
 
 def validate(recipe: Recipe) -> None:
-    c = recipe.encoder
+    """Range checks of the shared sections, then the task's own (its module's ``validate``); types and choices
+    were checked as the values were read. Each refusal names the key, the value and what is allowed."""
+    from lstmtext.tasks import get_task
+
+    _validate_shared(recipe)
+    get_task(recipe.task).validate(recipe.options)
+
+
+def _refuse(key: str, value: Any, allowed: str) -> None:
+    raise UsageError(f"{key}: expected {allowed}, got {value!r}")
+
+
+def _validate_shared(recipe: Recipe) -> None:
+    c, t, d = recipe.encoder, recipe.train, recipe.data
     for name in ("embed_dim", "hidden_dim", "num_layers"):
         if getattr(c, name) < 1:
             raise UsageError(f"encoder.{name}: must be at least 1")
-    t = recipe.train
+    for name in ("lr", "clip", "warmup", "weight_decay", "encoder_lr_scale", "ema"):
+        if not math.isfinite(getattr(t, name)):
+            _refuse(f"train.{name}", getattr(t, name), "a finite number")
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
-    parse_duration(t.max_time)
+    at_least = {"train.max_steps": (t.max_steps, 0, "0 (no limit) or a positive number of steps"),
+                "train.eval_every": (t.eval_every, 0, "0 (once per epoch) or a positive number of steps"),
+                "train.patience": (t.patience, 0, "0 (never stop early) or a positive number of evaluations"),
+                "train.init_seed": (t.init_seed, 0, "0 (train.seed) or a positive seed"),
+                "train.weight_decay": (t.weight_decay, 0, "a number at least 0"),
+                "train.clip": (t.clip, 0, "a number at least 0 (0 = no clipping)"),
+                "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),
+                "data.max_length": (d.max_length, 1, "at least 1 piece")}
+    for key, (value, low, allowed) in at_least.items():
+        if value < low:
+            _refuse(key, value, allowed)
+    if not 0 <= t.warmup < 1:
+        _refuse("train.warmup", t.warmup, "a fraction of the run in [0, 1)")
+    if parse_duration(t.max_time) == 0:
+        _refuse("train.max_time", t.max_time, "a positive duration such as 20m (omit it for no limit)")
     if not 0 <= t.ema < 1:
         raise UsageError(f"train.ema: expected a decay in [0, 1) such as 0.999 (0 = off), got {t.ema}")
-    for name in ("word_hidden", "context", "shape_dim", "lm_weight"):  # NER's, where 0 turns the part off
-        if getattr(recipe.options, name, 0) < 0:
-            raise UsageError(f"{recipe.task}.{name}: must be 0 (off) or a positive number")
-    if not 0 < getattr(recipe.options, "lm_rate", 1) <= 1:
-        raise UsageError(f"{recipe.task}.lm_rate: expected a share of the pieces in (0, 1], got {recipe.options.lm_rate}")
     dropouts = {"encoder.embed_dropout": c.embed_dropout, "encoder.dropout": c.dropout}
     for f in dataclasses.fields(recipe.options):
         if f.name.endswith("dropout"):
@@ -255,7 +280,7 @@ def validate(recipe: Recipe) -> None:
     for name, p in dropouts.items():
         if not 0 <= p < 1:
             raise UsageError(f"{name}: expected a probability in [0, 1), got {p}")
-    if not 0 <= recipe.data.valid_fraction < 1:
+    if not 0 <= d.valid_fraction < 1:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")
     if recipe.tokenizer.vocab_size < 300:
         raise UsageError("tokenizer.vocab_size: must be at least 300 (256 byte pieces plus specials)")
@@ -271,14 +296,6 @@ def parse_duration(text: str) -> float | None:
         raise UsageError(f"max-time {text!r}: expected a duration such as 20m, 1h30m or 90s")
     h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
     return h * 3600 + mnt * 60 + s
-
-
-def load_recipe_file_task(path: str | Path) -> str | None:
-    """The task a recipe file names, so that ``train --recipe R`` can check it without a TASK mismatch."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("task")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
 
 
 def resolve_recipe(task: str, path: str | Path | None = None, overrides: list[str] | tuple = (), *,

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from lstmtext.errors import UsageError
 from lstmtext.progress import note
+from lstmtext.tasks import get_task
 
 
-def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
-    """``--init-from``: copy the encoder (embedding included) from another checkpoint, refusing a misfit.
+def copy_encoder(model, state: dict, path, meta: dict, task: str) -> None:
+    """``--init-from``: copy the encoder (embedding included) from another checkpoint into ``model``, a fresh
+    model of ``task``, refusing a misfit.
 
-    A checkpoint of the same task whose head has exactly this run's shapes gives its head too: training goes on
-    from the whole model on new data (an LM adapted to a task's text, ULMFiT's second step; a tagger moved to
-    new data with the same tags). Otherwise the head starts fresh, except that an LM checkpoint's head also
-    fills a task head's own LM (``head.lm.*``, ner.lm_weight) where the shapes match.
-
-    A forward-only LM (lm.bidirectional=false) never trained its backward stack: that stack is left as this
-    run initialised it, so the result is the same as from scratch on that half."""
+    The source checkpoint's task says which of its weights its training touched (``trained_weights``); only
+    those are copied. A checkpoint of the same task whose head has exactly this run's shapes gives its head too:
+    training goes on from the whole model on new data (an LM adapted to a task's text, ULMFiT's second step; a
+    tagger moved to new data with the same tags). Otherwise the head starts fresh, except for what this run's
+    task takes from the checkpoint itself (its ``init_from``)."""
     own = model.state_dict()
-    source = meta.get("recipe", {})
-    forward_only = meta.get("task") == "lm" and not source.get("lm", {}).get("bidirectional", True)
+    state, left_out = get_task(meta.get("task", "")).trained_weights(state, meta)
     copied = 0
     for k, v in state.items():
-        if not k.startswith("encoder.") or (forward_only and k.startswith("encoder.bwd.")):
+        if not k.startswith("encoder."):
             continue
         if k not in own:
             raise UsageError(f"--init-from {path}: its encoder has '{k}', which this recipe's encoder lacks "
@@ -41,13 +40,7 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str = "") -> None:
                  and all(own[k].shape == v.shape for k, v in head.items()))
     if same_head:
         own.update(head)
-    # a head that keeps an LM beside its task (ner.lm_weight) starts it from an LM checkpoint's head
-    lm_head = {} if meta.get("task") != "lm" else {
-        k: head[src] for k in own if k.startswith("head.lm.")
-        if (src := "head." + k[len("head.lm."):]) in head and head[src].shape == own[k].shape
-    }
-    own.update(lm_head)
+    taken = "the head" if same_head else get_task(task).init_from(own, state, meta)
     model.load_state_dict(own)
-    what = " and the head" if same_head else " and the LM head" if lm_head else ""
-    note(f"init-from: copied {copied} encoder tensors{what} and the tokenizer from {path}"
-         + (" (a forward-only LM: the backward stack starts fresh)" if forward_only else ""))
+    note(f"init-from: copied {copied} encoder tensors{' and ' + taken if taken else ''} and the tokenizer from {path}"
+         + (f" ({left_out})" if left_out else ""))

@@ -359,7 +359,7 @@ def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
     meta, state = load(lm_ckpt)
     recipe = resolve_recipe("sentiment", None, TINY[1::2])
     model = sentiment.build_model(recipe, state["encoder.embed.weight"].shape[0], ["neg", "pos"])
-    copy_encoder(model, state, lm_ckpt, meta)
+    copy_encoder(model, state, lm_ckpt, meta, task="sentiment")
     for k, v in model.state_dict().items():
         if k.startswith("encoder."):
             assert torch.equal(v, state[k]), k
@@ -422,7 +422,7 @@ def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
     recipe = resolve_recipe("sentiment", None, TINY[1::2])
     model = sentiment.build_model(recipe, state["encoder.embed.weight"].shape[0], ["neg", "pos"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    copy_encoder(model, state, lm_ckpt, meta)
+    copy_encoder(model, state, lm_ckpt, meta, task="sentiment")
     after = model.state_dict()
     assert torch.equal(after["encoder.fwd.weight_hh_l0"], state["encoder.fwd.weight_hh_l0"])
     assert torch.equal(after["encoder.embed.weight"], state["encoder.embed.weight"])

@@ -16,7 +16,7 @@ from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 from lstmtext.config import build_recipe
 from lstmtext.errors import UsageError
 from lstmtext.heads.tag import CRF, TagHead, allowed_moves, bioes_labels
-from lstmtext.tasks import ner
+from lstmtext.tasks import ner, ner_data
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
@@ -102,7 +102,7 @@ def test_ner_read_hf_class_label_tags_take_names_from_dataset(monkeypatch):
                                "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
     ds = datasets.Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
                                      "ner_tags": [[3, 0, 7, 0], [1, 2]]}, features=feats)
-    monkeypatch.setattr(ner, "load_hf", lambda source, split: ds)
+    monkeypatch.setattr(ner_data, "load_hf", lambda source, split: ds)
     ex = ner.read("hf:eriktks/conll2003", ner.Options(), "train")
     assert [e["tags"] for e in ex] == [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
     assert ex[1]["where"] == "hf:eriktks/conll2003 row 1"

@@ -75,6 +75,22 @@ def test_sentiment_python_api_matches_cli(sentiment_ckpt):
     assert out[1] is None and out[0]["label"] in model.labels
     cli = run_cli("predict", sentiment_ckpt, input="what a truly wonderful film !\n")
     assert cli.stdout.strip() == out[0]["label"]
+    # one string in, its one result out (not one result per character)
+    one = model.predict("what a truly wonderful film !")
+    assert one == out[0] and set(one) == {"label", "score", "scores"}
+    assert model.predict("   ") is None and model.predict([]) == []
+
+
+def test_sentiment_api_evaluate_resolves_its_data_source(sentiment_ckpt, monkeypatch):
+    """api.evaluate passes the source through data.resolve_source, where named datasets are resolved."""
+    from lstmtext import api, data
+
+    dev = str(REPO / "data" / "sentiment" / "dev.tsv")
+    direct = api.evaluate(sentiment_ckpt, dev)
+    seen = []
+    monkeypatch.setattr(data, "resolve_source", lambda s: seen.append(s) or dev)
+    assert api.evaluate(sentiment_ckpt, "sample:dev") == direct
+    assert seen == ["sample:dev"]
 
 
 def test_sentiment_load_sets_every_weight_from_the_checkpoint(sentiment_ckpt):

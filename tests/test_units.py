@@ -68,6 +68,62 @@ def test_config_choice_keys_refuse_other_values_as_the_recipe_is_read(task, over
         build_recipe(task, mod.Options, mod.DEFAULTS, overrides=[override])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.max_steps=-1", "train.max_steps: expected 0 (no limit) or a positive number of steps, got -1"),
+        ("data.max_length=0", "data.max_length: expected at least 1 piece, got 0"),
+        ("train.weight_decay=-0.1", "train.weight_decay: expected a number at least 0, got -0.1"),
+        ("train.eval_every=-5", "train.eval_every: expected 0 (once per epoch) or a positive number of steps, got -5"),
+        ("train.max_batch_size=0", "train.max_batch_size: expected at least 1, got 0"),
+        ("train.patience=-1", "train.patience: expected 0 (never stop early) or a positive number of evaluations, got -1"),
+        ("train.lr=nan", "train.lr: expected a finite number, got nan"),
+        ("train.lr=inf", "train.lr: expected a finite number, got inf"),
+        ("train.clip=nan", "train.clip: expected a finite number, got nan"),
+        ("train.clip=-1", "train.clip: expected a number at least 0 (0 = no clipping), got -1.0"),
+        ("train.warmup=inf", "train.warmup: expected a finite number, got inf"),
+        ("train.warmup=nan", "train.warmup: expected a finite number, got nan"),
+        ("train.warmup=1", "train.warmup: expected a fraction of the run in [0, 1), got 1.0"),
+        ("train.warmup=-0.1", "train.warmup: expected a fraction of the run in [0, 1), got -0.1"),
+        ("train.max_time=0", "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0'"),
+        ("train.max_time=0m", "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0m'"),
+        ("train.init_seed=-3", "train.init_seed: expected 0 (train.seed) or a positive seed, got -3"),
+    ],
+)
+def test_config_refuses_out_of_range_values_in_one_line(override, message):
+    with pytest.raises(UsageError) as e:
+        _recipe(overrides=[override])
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("train.max_steps=0", "max_steps", 0), ("train.warmup=0", "warmup", 0.0), ("train.patience=0", "patience", 0),
+    ("train.clip=0", "clip", 0.0), ("train.max_time=90s", "max_time", "90s"), ("train.init_seed=7", "init_seed", 7),
+    ("train.eval_every=0", "eval_every", 0), ("train.max_batch_size=1", "max_batch_size", 1),
+])
+def test_config_accepts_the_edges_of_each_range(override, key, value):
+    assert getattr(_recipe(overrides=[override]).train, key) == value
+    assert _recipe(overrides=["data.max_length=1"]).data.max_length == 1
+
+
+@pytest.mark.parametrize(
+    "task, override, message",
+    [
+        ("ner", "ner.context=-1", "ner.context: must be 0 (off) or a positive number"),
+        ("ner", "ner.lm_rate=0", "ner.lm_rate: expected a share of the pieces in (0, 1], got 0.0"),
+        ("lm", "lm.chunk_length=1", "lm.chunk_length: must be at least 2, got 1"),
+        ("translate", "translate.beam=0", "translate.beam: must be at least 1"),
+        ("sentiment", "sentiment.hidden_dim=0", "sentiment.hidden_dim: must be at least 1, got 0"),
+    ],
+)
+def test_config_runs_the_tasks_own_checks(task, override, message):
+    """config.validate knows no task's options: each task module's validate checks its own."""
+    mod = get_task(task)
+    with pytest.raises(UsageError) as e:
+        build_recipe(task, mod.Options, mod.DEFAULTS, overrides=[override])
+    assert str(e.value) == message
+
+
 def test_config_unknown_key_in_recipe_file_is_error(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('task = "sentiment"\n[train]\nepochs = 2\nlearning_rate = 0.1\n')

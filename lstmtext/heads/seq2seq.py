@@ -1,8 +1,8 @@
 """Attention decoder for translation: an LSTM over the target, attention over the encoder states.
 
-Two ways to run it (DESIGN §9):
+Two ways to run it:
 - fused (default): the whole target goes through ONE ``nn.LSTM`` call, then attention for every target
-  position is computed in one batched matmul. Measured 2.6× faster to train on this CPU than a step loop.
+  position is computed in one batched matmul: far fewer, larger kernels than a loop over target steps.
 - input feeding (Luong et al. 2015): the attentional state of step t-1 is part of the LSTM input at step t,
   which forces a Python loop over target positions. Optional (``input_feeding = true``).
 

@@ -49,9 +49,8 @@ def map_batches(
 
     On a CPU with n intra-op threads, n threads each take whole batches and run them on one intra-op
     thread: an LSTM steps through time with GEMMs too small to split well between cores, so whole batches
-    side by side keep both cores of a 2-core CPU busier (benchmarks/bench_ner.py --only batching measures
-    it against one batch at a time). workers=1 runs one batch at a time as before; None picks
-    inference_workers. The intra-op thread count is set to 1 for the call and restored after, so a program
+    side by side keep the cores busier (benchmarks/bench_ner.py --only batching measures it against one
+    batch at a time). workers=1 runs one batch at a time; None picks inference_workers. The intra-op thread count is set to 1 for the call and restored after, so a program
     that calls this from several threads at once should pass workers=1. The caller's autocast (bf16) is
     carried into the threads, which do not inherit it."""
     lengths = [f["length"] for f in features]

@@ -10,7 +10,8 @@ Task modules import torch inside their functions only, so the CLI reads their na
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
+import functools
+from typing import Any, Callable, ClassVar, Iterable, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -26,8 +27,9 @@ class Predictor(Protocol):
     recipe: Any
     device: Any
 
-    def predict(self, texts: list[str]) -> list[Any]:
-        """One result per text (None for a blank one), in order."""
+    def predict(self, texts: str | list[str]) -> Any:
+        """One result per text (None or an empty result for a blank one), in order; a single string gives its
+        one result (``one_or_many`` wraps a list-only predict into this)."""
 
     def format(self, text: str, result: Any, fmt: str) -> str:
         """One output line for ``fmt`` (one of the task's FORMATS)."""
@@ -65,6 +67,10 @@ class Task(Protocol):
     def build_model(self, recipe: Any, vocab_size: int, labels: list[str]) -> Any:
         """Model(Encoder, Head); ``model(batch)`` returns (logits, loss)."""
 
+    def trained_weights(self, state: dict, meta: dict) -> tuple[dict, str]:
+        """``--init-from`` a checkpoint of this task: the part of its weights (``state``) that its training
+        touched, which another run may start from, and a note on what was left out ('' for nothing)."""
+
     def init_from(self, own: dict, state: dict, meta: dict) -> str:
         """``--init-from``: after the shared encoder copy, take what else of another checkpoint fits this task's
         head into ``own`` (a state dict, updated in place); return what was taken, for the note ('' for nothing)."""
@@ -81,7 +87,29 @@ class Task(Protocol):
         """The tables ``lstmtext evaluate`` prints."""
 
 
+def one_or_many(predict: Callable) -> Callable:
+    """Let a list-in, list-out ``predict`` also take one string and give its one result."""
+
+    @functools.wraps(predict)
+    def wrapper(self, texts):
+        if isinstance(texts, str):
+            return predict(self, [texts])[0]
+        return predict(self, list(texts))
+
+    return wrapper
+
+
 TASK_MEMBERS = tuple(
     name for name in {**Task.__annotations__, **{k: v for k, v in vars(Task).items() if callable(v)}}
     if not name.startswith("_")
+)
+
+PREDICTOR_MEMBERS = tuple(
+    name for name in {**Predictor.__annotations__, **{k: v for k, v in vars(Predictor).items() if callable(v)}}
+    if not name.startswith("_")
+)
+# What a Predictor class itself declares (the rest is set on each instance by its __init__).
+PREDICTOR_CLASS_MEMBERS = tuple(
+    name for name in PREDICTOR_MEMBERS
+    if str(Predictor.__annotations__.get(name, "")).startswith("ClassVar") or callable(vars(Predictor).get(name))
 )

@@ -1,4 +1,4 @@
-"""Language model: the shared encoder trained as a bidirectional LM (DESIGN §4); its forward stack generates.
+"""Language model: the shared encoder trained as a bidirectional LM; its forward stack generates.
 
 Data: plain text, one paragraph per line (blank lines allowed: each is an end of line, as in WikiText), a
 JSONL file with a "text" field, or ``hf:NAME[:CONFIG]`` with a text column.
@@ -10,17 +10,11 @@ LM scores every piece after the opening EOS exactly once, and the backward LM ev
 one. Chunks are independent sequences: no state is carried between batches. Why not truncated BPTT with a
 carried state: the generic loop shuffles length-bucketed batches (which is what keeps every task on one
 loop), and carrying state needs a fixed batch layout in stream order. The cost of the reset is the short
-context at the start of each chunk. Measured on WikiText-2 (128-dim encoder, 2k vocabulary, 120 steps of
-4,096 pieces, same seed, a busy 2-core CPU): 256-piece chunks trained at 8,820 pieces/s against 7,663 for
-64-piece chunks (15 % faster: fewer, longer recurrent GEMMs), with dev perplexity per piece 95.99 vs 93.29
-at equal steps, which the speed difference about makes up at equal time; and evaluating the same model with
-64 / 256 / 1024-piece chunks gave 98.70 / 95.99 / 95.27: the reset costs a few per cent of perplexity,
-less the longer the chunk. Hence longer training chunks than that experiment's 64 (the recipes set their own).
+context at the start of each chunk, smaller the longer the chunk; longer chunks also train faster (fewer,
+longer recurrent GEMMs), so the default is long and the recipes set their own.
 Evaluation reads the text as a stream with the state carried from chunk to chunk (see ``evaluate``), as
-word-level LM papers do; chunks of ``eval_chunk_length`` only bound the memory of one step. Measured on the
-WikiText-2 forward LM (benchmarks/out/wikitext2-fwd-bf16.ckpt, wiki.test.tokens): test perplexity per word
-130.15 with the state reset at every 1,024-piece chunk, 128.88 with it carried (every piece scored once
-either way: 418,075 pieces, 245,569 words).
+word-level LM papers do, so no piece loses its context to a reset; chunks of ``eval_chunk_length`` only
+bound the memory of one step.
 """
 
 from __future__ import annotations
@@ -29,19 +23,19 @@ import json
 import math
 from dataclasses import dataclass
 
+from lstmtext.config import PRECISIONS as TRAIN_PRECISIONS
 from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
 from lstmtext.errors import UsageError
-from lstmtext.tokenizer import BOS, EOS, PAD, UNK
+from lstmtext.tasks.contract import one_or_many
+from lstmtext.tasks.lm_generate import GEN_DEFAULTS, Generator, check_generate  # noqa: F401 (the CLI's, through here)
+from lstmtext.tokenizer import EOS, PAD
 
 NAME = "lm"
 MAIN_METRIC = "ppl_word"
 HIGHER_IS_BETTER = False
 FORMATS = ("text", "jsonl")
+PRECISIONS = TRAIN_PRECISIONS  # no int8: generation steps LSTM cells one piece at a time
 TEXT_COLUMNS = ("text", "content", "document", "sentence")
-
-# Sampling defaults of ``generate`` and ``predict``: a little below temperature 1 with nucleus 0.95 keeps a
-# small LM's text readable without making it repeat itself the way greedy decoding does.
-GEN_DEFAULTS = {"max_tokens": 100, "temperature": 0.8, "top_k": 0, "top_p": 0.95}
 
 
 @dataclass
@@ -58,15 +52,20 @@ class Options:
 
 # What LMs need beyond the shared defaults: stronger dropout on the embedding and the states; 8 chunks of
 # 256 pieces per batch (all one length, so bucketing wastes nothing) and a higher learning rate: on the
-# embedded sample, progress is limited by the number of steps, and 2048-token batches at lr 4e-3 reach dev
-# perplexity per word 40 in 150 steps (47 s of CPU) where 4096-token batches were still above 1,000 after 78.
-# Epochs are few so `lstmtext train lm` on the sample takes under a minute; recipes set their own. The
+# embedded sample, progress is limited by the number of steps, so smaller batches at a higher rate learn
+# faster there. Epochs are few so `lstmtext train lm` on the sample stays short; recipes set their own. The
 # encoder's shape stays the shared default so `train sentiment --init-from lm.ckpt` fits without settings.
 DEFAULTS: dict = {
     "encoder": {"embed_dropout": 0.15, "dropout": 0.3},
     "tokenizer": {"vocab_size": 8000},
     "train": {"batch_tokens": 2048, "max_batch_size": 64, "lr": 4e-3, "epochs": 6, "patience": 3},
 }
+
+
+def validate(options: Options) -> None:
+    for key in ("chunk_length", "eval_chunk_length"):
+        if getattr(options, key) < 2:
+            raise UsageError(f"lm.{key}: must be at least 2, got {getattr(options, key)}")
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -124,8 +123,6 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
     scoring = bool(examples) and examples[0].get("split", "train") != "train"
     key = "eval_chunk_length" if scoring else "chunk_length"
     length = getattr(recipe.options, key)
-    if length < 2:
-        raise UsageError(f"lm.{key}: must be at least 2, got {length}")
     ids = tok.encode([e["text"] for e in examples])
     stream = [EOS]
     ends: list[tuple[int, int, int]] = []  # (position of the line's EOS, words, characters)
@@ -162,6 +159,19 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     bi = recipe.options.bidirectional
     encoder = build_encoder(recipe.encoder, vocab_size, backward=bi)
     return Model(encoder, LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout, bidirectional=bi))
+
+
+def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
+    """A forward-only LM (lm.bidirectional=false) never trained its backward stack: another run keeps its own
+    freshly initialised one, the same as from scratch on that half."""
+    if meta.get("recipe", {}).get("lm", {}).get("bidirectional", True):
+        return state, ""
+    return ({k: v for k, v in state.items() if not k.startswith("encoder.bwd.")},
+            "a forward-only LM: the backward stack starts fresh")
+
+
+def init_from(own: dict, state: dict, meta: dict) -> str:
+    return ""  # an LM's head fits only another LM's checkpoint (the shared copy takes that)
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
@@ -226,7 +236,7 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
 
 
 def lm_metrics(fwd_nll: float, pieces: int, bwd_nll: float, bwd_pieces: int, words: int, lines: int, chars: int) -> dict:
-    """From summed NLL (nats): per-piece and per-word perplexity, bits per character (DESIGN §7).
+    """From summed NLL (nats): per-piece and per-word perplexity, bits per character.
 
     ``words`` already includes one end-of-line per line; ``chars`` one newline per line."""
     exp = lambda x: math.exp(min(x, 700.0))
@@ -267,7 +277,7 @@ def report(metrics: dict, console) -> None:
 
 
 # -- prediction and generation -----------------------------------------------------------------------------
-class Predictor:
+class Predictor(Generator):
     """What ``lstmtext.load`` returns for an LM checkpoint: ``generate`` streams text, ``predict`` continues lines."""
 
     task = NAME
@@ -275,132 +285,10 @@ class Predictor:
     batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
-        self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
-        enc = model.encoder
-        self.cell_kind = enc.cell
-        self.cells = enc.forward_cells()
-        self.stats = {"pieces": 0}
+        super().__init__(model, tok, device)
+        self.labels, self.recipe = labels, recipe
 
-    # -- the state machine: prompt once, then one step at a time ------------------------------------------
-    def _start(self, prompt_ids: list[list[int]]):
-        """Run the forward stack once over the prompts (packed, so each keeps its own last state).
-
-        Returns (state per layer, logits of the next piece (P, V))."""
-        import torch
-
-        from lstmtext.tasks.common import pad
-
-        enc = self.model.encoder
-        tokens = pad(prompt_ids).to(self.device)  # (P, T)
-        lengths = torch.tensor([len(p) for p in prompt_ids])
-        _, hidden = enc.forward_stack(enc.embed(tokens), lengths=lengths)  # (L, P, H) each, after each prompt
-        if self.cell_kind == "lstm":
-            h, c = hidden
-            state = [(h[k], c[k]) for k in range(h.size(0))]
-        else:
-            state = [hidden[k] for k in range(hidden.size(0))]
-        return state, self.model.head.forward_logits(hidden[0][-1] if self.cell_kind == "lstm" else hidden[-1])
-
-    def _step(self, ids, state):
-        """One piece per row (B,) → (new state, next logits (B, V)); never looks at the prefix again."""
-        x = self.model.encoder.embed(ids)  # (B, E)
-        new = []
-        for cell, s in zip(self.cells, state):
-            s = cell(x, s)
-            x = s[0] if self.cell_kind == "lstm" else s
-            new.append(s)
-        return new, self.model.head.forward_logits(x)
-
-    def next_logits(self, prefix_ids: list[int]):
-        """Next-piece logits after a prefix (used to check the stepped state against a full recomputation)."""
-        import torch
-
-        with torch.inference_mode():
-            state, logits = self._start([prefix_ids[:1]])
-            for i in prefix_ids[1:]:
-                state, logits = self._step(torch.tensor([i], device=self.device), state)
-        return logits[0]
-
-    def generate(
-        self,
-        prompts: list[str],
-        max_tokens: int = GEN_DEFAULTS["max_tokens"],
-        temperature: float = GEN_DEFAULTS["temperature"],
-        top_k: int = GEN_DEFAULTS["top_k"],
-        top_p: float = GEN_DEFAULTS["top_p"],
-        num_samples: int = 1,
-        seed: int | None = None,
-        stop: str | None = None,
-    ):
-        """Continue each prompt ``num_samples`` times, all rows decoded together as one batch.
-
-        Yields (prompt index, sample index, text, done) as text is produced: the first text of each row is
-        its prompt, then continuation as it grows (whole pieces, never a half character), and ``done`` once
-        when the row ends (end of line, ``stop`` reached — it is not written — or ``max_tokens`` pieces).
-        Joining a row's texts gives its output line. Each prompt samples from its own generator seeded with
-        ``seed``, so a prompt's text depends on the prompt, the seed and the settings only.
-        """
-        import torch
-
-        from lstmtext.decoding import make_generator, sample
-
-        check_generate(prompts, max_tokens, temperature, top_k, top_p, num_samples)
-        N = num_samples
-        prompt_ids = [[EOS] + self.tok.encode_one(p.strip()) for p in prompts]
-        prefix_text = [self.tok.decode(p) for p in prompt_ids]
-        rows = len(prompts) * N
-        gen: list[list[int]] = [[] for _ in range(rows)]
-        emitted = [0] * rows
-        done = [False] * rows
-        for r in range(rows):
-            yield r // N, r % N, prompts[r // N].rstrip(), False
-        # One generator per prompt: a prompt's text depends on its seed only, not on which prompts share its batch.
-        gens = [make_generator(seed, self.device) for _ in prompts]
-        self.stats = {"pieces": 0}  # pieces generated so far over all rows (for speed measurements)
-        self.model.eval()
-        with torch.inference_mode():
-            state, logits = self._start(prompt_ids)
-            # each prompt's state, repeated for its samples: (P, H) → (P·N, H), rows prompt-major
-            state = [tuple(t.repeat_interleave(N, 0) for t in s) if isinstance(s, tuple) else s.repeat_interleave(N, 0) for s in state]
-            logits = logits.repeat_interleave(N, 0)  # (P·N, V)
-            banned = torch.tensor([PAD, UNK, BOS], device=logits.device)
-            for step in range(max_tokens):
-                logits[:, banned] = float("-inf")
-                ids = torch.cat([sample(logits[i * N:(i + 1) * N], temperature, top_k, top_p, g) for i, g in enumerate(gens)])  # (P·N,)
-                last = step == max_tokens - 1
-                for r, i in enumerate(ids.tolist()):
-                    if done[r]:
-                        continue
-                    finished = i == EOS or last
-                    self.stats["pieces"] += 1
-                    if i != EOS:
-                        gen[r].append(i)
-                    text = self.tok.decode(prompt_ids[r // N] + gen[r])[len(prefix_text[r // N]):]
-                    text = text.replace("\n", " ").replace("\r", " ")
-                    if stop and stop in text:
-                        text, finished = text[: text.index(stop)], True
-                    if not finished:
-                        # hold back what may be the start of the stop string or of a character still in bytes
-                        keep = len(text) - (len(stop) - 1 if stop else 0)
-                        while keep > 0 and text[keep - 1] == "\ufffd":
-                            keep -= 1
-                        text = text[:max(keep, emitted[r])]
-                    if len(text) > emitted[r] or finished:
-                        yield r // N, r % N, text[emitted[r]:], finished
-                        emitted[r] = len(text)
-                    done[r] = finished
-                if all(done):
-                    break
-                state, logits = self._step(ids, state)
-
-    def generate_text(self, prompts: list[str], **kwargs) -> list[list[str]]:
-        """The whole lines: [prompt][sample] → text (prompt included)."""
-        n = kwargs.get("num_samples", 1)
-        out = [["" for _ in range(n)] for _ in prompts]
-        for i, j, text, _ in self.generate(prompts, **kwargs):
-            out[i][j] += text
-        return out
-
+    @one_or_many
     def predict(self, texts: list[str]) -> list[dict | None]:
         """One continuation per line (seeded, so the same input gives the same output); None for a blank line."""
         out: list[dict | None] = [None] * len(texts)
@@ -422,16 +310,3 @@ class Predictor:
         if fmt == "text":
             return "" if result is None else result["text"]
         raise UsageError(f"--format {fmt}: language-model output is written as text or jsonl")
-
-
-def check_generate(prompts: list[str], max_tokens: int, temperature: float, top_k: int, top_p: float, num_samples: int) -> None:
-    from lstmtext.decoding import check_sampling
-
-    for p in prompts:
-        if not p.strip():
-            raise UsageError("empty prompt: give some text to continue, e.g. --prompt 'The history of'")
-    if max_tokens <= 0:
-        raise UsageError(f"--max-tokens {max_tokens}: expected a positive number of pieces to generate")
-    if num_samples < 1:
-        raise UsageError(f"--num-samples {num_samples}: expected at least 1")
-    check_sampling(temperature, top_k, top_p)

@@ -9,23 +9,23 @@ model knows are always O, B-TYPE and I-TYPE.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-from lstmtext.config import choice
-from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
+from lstmtext.config import INFERENCE_PRECISIONS, choice
+from lstmtext.data import file_kind, is_hf
 from lstmtext.errors import UsageError
 from lstmtext.heads import WORD_STATES
+from lstmtext.tasks.contract import one_or_many
+from lstmtext.tasks.ner_data import (
+    detect_scheme, document_streams, encode_sentences, entities, read_conll, read_hf, read_jsonl, split_words,
+    to_bio, windows, word_shape,
+)
 
 NAME = "ner"
 MAIN_METRIC = "f1"
+HIGHER_IS_BETTER = True
 FORMATS = ("conll", "jsonl", "inline")
-TOKEN_COLUMNS = ("tokens", "words")
-TAG_COLUMNS = ("ner_tags", "tags", "labels", "ner")
-# A word longer than this many pieces (a URL, a run of symbols) keeps only its first pieces: the tag rides on
-# the first one, and one giant word must not blow a window's memory.
-MAX_WORD_PIECES = 32
-TAG_RE = re.compile(r"(?:O|[BIESLU]-\S+)")
+PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass, a linear layer and a CRF
 
 
 @dataclass
@@ -46,140 +46,22 @@ class Options:
 DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
 
 
-# -- tag schemes -------------------------------------------------------------------------------------------
-def to_bio(tags: list[str]) -> list[str]:
-    """Any of BIO, IOB1, BIOES/BILOU → BIO. An I- (or E-/L-) that does not continue an entity of its type
-    starts one, which is exactly the IOB1 → BIO conversion and leaves valid BIO unchanged."""
-    out = []
-    prev = "O"
-    for tag in tags:
-        if tag == "O":
-            out.append("O")
-            prev = "O"
-            continue
-        prefix, kind = tag[0], tag[2:]
-        if prefix in "BSU":
-            new = f"B-{kind}"
-        elif prev != "O" and prev[2:] == kind:
-            new = f"I-{kind}"
-        else:
-            new = f"B-{kind}"
-        out.append(new)
-        # after E-/S-/L-/U- an entity has ended: the next I- of the same type starts a new one
-        prev = "O" if prefix in "ESLU" else new
-    return out
-
-
-def detect_scheme(sentences: list[list[str]]) -> str:
-    """BIOES, IOB1 or BIO, for one note when a file is read."""
-    prefixes = {t[0] for tags in sentences for t in tags}
-    if prefixes & set("ESLU"):
-        return "BIOES"
-    for tags in sentences:
-        prev = "O"
-        for t in tags:
-            if t.startswith("I-") and (prev == "O" or prev[2:] != t[2:]):
-                return "IOB1"
-            prev = t
-    return "BIO"
-
-
-def _check_tag(tag: str, where: str) -> str:
-    if not TAG_RE.fullmatch(tag):
-        raise UsageError(f"{where}: tag '{tag}' is not O or B-/I-/E-/S-TYPE")
-    return tag
-
-
-# -- data --------------------------------------------------------------------------------------------------
-def _read_conll(path: str) -> list[dict]:
-    """Sentences from a CoNLL file: token first, tag last, any columns between."""
-    examples: list[dict] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-    doc = 0  # the sentences between two -DOCSTART- lines are one document (a file without them is one)
-
-    def flush():
-        nonlocal tokens, tags
-        if tokens:
-            # tokens are consecutive lines, so token k is on line start + k (for messages)
-            where = f"{path} line {start}"
-            examples.append({"tokens": tokens, "tags": tags, "where": where, "path": str(path), "line": start, "doc": doc})
-        tokens, tags = [], []
-
-    for lineno, line in read_lines(path):
-        fields = line.split()
-        if not fields:
-            flush()
-            continue
-        if fields[0] == "-DOCSTART-":
-            flush()
-            doc += 1
-            continue
-        if len(fields) < 2:
-            raise UsageError(
-                f"{path} line {lineno}: expected 'TOKEN ... TAG' (two or more columns separated by spaces or "
-                f"tabs, the tag last), found {line.strip()[:60]!r}"
-            )
-        if not tokens:
-            start = lineno
-        tokens.append(fields[0])
-        tags.append(_check_tag(fields[-1], f"{path} line {lineno}"))
-    flush()
-    return examples
-
-
-def _read_jsonl(path: str, opts: Options) -> list[dict]:
-    examples = []
-    cols = None
-    for lineno, rec in read_records(path):
-        where = f"{path} line {lineno}"
-        if cols is None:
-            cols = (
-                pick_column(rec, opts.tokens_column, TOKEN_COLUMNS, "tokens", str(path)),
-                pick_column(rec, opts.tags_column, TAG_COLUMNS, "tags", str(path)),
-            )
-        toks, tags = rec.get(cols[0]), rec.get(cols[1])
-        if not isinstance(toks, list) or not isinstance(tags, list):
-            raise UsageError(f"{where}: expected lists in '{cols[0]}' and '{cols[1]}'")
-        if len(toks) != len(tags):
-            raise UsageError(f"{where}: {len(toks)} tokens but {len(tags)} tags")
-        toks = [str(t) for t in toks]
-        if any(not t.strip() or len(t.split()) != 1 for t in toks):
-            raise UsageError(f"{where}: a token is empty or contains spaces")
-        tags = [_check_tag(str(t), where) for t in tags]
-        if toks:
-            examples.append({"tokens": toks, "tags": tags, "where": where})
-    return examples
-
-
-def _read_hf(source: str, opts: Options, split: str) -> list[dict]:
-    ds = load_hf(source, split)
-    tok_col = pick_column(ds.column_names, opts.tokens_column, TOKEN_COLUMNS, "tokens", source)
-    tag_col = pick_column(ds.column_names, opts.tags_column, TAG_COLUMNS, "tags", source)
-    feature = ds.features[tag_col]
-    inner = feature[0] if isinstance(feature, list) else getattr(feature, "feature", None)
-    names = getattr(inner, "names", None)  # Sequence(ClassLabel) → its names
-    examples = []
-    for i, row in enumerate(ds):
-        where = f"{source} row {i}"
-        tags = [names[t] if names is not None and isinstance(t, int) else str(t) for t in row[tag_col]]
-        toks = [str(t) for t in row[tok_col]]
-        if len(toks) != len(tags):
-            raise UsageError(f"{where}: {len(toks)} tokens but {len(tags)} tags")
-        if toks:
-            examples.append({"tokens": toks, "tags": [_check_tag(t, where) for t in tags], "where": where})
-    return examples
+def validate(options: Options) -> None:
+    for name in ("word_hidden", "context", "shape_dim", "lm_weight"):  # where 0 turns the part off
+        if getattr(options, name) < 0:
+            raise UsageError(f"ner.{name}: must be 0 (off) or a positive number")
+    if not 0 < options.lm_rate <= 1:
+        raise UsageError(f"ner.lm_rate: expected a share of the pieces in (0, 1], got {options.lm_rate}")
 
 
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
     """Sentences {"tokens", "tags" (BIO), "where"}; ``where`` names the file and line for error messages."""
     if is_hf(source):
-        examples = _read_hf(source, opts, split)
+        examples = read_hf(source, opts, split)
     elif file_kind(source) == "jsonl":
-        examples = _read_jsonl(source, opts)
+        examples = read_jsonl(source, opts)
     else:
-        examples = _read_conll(source)
+        examples = read_conll(source)
     if not examples:
         raise UsageError(f"{source}: no sentences found; expected 'TOKEN ... TAG' lines with a blank line between sentences")
     scheme = detect_scheme([e["tags"] for e in examples])
@@ -203,73 +85,6 @@ def make_labels(examples: list[dict]) -> list[str]:
     return ["O"] + [f"{p}-{k}" for k in kinds for p in "BI"]
 
 
-def word_shape(word: str) -> int:
-    """A word's shape class, 1 … NUM_SHAPES-1 (0 is padding): lower, Capitalised, ALL CAPS, miXed, digits,
-    digits with punctuation (1,000 · 2-1), punctuation, letters with digits (1st · B52)."""
-    letters = [c for c in word if c.isalpha()]
-    digits = any(c.isdigit() for c in word)
-    if not letters:
-        return 5 if word.isdigit() else 6 if digits else 7
-    if digits:
-        return 8
-    if all(c.islower() for c in letters):
-        return 1
-    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
-        return 2  # a single capital letter ("I", "A") lands here too
-    return 3 if all(c.isupper() for c in letters) else 4
-
-
-def _windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
-    """Cut one sentence's pieces into windows of at most max_length pieces, at word boundaries.
-
-    Returns (first word, number of words, piece ids, first-piece index of each word within the window).
-    """
-    cap = max(1, min(MAX_WORD_PIECES, max_length))
-    bounds = first + [len(ids)]
-    out = []
-    w_start, cur_ids, cur_first = 0, [], []
-    for w in range(len(first)):
-        piece = ids[bounds[w] : min(bounds[w + 1], bounds[w] + cap)]
-        if cur_ids and len(cur_ids) + len(piece) > max_length:
-            out.append((w_start, len(cur_first), cur_ids, cur_first))
-            w_start, cur_ids, cur_first = w, [], []
-        cur_first.append(len(cur_ids))
-        cur_ids.extend(piece)
-    if cur_first:
-        out.append((w_start, len(cur_first), cur_ids, cur_first))
-    return out
-
-
-def _encode_sentences(tok, sentences: list[list[str]], chunk_words: int = 200_000):
-    """(piece ids, first-piece index of each word) per sentence. Many sentences go to SentencePiece in one
-    call (a call per sentence costs ~1 ms of overhead, more than the encoding), in chunks of bounded size."""
-    i = 0
-    while i < len(sentences):
-        j, n = i, 0
-        while j < len(sentences) and (j == i or n + len(sentences[j]) <= chunk_words):
-            n += len(sentences[j])
-            j += 1
-        ids, first = tok.encode_words([w for s in sentences[i:j] for w in s])
-        first.append(len(ids))
-        w = 0
-        for s in sentences[i:j]:
-            base = first[w]
-            yield ids[base : first[w + len(s)]], [f - base for f in first[w : w + len(s)]]
-            w += len(s)
-        i = j
-
-
-def _document_streams(examples: list[dict], encoded: list[tuple[list[int], list[int]]]):
-    """Each document's pieces end to end, and where each sentence begins in its document's stream."""
-    streams: dict = {}
-    offsets = []
-    for e, (ids, _) in zip(examples, encoded):
-        stream = streams.setdefault(e["doc"], [])
-        offsets.append(len(stream))
-        stream.extend(ids)
-    return streams, offsets
-
-
 def featurize(examples: list[dict], tok, labels: list[str], recipe, right_context: bool = True) -> list[dict]:
     """One feature per window of a sentence (most sentences are one window), with "sent" and "start" so
     predictions can be put back together. A window's first tag I-X becomes B-X: the CRF forbids I-X first.
@@ -281,11 +96,11 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
     max_length = recipe.data.max_length
     context = recipe.options.context
     index = {name: i for i, name in enumerate(labels)}
-    encoded = list(_encode_sentences(tok, [e["tokens"] for e in examples]))
+    encoded = list(encode_sentences(tok, [e["tokens"] for e in examples]))
     use_context = context > 0 and all("doc" in e for e in examples)
     shapes = recipe.options.shape_dim > 0
     if use_context:
-        streams, offsets = _document_streams(examples, encoded)
+        streams, offsets = document_streams(examples, encoded)
     feats = []
     for si, (e, (ids, first)) in enumerate(zip(examples, encoded)):
         tag_ids = None
@@ -298,7 +113,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
                         f"{where}: tag '{t}' was never seen in training (this model knows: {', '.join(labels)})"
                     )
                 tag_ids.append(index[t])
-        for start, n, w_ids, w_first in _windows(ids, first, max_length):
+        for start, n, w_ids, w_first in windows(ids, first, max_length):
             # each word's last piece: the piece before the next word's first, and the window's last piece
             last = [i - 1 for i in w_first[1:]] + [max(0, len(w_ids) - 1)]
             if use_context:
@@ -359,6 +174,20 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
         lm=lm, lm_weight=o.lm_weight, lm_rate=o.lm_rate,
     )
     return Model(encoder, head)
+
+
+def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
+    return state, ""
+
+
+def init_from(own: dict, state: dict, meta: dict) -> str:
+    """A head that keeps an LM beside its tags (ner.lm_weight) starts that LM from an LM checkpoint's head."""
+    if meta.get("task") != "lm":
+        return ""
+    taken = {k: state[src] for k in own if k.startswith("head.lm.")
+             if (src := "head." + k[len("head.lm."):]) in state and state[src].shape == own[k].shape}
+    own.update(taken)
+    return "the LM head" if taken else ""
 
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, workers: int | None = None):
@@ -449,52 +278,14 @@ def report(metrics: dict, console) -> None:
     console.print(f"token accuracy {100 * metrics['token_accuracy']:.2f}")
 
 
-# -- raw text → words --------------------------------------------------------------------------------------
-# Punctuation split as in CoNLL-2003: abbreviations (U.S., Mr.) and numbers (1,000.50, 1996-08-22) stay whole,
-# hyphenated and apostrophe words stay whole, every other symbol is a word of its own.
-_WORD_RE = re.compile(
-    r"(?:[^\W\d_]\.){2,}"  # U.S. e.g.
-    r"|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Corp|Ltd|Co|Gen|Col|Lt|Sgt|Capt|Sen|Rep|Gov|Prof|Mt|Ft|vs)\.(?=\s|$)"
-    r"|\w+(?:[-'’]\w+)*(?:[.,:/]\d+)*"
-    r"|\S"
-)
-_SPACE_RE = re.compile(r"\S+")
-
-
-def split_words(text: str, pretokenized: bool = False) -> list[tuple[str, int, int]]:
-    """(word, start, end) with text[start:end] == word; whitespace-separated only when pretokenized."""
-    pattern = _SPACE_RE if pretokenized else _WORD_RE
-    return [(m.group(), m.start(), m.end()) for m in pattern.finditer(text)]
-
-
-def entities(tags: list[str], spans: list[tuple[int, int]], text: str) -> list[dict]:
-    """BIO tags over words with character spans → [{"label", "start", "end", "text"}]."""
-    out: list[dict] = []
-    cur = None
-    for tag, (s, e) in zip(tags, spans):
-        if tag.startswith("I-") and cur is not None and cur["label"] == tag[2:]:
-            cur["end"] = e
-            continue
-        if cur is not None:
-            out.append(cur)
-            cur = None
-        if tag != "O":
-            cur = {"label": tag[2:], "start": s, "end": e}
-    if cur is not None:
-        out.append(cur)
-    for ent in out:
-        ent["text"] = text[ent["start"] : ent["end"]]
-    return out
-
-
 # -- prediction --------------------------------------------------------------------------------------------
 class Predictor:
     """What ``lstmtext.load`` returns for an NER checkpoint."""
 
     task = NAME
     stream_batch = 8192  # lines per predict call from a file or a fast pipe (cli.stream_predictions)
-    # pieces per batch, small so an LSTM step's activations stay in cache (bench_ner.py --only batching: 2,048
-    # tag eng.testb faster than 8,192, in int8 and fp32 alike); evaluate scores in the same batches
+    # pieces per batch, small so an LSTM step's activations stay in cache (benchmarks/bench_ner.py --only
+    # batching compares sizes); evaluate scores in the same batches
     batch_tokens = 2048
 
     def __init__(self, model, tok, labels: list[str], recipe, device, pretokenized: bool = False):
@@ -506,6 +297,7 @@ class Predictor:
         self.context = False
         self._paragraph: list[list[str]] = []  # the words of the current paragraph's latest lines
 
+    @one_or_many
     def predict(self, texts: list[str]) -> list[dict]:
         """One dict {"text", "tokens", "tags", "entities"} per text (empty lists for a blank text)."""
         words = [split_words(t, self.pretokenized) for t in texts]

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from lstmtext.config import choice
+from lstmtext.config import INFERENCE_PRECISIONS, choice
 from lstmtext.data import is_hf, load_hf, pick_column, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import POOLINGS
+from lstmtext.tasks.contract import one_or_many
 
 NAME = "sentiment"
 MAIN_METRIC = "accuracy"
+HIGHER_IS_BETTER = True
+FORMATS = ("text", "jsonl")
+PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass and a pooled head
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")
 
@@ -30,6 +34,11 @@ class Options:
 
 
 DEFAULTS: dict = {}
+
+
+def validate(options: Options) -> None:
+    if options.hidden_dim < 1:
+        raise UsageError(f"sentiment.hidden_dim: must be at least 1, got {options.hidden_dim}")
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -130,6 +139,14 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     return Model(encoder, ClassifyHead(encoder.output_dim, len(labels), o.hidden_dim, o.dropout, o.pooling))
 
 
+def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
+    return state, ""
+
+
+def init_from(own: dict, state: dict, meta: dict) -> str:
+    return ""  # a classifier's head fits only a checkpoint of its own task (the shared copy takes that)
+
+
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
     from lstmtext.tasks.common import classification_metrics, map_batches
@@ -192,6 +209,7 @@ class Predictor:
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
 
+    @one_or_many
     def predict(self, texts: list[str]) -> list[dict | None]:
         """One dict {"label", "score", "scores"} per text; None for an empty text."""
         from lstmtext.tasks.common import map_batches
@@ -224,6 +242,3 @@ class Predictor:
         if fmt == "text":
             return "" if result is None else result["label"]
         raise UsageError(f"--format {fmt}: sentiment predictions are written as text or jsonl")
-
-
-FORMATS = ("text", "jsonl")

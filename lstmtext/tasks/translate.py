@@ -17,19 +17,19 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstmtext.config import PRECISIONS as TRAIN_PRECISIONS
 from lstmtext.config import choice
-from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, read_records
+from lstmtext.data import file_kind, is_hf, load_hf, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import ATTENTIONS
+from lstmtext.tasks.contract import one_or_many
+from lstmtext.tasks.translate_data import columns, from_record, lang_suffix, parallel_paths, read_parallel
 
 NAME = "translate"
 MAIN_METRIC = "bleu"
+HIGHER_IS_BETTER = True
 FORMATS = ("text", "jsonl")
-SPLIT_NAMES = {  # file stems tried for each split when the data argument is a folder
-    "train": ("train",),
-    "validation": ("val", "valid", "validation", "dev"),
-    "test": ("test", "test_2016_flickr", "newstest"),
-}
+PRECISIONS = TRAIN_PRECISIONS  # no int8: beam search steps LSTM cells one piece at a time
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Options:
     hidden_dim: int = 256  # decoder LSTM size
     num_layers: int = 1  # decoder layers
     attention: str = choice(*ATTENTIONS)  # all masked over source padding
-    input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (DESIGN §9)
+    input_feeding: bool = False  # Luong input feeding: a per-step loop, slower to train (heads/seq2seq.py)
     dropout: float = 0.3
     label_smoothing: float = 0.1
     beam: int = 5  # beam size used by translate and evaluate (1 = greedy)
@@ -49,19 +49,34 @@ class Options:
     max_length_ratio: float = 1.5  # longest output = ratio × source pieces + max_length_extra, capped
     max_length_extra: int = 10
     max_output_length: int = 256
-    select_beam: int = 1  # beam for validation during training: greedy is ~4× faster and ranks checkpoints alike
+    select_beam: int = 1  # beam for validation during training: greedy is faster and ranks checkpoints alike
 
 
-# Sized so that `lstmtext train translate` learns the embedded sample in under a minute (dev BLEU ~99 after 8
-# epochs); recipes/multi30k.toml holds the settings for a real corpus. BPE: on a small corpus SentencePiece's
-# unigram model stops at a few hundred pieces and splits common words ("im" → "▁i" "m"), doubling sequence
-# lengths; BPE keeps whole words. Small batches (~50 sentences) give the sample ~30 updates an epoch: with
-# batches of 128 it needed 3× the epochs.
+# Sized so that `lstmtext train translate` learns the embedded sample in a short run; recipes/multi30k.toml
+# holds the settings for a real corpus. BPE: on a small corpus SentencePiece's unigram model stops at a few
+# hundred pieces and splits common words ("im" → "▁i" "m"), doubling sequence lengths; BPE keeps whole words.
+# Small batches (~50 sentences) give the sample enough updates an epoch to learn it in few epochs.
 DEFAULTS: dict = {
     "data": {"max_length": 128},
     "tokenizer": {"model_type": "bpe"},
     "train": {"batch_tokens": 800, "lr": 0.003, "epochs": 8},
 }
+
+
+def validate(options: Options) -> None:
+    for key in ("beam", "select_beam", "hidden_dim", "num_layers", "max_output_length"):
+        if getattr(options, key) < 1:
+            raise UsageError(f"translate.{key}: must be at least 1")
+    if options.label_smoothing < 0 or options.label_smoothing >= 1:
+        raise UsageError(f"translate.label_smoothing: expected a number in [0, 1), got {options.label_smoothing}")
+
+
+def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
+    return state, ""
+
+
+def init_from(own: dict, state: dict, meta: dict) -> str:
+    return ""  # a decoder fits only another translation checkpoint (the shared copy takes that)
 
 
 @dataclass
@@ -82,81 +97,6 @@ class Decoding:
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def _lang_suffix(path: Path, opts: Options) -> str | None:
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    for lang in (opts.source_lang, opts.target_lang):
-        if name.endswith("." + lang):
-            return lang
-    return None
-
-
-def _parallel_paths(source: str, opts: Options, split: str) -> tuple[Path, Path]:
-    """(source file, target file) for a PREFIX, one of the two files, or a folder holding SPLIT.LANG."""
-    src, tgt = opts.source_lang, opts.target_lang
-    p = Path(source)
-    if p.is_dir():
-        for stem in SPLIT_NAMES.get(split, (split,)):
-            if (p / f"{stem}.{src}").exists():
-                return p / f"{stem}.{src}", p / f"{stem}.{tgt}"
-        raise UsageError(
-            f"{source}: a folder without {'/'.join(f'{s}.{src}' for s in SPLIT_NAMES.get(split, (split,)))}; "
-            f"pass a PREFIX such as {source.rstrip('/')}/{SPLIT_NAMES.get(split, (split,))[0]} (files PREFIX.{src} + PREFIX.{tgt})"
-        )
-    gz = ".gz" if p.name.endswith(".gz") else ""
-    lang = _lang_suffix(p, opts) if p.is_file() else None
-    prefix = str(p)[: -len(f".{lang}{gz}")] if lang else str(p)
-    src_path, tgt_path = Path(f"{prefix}.{src}{gz}"), Path(f"{prefix}.{tgt}{gz}")
-    for q in (src_path, tgt_path):
-        if not q.is_file():
-            found = sorted(x.name for x in Path(prefix).parent.glob(Path(prefix).name + ".*")) if prefix else []
-            hint = f" (found: {', '.join(found)}; set --source-lang/--target-lang)" if found else ""
-            if p.is_file() and not lang:
-                raise UsageError(
-                    f"{source}: expected a .tsv/.csv/.jsonl file with source and target columns, or line-aligned "
-                    f"files PREFIX.{src} + PREFIX.{tgt}"
-                )
-            raise UsageError(f"{q}: file not found; expected line-aligned files {prefix}.{src} + {prefix}.{tgt}{hint}")
-    return src_path, tgt_path
-
-
-def read_parallel(src_path: Path, tgt_path: Path) -> list[dict]:
-    """Pairs from two line-aligned files; different line counts are refused (a shifted file ruins training)."""
-    src_lines = [line for _, line in read_lines(src_path)]
-    tgt_lines = [line for _, line in read_lines(tgt_path)]
-    if len(src_lines) != len(tgt_lines):
-        raise UsageError(
-            f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
-            "expected line-aligned files (line i of one is the translation of line i of the other)"
-        )
-    return [
-        {"source": s.strip(), "target": t.strip(), "where": f"{src_path} line {i}"}
-        for i, (s, t) in enumerate(zip(src_lines, tgt_lines), 1)
-    ]
-
-
-def _columns(available, opts: Options, where: str) -> tuple[str, str]:
-    return (
-        pick_column(available, opts.source_column, ("source", "src", opts.source_lang), "source", where),
-        pick_column(available, opts.target_column, ("target", "tgt", opts.target_lang), "target", where),
-    )
-
-
-def _from_record(rec: dict, opts: Options, cols, where: str) -> dict:
-    if isinstance(rec.get("translation"), dict) and not (opts.source_column or opts.target_column):
-        pair = rec["translation"]
-        s, t = pair.get(opts.source_lang), pair.get(opts.target_lang)
-        if s is None or t is None:
-            raise UsageError(
-                f"{where}: the translation object has languages {', '.join(pair)}; expected "
-                f"'{opts.source_lang}' and '{opts.target_lang}' (set --source-lang/--target-lang)"
-            )
-    else:
-        s, t = rec.get(cols[0]), rec.get(cols[1])
-        if s is None or t is None:
-            raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
-    return {"source": str(s).strip(), "target": str(t).strip(), "where": where}
-
-
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
     """Examples {"source", "target", "where"}; pairs with an empty side are skipped (and counted)."""
     examples: list[dict] = []
@@ -164,18 +104,18 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
         ds = load_hf(source, split)
         names = ds.column_names
         nested = "translation" in names and not (opts.source_column or opts.target_column)
-        cols = None if nested else _columns(names, opts, source)
+        cols = None if nested else columns(names, opts, source)
         for i, row in enumerate(ds):
-            examples.append(_from_record(row, opts, cols, f"{source} row {i}"))
-    elif Path(source).is_file() and file_kind(source) in ("tsv", "csv", "jsonl") and not _lang_suffix(Path(source), opts):
+            examples.append(from_record(row, opts, cols, f"{source} row {i}"))
+    elif Path(source).is_file() and file_kind(source) in ("tsv", "csv", "jsonl") and not lang_suffix(Path(source), opts):
         cols = None
         for lineno, rec in read_records(source):
             if cols is None:
                 has_pair = isinstance(rec.get("translation"), dict)
-                cols = ("", "") if has_pair and not (opts.source_column or opts.target_column) else _columns(rec, opts, str(source))
-            examples.append(_from_record(rec, opts, cols, f"{source} line {lineno}"))
+                cols = ("", "") if has_pair and not (opts.source_column or opts.target_column) else columns(rec, opts, str(source))
+            examples.append(from_record(rec, opts, cols, f"{source} line {lineno}"))
     else:
-        examples = read_parallel(*_parallel_paths(source, opts, split))
+        examples = read_parallel(*parallel_paths(source, opts, split))
     kept = [e for e in examples if e["source"] and e["target"]]
     if not kept:
         raise UsageError(f"{source}: no sentence pairs found; expected a source and a target sentence per line")
@@ -241,9 +181,6 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
             f"translate.attention=dot needs translate.hidden_dim = 2 × encoder.hidden_dim ({2 * recipe.encoder.hidden_dim}); "
             "use attention=general otherwise"
         )
-    for key in ("beam", "select_beam", "hidden_dim", "num_layers", "max_output_length"):
-        if getattr(o, key) < 1:
-            raise UsageError(f"translate.{key}: must be at least 1")
     encoder = build_encoder(recipe.encoder, vocab_size)
     head = Seq2SeqHead(
         encoder.embed, encoder.output_dim, o.hidden_dim, o.num_layers, o.attention, o.input_feeding,
@@ -257,7 +194,8 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64):
     """Beam-search every feature's source; the one decoder behind both evaluate and translate.
 
-    Sentences are sorted by length and decoded ~64 at a time (DESIGN §9: ~5× faster than one by one).
+    Sentences are sorted by length and decoded ~64 at a time: one batched step costs little more than one
+    sentence's, so batches are much faster than one sentence at a time.
     Returns, per feature, its hypotheses [(ids, score), …] best first.
     """
     import torch
@@ -373,6 +311,7 @@ class Predictor:
             out[i] = {"translation": nbest[0]["text"], "n_best": nbest}
         return out
 
+    @one_or_many
     def predict(self, lines: list[str]) -> list[dict | None]:
         return self.translate(lines)
 
