@@ -82,7 +82,7 @@ def _train(mod, recipe_path, settings, overrides, output: Output, init_from, res
     max_time = parse_duration(tc.max_time)
 
     prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta)
-    with clock.phase("model"):
+    with clock.phase("setup"):
         run = build(mod, recipe, prepared.tok, prepared.labels, device, d,
                     init=(init_from, init_meta, init_tensors) if init_from else None,
                     weights=resume_state.model_weights(stored) if resume else None)

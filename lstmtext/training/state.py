@@ -79,4 +79,4 @@ class Clock:
 
     def breakdown(self) -> str:
         """'read 1.2 s, tokenizer 3.4 s, training 10.0 s, evaluation 2.1 s'."""
-        return ", ".join(f"{k} {v:.1f} s" for k, v in self.spent.items() if v >= 0.05)
+        return ", ".join(f"{k} {v:.1f} s" for k, v in self.spent.items())
