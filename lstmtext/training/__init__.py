@@ -57,12 +57,12 @@ def train(
     output = Output.at(Path(out) if out else default_model_path(task))
     if resume and init_from:
         raise UsageError("--resume continues a run; --init-from starts a new one: pass only one of them")
-    output.check(resume, force)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone writes
     with ExitStack() as stack:
         if main:
             stack.enter_context(OutputLock(output.lock, output.checkpoint))
             output.remove_stale_temp_files()
+        output.check(resume, force)
         return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock)
 
 

@@ -24,7 +24,7 @@ MAX_STEPS = "max_steps"
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; the resume state has been written."""
+    """Ctrl-C during training; the message names the resume state that continues the run."""
 
 
 def lr_factor(progress: float, warmup: float, schedule: str) -> float:

@@ -43,7 +43,7 @@ def read(path: Path, task: str) -> tuple[dict, dict, LoopState]:
     if meta.get("kind") != "resume" or "loop" not in meta:
         raise UsageError(f"--resume: {path} is not a resume state written by lstmtext train")
     state = LoopState.from_dict(meta["loop"])
-    state.rng_python = state.rng_python or meta.get("rng_python")  # the layout that kept it beside "loop"
+    state.rng_python = state.rng_python or meta.get("rng_python")  # resume states that keep it beside "loop"
     return meta, tensors, state
 
 
