@@ -121,9 +121,14 @@ class Loop:
         return self.dev_tokens / st.rate if st.rate else 0.0
 
     def progress_fraction(self) -> float:
+        """How far the run is, by steps or, under a time limit, by the time left for training: reading and
+        tokenizer training count against the limit but do not move the learning rate schedule."""
         frac = self.state.step / self.total_steps
         if self.max_time:
-            frac = max(frac, self.clock.elapsed() / max(1e-9, self.max_time - self.reserve()))
+            spent = self.clock.spent
+            used = spent.get("training", 0.0) + spent.get("evaluation", 0.0)
+            other = self.clock.elapsed() - used
+            frac = max(frac, used / max(1e-9, self.max_time - other - self.reserve()))
         return frac
 
     def run_eval(self, progress) -> bool:
