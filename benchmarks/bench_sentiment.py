@@ -54,7 +54,7 @@ def speed(ckpt: Path, save: bool, batches: int) -> None:
     from lstmtext.tasks import get_task
     from lstmtext.tasks.common import to_device
     from lstmtext.device import autocast_for
-    from lstmtext.train import train_step
+    from lstmtext.training.loop import train_step
 
     p = api.load(ckpt)
     mod = get_task("sentiment")

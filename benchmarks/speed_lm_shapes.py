@@ -20,7 +20,7 @@ def measure(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, 
     import torch
 
     from lstmtext.tasks import lm
-    from lstmtext.train import resolve_recipe
+    from lstmtext.config import resolve_recipe
 
     recipe = resolve_recipe("lm", "recipes/wikitext2.toml", [f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}",
                                                                  f"lm.bidirectional={str(bidirectional).lower()}"])

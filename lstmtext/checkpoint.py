@@ -1,4 +1,4 @@
-"""The one checkpoint format (DESIGN §5): a safetensors file whose metadata holds a JSON document.
+"""The one checkpoint format: a safetensors file whose metadata holds a JSON document.
 
 - weights: safetensors, so loading an untrusted checkpoint can never run code (there is no pickle anywhere);
 - metadata["lstmtext"]: JSON with format version, task, resolved recipe, labels, the SentencePiece model
@@ -13,10 +13,11 @@ little-endian length followed by that much JSON.
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
+import secrets
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,29 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path), then move tmp_path over path in one rename."""
+    """Call write(tmp_path), then move tmp_path over path in one rename. The file gets the mode any new file
+    gets (0666 less the umask), also where ``write`` replaces the temp file with one of its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+    mode = os.fstat(fd).st_mode & 0o777
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the mode any new file would
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def stale_temp_files(path: str | Path) -> list[Path]:
+    """Temp files atomic_write left beside ``path`` when its process was killed mid-write."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def save(path: str | Path, state_dict: dict, meta: dict[str, Any], tokenizer_proto: bytes) -> None:

@@ -139,11 +139,11 @@ def train(
     Example: lstmtext train sentiment --train ../shared/data/sst2/train.tsv -o sst2.ckpt --max-time 20m
     """
     from lstmtext.progress import set_quiet
-    from lstmtext.train import Interrupted
-    from lstmtext.train import train as run
+    from lstmtext.training import Interrupted
+    from lstmtext.training import train as run
 
     set_quiet(quiet)
-    overrides = []
+    settings = {}
     for key, value in (
         ("data.train", train_data), ("data.dev", dev_data), ("train.epochs", epochs), ("train.max_time", max_time),
         ("train.seed", seed), ("train.device", device), (f"{task}.text_column", text_column),
@@ -151,10 +151,10 @@ def train(
         (f"{task}.target_lang", target_lang),
     ):
         if value is not None:
-            overrides.append(f"{key}={value}")
-    overrides += list(set_)
+            settings[key] = value
     try:
-        summary = run(task, _resolve_recipe_path(recipe), overrides, output, init_from, resume, force, show_progress=not quiet)
+        summary = run(task, _resolve_recipe_path(recipe), settings=settings, overrides=list(set_), out=output,
+                      init_from=init_from, resume=resume, force=force, show_progress=not quiet)
     except Interrupted as e:
         _err(str(e))
         sys.exit(130)

@@ -24,6 +24,12 @@ def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _loop_state(path):
+    from lstmtext.checkpoint import read_meta
+
+    return read_meta(path)["loop"]
+
+
 def test_train_same_seed_same_model_and_metrics_log(tmp_path):
     a, b, c = tmp_path / "a.ckpt", tmp_path / "b.ckpt", tmp_path / "c.ckpt"
     for out, seed in ((a, 7), (b, 7), (c, 8)):
@@ -50,34 +56,40 @@ def test_train_resume_continues_exactly(tmp_path):
     assert_usage_error(run_cli("train", "sentiment", "-o", tmp_path / "new.ckpt", "--resume"), "no resume state")
 
 
-def test_train_ctrl_c_saves_resume_state_and_says_how_to_resume(tmp_path):
-    out = tmp_path / "m.ckpt"
+def test_train_real_ctrl_c_resumes_exactly(tmp_path):
+    """A real SIGINT in a running CLI training: exit 130 with the --resume hint, and the resumed run reaches the
+    uninterrupted run's state bit for bit (both stop at train.max_steps=150)."""
+    ref, out = tmp_path / "ref.ckpt", tmp_path / "m.ckpt"
+    args = ["--epochs", "200", "-q", *TINY, "--set", "train.eval_every=3", "--set", "train.patience=0"]
+    assert run_cli("train", "sentiment", "-o", ref, *args, "--set", "train.max_steps=150").returncode == 0
     # patience 0: the run cannot stop early before the signal comes. SIGINT's default disposition is set
     # explicitly for the child: a suite started in the background by a non-interactive shell (`pytest &`)
     # ignores SIGINT, children inherit that, and Python then never turns SIGINT into KeyboardInterrupt.
-    # Both earlier flakes of this test (the run finished with 0; the run went on after the signal) were that.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lstmtext", "train", "sentiment", "-o", str(out), "--epochs", "200", *TINY,
-         "--set", "train.eval_every=3", "--set", "train.patience=0"],
+        [sys.executable, "-m", "lstmtext", "train", "sentiment", "-o", str(out), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = tmp_path / "m.metrics.jsonl"
     deadline = time.time() + 120
     while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
-    assert (tmp_path / "m.resume.safetensors").exists() and out.exists()
-    again = run_cli("train", "sentiment", "-o", out, "--resume", "-q", "--epochs", "2")
+    step = _loop_state(tmp_path / "m.resume.safetensors")["step"]
+    assert 6 <= step < 150 and f"interrupted at step {step};" in err
+    again = run_cli("train", "sentiment", "-o", out, "--resume", "-q", "--set", "train.max_steps=150")
     assert again.returncode == 0, again.stderr
+    assert _same(_weights(ref), _weights(out))
+    assert _same(_weights(tmp_path / "ref.resume.safetensors"), _weights(tmp_path / "m.resume.safetensors"))
 
 
 def test_train_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import lstmtext.train as loop
+    import lstmtext.training.loop as loop
     from lstmtext.errors import TrainingStopped
+    from lstmtext.training import train
 
     real_step = loop.train_step
     calls = []
@@ -92,7 +104,7 @@ def test_train_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
     out = tmp_path / "m.ckpt"
     overrides = [a for a in TINY if a != "--set"] + ["train.eval_every=2", "train.epochs=5"]
     with pytest.raises(TrainingStopped, match=r"NaN or infinite at step 6.*last good checkpoint .*m.ckpt is kept"):
-        loop.train("sentiment", overrides=overrides, out=out, show_progress=False)
+        train("sentiment", overrides=overrides, out=out, show_progress=False)
     log = [json.loads(l) for l in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]  # the checkpoint is from before the divergence
     assert run_cli("info", out, "--format", "json").returncode == 0
@@ -122,7 +134,7 @@ def test_train_unknown_task_and_recipe_key_are_usage_errors():
 
 
 def test_train_weight_average_ramps_up_and_swaps_back():
-    from lstmtext.train import WeightAverage
+    from lstmtext.training.build import WeightAverage
 
     model = torch.nn.Linear(2, 1)
     with torch.no_grad():
@@ -175,7 +187,8 @@ def test_train_distributed_two_cpu_processes(tmp_path):
 
 def test_train_param_groups_scale_the_encoder_lr_and_cover_every_parameter_once():
     from lstmtext.tasks import sentiment
-    from lstmtext.train import param_groups, resolve_recipe
+    from lstmtext.config import resolve_recipe
+    from lstmtext.training.build import param_groups
 
     recipe = resolve_recipe("sentiment", None, ["encoder.embed_dim=8", "encoder.hidden_dim=8", "sentiment.hidden_dim=8"])
     model = sentiment.build_model(recipe, 300, ["neg", "pos"])
@@ -209,7 +222,8 @@ def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
     from lstmtext.errors import UsageError
     from lstmtext.tasks import lm
     from lstmtext.device import autocast_for
-    from lstmtext.train import resolve_recipe, train_step
+    from lstmtext.config import resolve_recipe
+    from lstmtext.training.loop import train_step
 
     cpu = torch.device("cpu")
     autocast, scaler = autocast_for(cpu, "bf16")
@@ -233,7 +247,7 @@ def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
 def test_train_init_seed_fixes_the_start_and_train_seed_the_rest():
     from lstmtext.config import build_recipe
     from lstmtext.tasks import sentiment
-    from lstmtext.train import build_model_seeded
+    from lstmtext.training.build import build_model_seeded
 
     def start(seed, init_seed):
         recipe = build_recipe("sentiment", sentiment.Options, overrides=[f"train.seed={seed}", f"train.init_seed={init_seed}"])

@@ -1,0 +1,136 @@
+"""Training, the same for every task: the task module reads, featurizes, collates, builds the model and
+evaluates; ``model(batch)`` returns (logits, loss).
+
+``train`` prepares the data (prepare.py), builds the model and optimizer (build.py) and runs the fit loop
+(loop.py), which evaluates and keeps the best checkpoint (evaluation.py). The resume state (resume.py) is
+written beside the checkpoint as ``NAME.resume.safetensors`` at every evaluation, on Ctrl-C and when
+``train.max_steps`` is reached, always between two steps, so ``--resume`` continues the run exactly. Under
+``torchrun`` each rank trains on its share of every epoch's batches (distributed.py) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import ENCODER_SHAPE, parse_duration, resolve_recipe
+from lstmtext.device import pick_device
+from lstmtext.errors import UsageError
+from lstmtext.paths import default_model_path
+from lstmtext.progress import fmt_seconds, note
+from lstmtext.tasks import get_task
+from lstmtext.training import distributed, resume as resume_state
+from lstmtext.training.build import build
+from lstmtext.training.evaluation import Evaluator
+from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
+from lstmtext.training.output import Output, OutputLock
+from lstmtext.training.prepare import prepare
+from lstmtext.training.state import Clock, LoopState
+
+__all__ = ["train", "Interrupted"]
+
+
+def train(
+    task: str,
+    recipe: str | Path | None = None,
+    *,
+    settings: dict[str, Any] | None = None,
+    overrides: list[str] | tuple = (),
+    out: str | Path | None = None,
+    init_from: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+) -> dict:
+    """Train a model for ``task`` and write its best checkpoint to ``out``; returns a summary dict.
+
+    ``settings`` are typed recipe values ({"train.epochs": 3}), ``overrides`` ``--set`` strings; ``--max-time``
+    (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included."""
+    clock = Clock()
+    mod = get_task(task)
+    output = Output.at(Path(out) if out else default_model_path(task))
+    if resume and init_from:
+        raise UsageError("--resume continues a run; --init-from starts a new one: pass only one of them")
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone writes
+    with ExitStack() as stack:
+        if main:
+            stack.enter_context(OutputLock(output.lock, output.checkpoint))
+            output.remove_stale_temp_files()
+        output.check(resume, force)
+        return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock)
+
+
+def _train(mod, recipe_path, settings, overrides, output: Output, init_from, resume: bool, show_progress: bool,
+           clock: Clock) -> dict:
+    stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
+    clock.carry(state)
+    init_meta, init_tensors = ckpt.load(init_from) if init_from else ({}, {})
+    shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+    recipe = resolve_recipe(mod.NAME, recipe_path, overrides, settings=settings, stored=stored_meta.get("recipe"),
+                            inherited={"encoder": shape} if shape else None)
+    tc = recipe.train
+    device = pick_device(tc.device)
+    d = distributed.setup(device)
+    random.seed(tc.seed)
+    torch.manual_seed(tc.seed)
+    max_time = parse_duration(tc.max_time)
+
+    prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta)
+    with clock.phase("setup"):
+        run = build(mod, recipe, prepared.tok, prepared.labels, device, d,
+                    init=(init_from, init_meta, init_tensors) if init_from else None,
+                    weights=resume_state.model_weights(stored) if resume else None)
+    if resume:
+        resume_state.restore(run, stored_meta, stored, state)
+        note(f"resuming at step {state.step} (epoch {state.epoch + 1}, batch {state.pos}) from {output.resume}")
+    context = {"init_from": str(init_from) if init_from else None, "world_size": d.world}
+    evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main)
+
+    def save_resume() -> None:
+        if d.main:
+            state.elapsed, state.spent = clock.elapsed(), dict(clock.spent)
+            resume_state.save(output.resume, run, state)
+
+    loop = Loop(mod, run, prepared, state, evaluate, save_resume, d, clock, max_time)
+    if d.main and not resume:
+        output.start_over()
+    try:
+        stop = loop.fit(show_progress)
+    except KeyboardInterrupt:
+        kept = f"{output.resume} (step {state.last_eval_step}) is kept" if output.resume.exists() else "none was saved"
+        raise Interrupted(f"interrupted twice: stopped at once without saving this step; the last resume state {kept}") from None
+    if stop == "interrupted":
+        raise Interrupted(
+            f"interrupted at step {state.step}; resume state saved to {output.resume}; "
+            f"continue with: lstmtext train {mod.NAME} -o {output.checkpoint} --resume"
+        )
+    distributed.teardown(d)
+    return _summary(mod, output.checkpoint, state, stop, clock, d.main)
+
+
+def _summary(mod, out: Path, state: LoopState, stop: str, clock: Clock, main: bool) -> dict:
+    elapsed = clock.elapsed()
+    if main:
+        if stop == MAX_STEPS:
+            note(f"stopped after {state.step} steps (train.max_steps); continue with: "
+                 f"lstmtext train {mod.NAME} -o {out} --resume --set train.max_steps=0")
+        else:
+            note(f"{stop} after {state.step} steps in {fmt_seconds(elapsed)} ({clock.breakdown()}); "
+                 f"best checkpoint: {out}")
+    return {
+        "task": mod.NAME,
+        "checkpoint": str(out),
+        "stop": stop,
+        "steps": state.step,
+        "train_seconds": round(elapsed, 1),
+        "seconds": {k: round(v, 1) for k, v in clock.spent.items()},
+        "best": state.best_metrics,
+        "main_metric": mod.MAIN_METRIC,
+        "tokens_per_s": round(state.rate),
+    }

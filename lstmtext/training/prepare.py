@@ -1,0 +1,79 @@
+"""A run's data: examples read through the task module, the dev split, the tokenizer and the features."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.data import is_hf, resolve_source, sample_path, sha256_file, split_valid
+from lstmtext.progress import note
+from lstmtext.tokenizer import Tokenizer
+from lstmtext.training.distributed import Dist, broadcast_bytes
+from lstmtext.training.state import Clock
+
+
+@dataclass
+class Prepared:
+    tok: Tokenizer
+    labels: list[str]
+    train_feats: list[dict]
+    dev_feats: list[dict]
+    provenance: list[dict]  # the data sources, with their sizes and hashes
+    train_source: str
+
+
+def prepare(mod, recipe, d: Dist, clock: Clock, stored_meta: dict | None, init_meta: dict | None) -> Prepared:
+    """Read, split, tokenize and featurize. The tokenizer is the resumed run's, else the --init-from
+    checkpoint's, else one trained on this run's training text (on rank 0, then shared)."""
+    task, tc = recipe.task, recipe.train
+    with clock.phase("read"):
+        train_src = recipe.data.train or str(sample_path(task, "train"))
+        train_examples = mod.read(resolve_source(train_src), recipe.options, "train")
+        dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
+        if dev_src:
+            dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
+        else:
+            train_examples, dev_examples = split_valid(
+                train_examples, recipe.data.valid_fraction, recipe.data.valid_max, tc.seed
+            )
+    with clock.phase("tokenizer"):
+        tok = _tokenizer(mod, recipe, d, stored_meta or init_meta, train_examples)
+    with clock.phase("featurize"):
+        labels = (stored_meta or {}).get("labels") or mod.make_labels(train_examples)
+        train_feats = mod.featurize(train_examples, tok, labels, recipe)
+        dev_feats = mod.featurize(dev_examples, tok, labels, recipe) if dev_examples else []
+    note(
+        f"{task}: {len(train_feats)} training examples, {len(dev_feats)} for validation"
+        f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}"
+        + (f", labels {', '.join(labels)}" if labels else "")
+    )
+    provenance = [_describe_source(s) for s in (train_src, dev_src) if s]
+    return Prepared(tok, labels, train_feats, dev_feats, provenance, train_src)
+
+
+def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dict]) -> Tokenizer:
+    if meta:
+        return Tokenizer(ckpt.tokenizer_proto(meta))
+    proto = None
+    if d.main:
+        t0 = time.perf_counter()
+        tc, tk = recipe.train, recipe.tokenizer
+        proto = Tokenizer.train(
+            mod.tokenizer_texts(train_examples), tk.vocab_size, tk.model_type, tk.character_coverage,
+            tk.max_sentences, tc.init_seed or tc.seed,
+        ).model_proto
+        note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")
+    return Tokenizer(broadcast_bytes(proto, d))
+
+
+def _describe_source(src: str) -> dict:
+    """The source as the user named it; for a file, its size and hash too."""
+    if is_hf(src):
+        return {"source": src}
+    resolved = resolve_source(src)
+    p = Path(resolved)
+    if not is_hf(resolved) and p.is_file():
+        return {"source": src, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return {"source": src}
