@@ -74,7 +74,8 @@ class Group(TyperGroup):
         try:
             rv = super().main(args, prog_name or "lstmtext", complete_var, standalone_mode=False, **extra)
         except ClickError as e:
-            error(" ".join(e.format_message().split()))
+            # One line, without the "Value error, " that Typer's validation puts before a choice's message.
+            error(" ".join(e.format_message().replace(": Value error, ", ": ").split()))
             return e.exit_code
         except typer.Abort:
             error("interrupted")

@@ -94,6 +94,6 @@ def train(
                            init_from=init_from, resume=resume, force=force, show_progress=not quiet)
     if summary.get("best"):
         metric = summary["main_metric"]
-        value = summary["best"].get(metric)
-        if value is not None:
-            note(f"best validation {metric}: {value:.4f}")
+        best = summary["best"].get(metric)
+        if best is not None:
+            note(f"best validation {metric}: {best:.4f}")
