@@ -10,6 +10,7 @@ so a test run in process sees what a user's shell sees.
 
 from __future__ import annotations
 
+import difflib
 import gc
 import os
 import sys
@@ -53,6 +54,15 @@ class Group(TyperGroup):
                     typer.echo(text)
             ctx.exit(2)
         return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except ClickError as e:  # "No such command": name the near ones, as newer Typers do themselves
+            matches = difflib.get_close_matches(args[0], list(self.commands)) if args else []
+            if matches and "Did you mean" not in e.message:
+                e.message = f"{e.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
