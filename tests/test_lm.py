@@ -219,7 +219,7 @@ def test_lm_generate_unseen_characters_use_byte_fallback(tok):
 
 
 def test_cli_lm_write_rows_keeps_lines_in_order(capsys):
-    from lstmtext.cli_lm import _write_rows
+    from lstmtext.cli.generate import _write_rows
 
     events = [(0, "a", False), (1, "b", False), (2, "c", False), (1, "B", True), (0, "A", False), (0, "!", True), (2, "C", True)]
     finished = [False, False, False, True]  # row 3 is a blank input line

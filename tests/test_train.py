@@ -104,7 +104,7 @@ def test_train_init_from_copies_encoder_and_refuses_misfit(sentiment_ckpt, tmp_p
     assert ok.returncode == 0, ok.stderr
     assert "copied" in ok.stderr
     misfit = run_cli("train", "sentiment", "-o", tmp_path / "x.ckpt", "--init-from", sentiment_ckpt, *TINY,
-                     "--set", "encoder.hidden_dim=48")
+                     "--set", "encoder.hidden_dim=48", "-q")
     assert_usage_error(misfit, "--init-from", "encoder")
 
 
