@@ -4,8 +4,8 @@ Exit codes: 0 done (also when the reader of stdout goes away, ``| head -1``); 1 
 naming the exception; LSTMTEXT_DEBUG=1 raises it with its traceback); 2 a usage error (bad option, argument or
 input: ``lstmtext: error: ...``, with Click's hint where it has one); 130 Ctrl-C.
 
-The handling lives in the group's ``main``, which the console script and Click's test runner both go through,
-so a test run in process sees what a user's shell sees.
+The handling lives in the group's ``main``, which the console script and an in-process run (the tests'
+``run_cli``, Typer's CliRunner) both go through, so a test run in process sees what a user's shell sees.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from lstmtext.cli import average, evaluate, generate, info, predict, tag, tokeni
 from lstmtext.cli.common import error
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
-# Click's errors: Typer's own copy of Click from 0.2x on (all of them TyperException), Click itself before.
+# Click's errors: newer Typers carry their own copy of Click, whose errors are all TyperException; older ones
+# use Click itself.
 if hasattr(typer, "TyperException"):
     ClickError: type[Exception] = typer.TyperException
 else:  # pragma: no cover - Typer before its copy of Click
