@@ -295,3 +295,17 @@ def test_a_task_added_to_TASKS_is_a_choice_with_its_formats(monkeypatch, trainin
 def test_predict_format_of_another_task_names_the_model_s_formats(sentiment_ckpt):
     proc = run_cli("predict", sentiment_ckpt, "--format", "conll", input="a fine film\n")
     assert_usage_error(proc, "--format conll: a sentiment model writes text or jsonl")
+
+
+def test_typer_s_cli_runner_goes_through_the_same_error_handling():
+    from typer.testing import CliRunner
+
+    from lstmtext.cli import app
+
+    try:
+        runner = CliRunner(mix_stderr=False)  # Typers on Click before 8.2 mix stderr in by default
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(app, ["train", "sentiment", "--epoch", "3"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("lstmtext: error: No such option: --epoch ") and result.stderr.count("\n") == 1
