@@ -171,7 +171,7 @@ def test_sentiment_bad_input_missing_file(sentiment_ckpt, tmp_path):
 
 
 def test_sentiment_bad_input_precision(sentiment_ckpt):
-    assert_usage_error(run_cli("predict", sentiment_ckpt, "--precision", "fp8", input="x\n"), "--precision fp8", "bf16")
+    assert_usage_error(run_cli("predict", sentiment_ckpt, "--precision", "fp8", input="x\n"), "--precision", "'fp8' is not one of", "bf16")
     assert_usage_error(run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--precision", "fp16"), "fp16 needs a CUDA device")
 
 

@@ -271,5 +271,5 @@ def test_translate_without_a_trained_model_says_how_to_train():
 
 def test_translate_bad_options_are_usage_errors(tmp_path):
     assert_usage_error(run_cli("translate", "--beam", "0", input="x\n"), "--beam")
-    assert_usage_error(run_cli("translate", "--format", "conll", input="x\n"), "--format conll")
+    assert_usage_error(run_cli("translate", "--format", "conll", input="x\n"), "'conll' is not one of 'text', 'jsonl'")
     assert_usage_error(run_cli("train", "translate", "--set", "translate.attention=cosine", "-q", *TINY), "translate.attention")

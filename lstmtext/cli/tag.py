@@ -1,7 +1,4 @@
-"""``lstmtext tag``: named entities in raw text, one result per input line, streamed to stdout.
-
-Registered on the app in cli.py. torch is imported inside the command body only.
-"""
+"""``lstmtext tag``: named entities in raw text, one result per input line, streamed to stdout."""
 
 from __future__ import annotations
 
@@ -9,33 +6,28 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP, check_precision
-from lstmtext.errors import UsageError
-
-FORMATS = ("conll", "jsonl", "inline")
+from lstmtext.cli.common import (default_model, device_choice, format_choice, precision_choice, precision_help,
+                                 stream_predictions, value)
 
 
 def tag(
     source: Optional[str] = typer.Argument(None, help="Text file, one sentence (or paragraph) per line; - or nothing for stdin."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."),
-    fmt: str = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
+    fmt: format_choice("ner") = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
     pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
     context: bool = typer.Option(False, "--context", help="Read each line after the earlier lines of its paragraph "
                                  "(a blank line starts one); for a model trained with ner.context. Default: each line alone."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: precision_choice("ner") = typer.Option("auto", "--precision", help=precision_help("ner")),
 ) -> None:
     """Tag named entities (PER, LOC, ORG, …) in raw text.
 
     Example: echo "Angela Merkel met Emmanuel Macron in Paris." | lstmtext tag --format inline
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: expected conll, jsonl or inline")
+    fmt, device, precision = value(fmt), value(device), value(precision)
     from lstmtext.api import inference_precision, load
-    from lstmtext.cli import _default_model, stream_predictions
 
-    check_precision(precision)
-    predictor = load(model or _default_model("ner"), device=device, task="ner", command="tag")
+    predictor = load(model or str(default_model("ner")), device=device, task="ner", command="tag")
     predictor.pretokenized = pretokenized
     predictor.context = context
     if context and predictor.recipe.options.context <= 0:

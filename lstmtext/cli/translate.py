@@ -1,7 +1,4 @@
-"""``lstmtext translate``: one translation per input line, streamed from a file or stdin.
-
-Registered on the app in lstmtext/cli.py. Like every command body, it imports torch only when it runs.
-"""
+"""``lstmtext translate``: one translation per input line, streamed from a file or stdin."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP, check_precision
+from lstmtext.cli.common import device_choice, format_choice, model_or_default, precision_choice, precision_help, value
 from lstmtext.errors import UsageError
 
 
@@ -18,30 +15,23 @@ def translate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A translate checkpoint. Default: the one 'lstmtext train translate' last wrote."),
     beam: Optional[int] = typer.Option(None, "--beam", "-b", help="Beam size; 1 = greedy. Default: the model's translate.beam (5)."),
     n_best: int = typer.Option(1, "--n-best", "-n", help="Hypotheses kept per sentence (listed in --format jsonl)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."),
+    fmt: format_choice("translate") = typer.Option("text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences decoded together (sorted by length)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: precision_choice("translate") = typer.Option("auto", "--precision", help=precision_help("translate")),
 ) -> None:
     """Translate each input line; an empty line gives an empty line, so outputs stay aligned with inputs.
 
     Example: echo "Ein Mann fährt Fahrrad." | lstmtext translate -m de-en.ckpt --beam 5
     """
-    if fmt not in ("text", "jsonl"):
-        raise UsageError(f"--format {fmt}: expected text or jsonl")
+    fmt, device, precision = value(fmt), value(device), value(precision)
     if beam is not None and beam < 1:
         raise UsageError(f"--beam {beam}: expected a beam size of at least 1")
     if n_best < 1:
         raise UsageError(f"--n-best {n_best}: expected at least 1")
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: expected at least 1")
-    check_precision(precision)
-    if model is None:
-        from lstmtext.cli import _default_model
-        from lstmtext.progress import note
-
-        model = str(_default_model("translate"))
-        note(f"using {model}")
+    model = model_or_default(model, "translate")
     from lstmtext.api import inference_precision, load
     from lstmtext.data import InputLines, write_line
 

@@ -1,8 +1,4 @@
-"""``lstmtext generate``: continue prompts with a language model, writing text to stdout as it is produced.
-
-No torch at import time: this module is imported by cli.py to register the command, and ``--help`` must
-stay fast.
-"""
+"""``lstmtext generate``: continue prompts with a language model, writing text to stdout as it is produced."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lstmtext.config import PRECISION_HELP, check_precision
+from lstmtext.cli.common import default_model, device_choice, precision_choice, precision_help, value
 from lstmtext.errors import UsageError
 
 
@@ -59,8 +55,8 @@ def generate(
     num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt, decoded together as one batch."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text. Default: a fresh one."),
     stop: Optional[str] = typer.Option(None, "--stop", help="End a sample where this text appears (it is not written)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: precision_choice("lm") = typer.Option("auto", "--precision", help=precision_help("lm")),
 ) -> None:
     """Continue text with a language model, streamed to stdout as it is produced.
 
@@ -74,6 +70,7 @@ def generate(
     """
     from lstmtext.tasks.lm import check_generate
 
+    device, precision = value(device), value(precision)
     if prompt is not None:
         check_generate([prompt], max_tokens, temperature, top_k, top_p, num_samples)
     else:
@@ -82,16 +79,7 @@ def generate(
         raise UsageError("--stop: expected a non-empty string")
     from lstmtext.api import inference_precision, load
 
-    check_precision(precision)
-
-    if model is None:
-        from lstmtext.paths import default_model_path
-
-        path = default_model_path("lm")
-        if not path.exists():
-            raise UsageError(f"no model given and none trained yet at {path}; run 'lstmtext train lm' or pass -m CKPT")
-        model = str(path)
-    predictor = load(model, device=device, task="lm", command="generate")
+    predictor = load(model or str(default_model("lm")), device=device, task="lm", command="generate")
     kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                   num_samples=num_samples, seed=seed, stop=stop)
 

@@ -1,0 +1,40 @@
+"""``lstmtext evaluate``: a checkpoint's standard metrics on labelled data."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lstmtext.cli.common import device_choice, precision_choice, precision_help, report_choice, value
+
+
+def evaluate(
+    checkpoint: str = typer.Argument(..., help="A checkpoint written by 'lstmtext train'."),
+    data: str = typer.Argument(..., help="Labelled data in the task's format, or hf:NAME[:CONFIG][@SPLIT]."),
+    fmt: report_choice() = typer.Option("table", "--format", "-f", help="table (on stderr, for people) | json (on stdout)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:test) are found ($LSTMTEXT_DATA)."),
+    device: device_choice() = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
+) -> None:
+    """Score a checkpoint on labelled data with the task's standard metrics.
+
+    Example: lstmtext evaluate sst2.ckpt ../shared/data/sst2/dev.tsv
+    """
+    fmt, device, precision = value(fmt), value(device), value(precision)
+    if data_dir is not None:
+        os.environ["LSTMTEXT_DATA"] = str(data_dir)
+    from lstmtext.api import evaluate as run
+    from lstmtext.checkpoint import read_meta
+    from lstmtext.progress import console
+    from lstmtext.tasks import get_task
+
+    metrics = run(checkpoint, data, device=device, precision=precision)
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"checkpoint": checkpoint, "data": data, **metrics}) + "\n")
+    else:
+        get_task(read_meta(checkpoint)["task"]).report(metrics, console)

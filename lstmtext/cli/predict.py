@@ -1,0 +1,53 @@
+"""``lstmtext predict``: any checkpoint over text, one prediction per input line, streamed to stdout."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from lstmtext.cli.common import (default_model, device_choice, format_choice, formats_help, looks_like_checkpoint,
+                                 precision_choice, precision_help, stream_predictions, task_formats, value)
+from lstmtext.errors import UsageError
+
+
+def split_arguments(args: list[str], model: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(checkpoint, input) from ``[CHECKPOINT] [INPUT]`` and ``-m``: one argument is the checkpoint when it is one."""
+    if len(args) > 2:
+        raise UsageError("predict takes at most two arguments: CHECKPOINT and INPUT")
+    if model is None and len(args) == 2:
+        return args[0], args[1]
+    if model is None and len(args) == 1 and looks_like_checkpoint(args[0]):
+        return args[0], None
+    if len(args) == 2:
+        raise UsageError("predict: pass the checkpoint either as the first argument or with -m, not both")
+    return model, args[0] if args else None
+
+
+def predict(
+    args: List[str] = typer.Argument(None, help="[CHECKPOINT] [INPUT|-]: one text per line; stdin when INPUT is - or missing."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (instead of the first argument)."),
+    fmt: Optional[format_choice()] = typer.Option(None, "--format", "-f", help=f"{formats_help()}. Default: the task's first."),
+    device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
+) -> None:
+    """Run any checkpoint over text, one prediction per input line, streamed to stdout.
+
+    Example: cat reviews.txt | lstmtext predict sst2.ckpt --format jsonl
+    """
+    fmt, device, precision = value(fmt), value(device), value(precision)
+    model, source = split_arguments(list(args or []), model)
+    if model is None:
+        from lstmtext.progress import note
+
+        model = str(default_model(None))
+        note(f"using {model}")
+    from lstmtext.api import inference_precision, load
+
+    predictor = load(model, device=device)
+    formats = task_formats(predictor.task)
+    fmt = fmt or formats[0]
+    if fmt not in formats:
+        raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(formats)}")
+    with inference_precision(predictor, precision):
+        stream_predictions(predictor, source, fmt)
