@@ -28,8 +28,6 @@ def choice(default: str, *others: str) -> Any:
 # Training (train.precision) takes these; inference (--precision) also takes int8 (api.quantize_int8).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
-PRECISION_HELP = ("auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (faster only on a CPU with AVX-512 BF16 or AMX) | "
-                  "fp16 (CUDA) | int8 (CPU, sentiment and ner models: int8 LSTM weights).")
 
 
 def check_precision(precision: str, option: str = "--precision", choices: tuple = INFERENCE_PRECISIONS) -> None:

@@ -192,8 +192,7 @@ def test_debug_raises_the_exception_with_its_traceback(monkeypatch):
 
 
 def test_training_interrupted_exits_130_with_its_message(monkeypatch):
-    module = "lstmtext.training" if importlib.util.find_spec("lstmtext.training") else "lstmtext.train"
-    training = importlib.import_module(module)
+    import lstmtext.training as training
 
     def train(*args, **kwargs):
         raise training.Interrupted("interrupted: resume with --resume")
@@ -254,22 +253,6 @@ def test_data_dir_is_the_run_s_alone(training_calls, tmp_path):
     run_cli("train", "ner", "-q", "--data-dir", tmp_path)
     assert training_calls[0]["LSTMTEXT_DATA"] == str(tmp_path)
     assert os.environ.get("LSTMTEXT_DATA") == before  # run_cli puts the environment back
-
-
-@pytest.mark.skipif(importlib.util.find_spec("lstmtext.training") is not None, reason="the adapter's legacy path")
-def test_the_training_adapter_hands_settings_to_resolve_recipe_typed(monkeypatch):
-    import lstmtext.train as legacy
-    from lstmtext.cli.train import run_training
-
-    def train(task, recipe, overrides, *args, **kwargs):
-        return {"recipe": legacy.resolve_recipe(task, recipe, overrides)}
-
-    monkeypatch.setattr(legacy, "train", train)
-    recipe = run_training("sentiment", None, settings={"train.epochs": 3, "train.max_time": "90"},
-                          overrides=["train.lr=0.002"], out=None, init_from=None, resume=False, force=False,
-                          show_progress=False)["recipe"]
-    assert (recipe.train.epochs, recipe.train.max_time, recipe.train.lr) == (3, "90", 0.002)
-    assert legacy.resolve_recipe.__name__ == "resolve_recipe"  # put back after the call
 
 
 # -- choices come from lstmtext.tasks.TASKS when the command line is parsed ---------------------------------

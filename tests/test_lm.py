@@ -407,7 +407,7 @@ def test_init_from_an_lm_gives_a_ner_lm_objective_the_lm_head(lm_ckpt, tmp_path)
     assert line.returncode == 0, line.stderr
     assert [l.split("\t")[0] for l in line.stdout.splitlines() if l] == ["Paris", "is", "nice", "."]
     # without the objective the NER head has no LM, and an LM's head is not taken
-    model = ner.build_model(ner_recipe := __import__("lstmtext.train", fromlist=["x"]).resolve_recipe(
+    model = ner.build_model(ner_recipe := __import__("lstmtext.config", fromlist=["x"]).resolve_recipe(
         "ner", None, TINY[1::2]), state["encoder.embed.weight"].shape[0], ["O", "B-LOC", "I-LOC"])
     assert ner_recipe.options.lm_weight == 0 and not any(k.startswith("head.lm.") for k in model.state_dict())
 

@@ -18,7 +18,7 @@ SOURCES = ["Ein Mann fährt Fahrrad.", "Zwei kleine Hunde spielen im Schnee.", "
 def _tiny_model(*overrides: str):
     from lstmtext.tasks import translate as T
     from lstmtext.tokenizer import Tokenizer
-    from lstmtext.train import resolve_recipe
+    from lstmtext.config import resolve_recipe
 
     torch.manual_seed(0)
     recipe = resolve_recipe("translate", None, [

@@ -57,16 +57,8 @@ def _union(attr: str) -> tuple[str, ...]:
     """The values of one tuple attribute of every task module, each once, in the order first met."""
     seen: dict[str, None] = {}
     for name in task_names():
-        seen.update(dict.fromkeys(getattr(task_module(name), attr, None) or _fallback(attr)))
+        seen.update(dict.fromkeys(getattr(task_module(name), attr)))
     return tuple(seen)
-
-
-def _fallback(attr: str) -> tuple[str, ...]:
-    if attr == "PRECISIONS":  # a task module that names none runs in every inference precision
-        from lstmtext.config import INFERENCE_PRECISIONS
-
-        return INFERENCE_PRECISIONS
-    return ()
 
 
 def all_formats() -> tuple[str, ...]:
@@ -82,7 +74,7 @@ def task_formats(name: str) -> tuple[str, ...]:
 
 
 def task_precisions(name: str) -> tuple[str, ...]:
-    return tuple(getattr(task_module(name), "PRECISIONS", None) or _fallback("PRECISIONS"))
+    return tuple(task_module(name).PRECISIONS)
 
 
 # -- choices -----------------------------------------------------------------------------------------------

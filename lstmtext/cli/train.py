@@ -13,44 +13,17 @@ from lstmtext.cli.common import device_choice, fail, task_choice, value
 
 def run_training(task: str, recipe: Optional[str], *, settings: dict[str, Any], overrides: list[str],
                  out: Optional[Path], init_from: Optional[str], resume: bool, force: bool, show_progress: bool) -> dict:
-    """The training library, called as ``lstmtext.training.train`` is called.
+    """``lstmtext.training.train``; Ctrl-C (its resume state saved) exits 130 with the line that says how to go on."""
+    from lstmtext.data import recipe_path
+    from lstmtext.training import Interrupted, train
 
-    Until that package exists, today's ``lstmtext.train.train`` runs here, with ``settings`` handed to its
-    resolve_recipe for the length of the call (it takes no settings itself).
-    """
-    import importlib.util
-
-    if importlib.util.find_spec("lstmtext.training") is not None:
-        from lstmtext.training import Interrupted, train
-
-        try:
-            return train(task, recipe, settings=settings, overrides=overrides, out=out, init_from=init_from,
-                         resume=resume, force=force, show_progress=show_progress)
-        except Interrupted as e:
-            fail(str(e), 130)
-    import functools
-
-    import lstmtext.train as legacy
-
-    resolve = legacy.resolve_recipe
-    legacy.resolve_recipe = functools.partial(resolve, settings=settings)
     try:
-        return legacy.train(task, recipe, overrides, out, init_from, resume, force, show_progress=show_progress)
-    except legacy.Interrupted as e:
+        return train(task, None if recipe is None else str(recipe_path(recipe)), settings=settings,
+                     overrides=overrides, out=out, init_from=init_from, resume=resume, force=force,
+                     show_progress=show_progress)
+    except Interrupted as e:
         fail(str(e), 130)
-    finally:
-        legacy.resolve_recipe = resolve
     return {}  # not reached: fail() raises
-
-
-def resolve_recipe_path(recipe: Optional[str]) -> Optional[str]:
-    """A recipe is a path, or the name of one in recipes/ (``--recipe sst2``)."""
-    if recipe is None or Path(recipe).exists():
-        return recipe
-    from lstmtext.data import REPO_ROOT
-
-    named = REPO_ROOT / "recipes" / f"{recipe}.toml"
-    return str(named) if named.exists() else recipe
 
 
 def train(
@@ -90,7 +63,7 @@ def train(
         f"{task}.label_column": label_column, f"{task}.source_lang": source_lang, f"{task}.target_lang": target_lang,
     }
     settings = {key: value for key, value in typed.items() if value is not None}
-    summary = run_training(task, resolve_recipe_path(recipe), settings=settings, overrides=list(set_), out=output,
+    summary = run_training(task, recipe, settings=settings, overrides=list(set_), out=output,
                            init_from=init_from, resume=resume, force=force, show_progress=not quiet)
     if summary.get("best"):
         metric = summary["main_metric"]
