@@ -81,7 +81,12 @@ def generation_speed(ckpt: Path, tokens: int, seed: int = 1) -> dict:
     done, seconds, sample = 0, 0.0, ""
     while done < tokens:
         t0 = time.perf_counter()
-        text = "".join(t for _, _, t, _ in p.generate([PROMPT], max_tokens=tokens - done, temperature=1.0, top_p=0.95, seed=seed + done))
+        text = "".join(
+            t
+            for _, _, t, _ in p.generate(
+                [PROMPT], max_tokens=tokens - done, temperature=1.0, top_p=0.95, seed=seed + done
+            )
+        )
         seconds += time.perf_counter() - t0
         done += p.stats["pieces"]
         sample = sample or text
@@ -97,18 +102,34 @@ def main() -> None:
     ap.add_argument("--transfer", action="store_true", help="also SST-2 10 %%: --init-from the LM vs scratch")
     ap.add_argument("--transfer-time", default="10m", help="training budget of each transfer run")
     ap.add_argument("--transfer-full", action="store_true", help="also full SST-2 with --init-from the LM")
-    ap.add_argument("--init-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="recipe override for the runs that start from the LM, e.g. train.encoder_lr_scale=0.3")
-    ap.add_argument("--only", choices=["all", "speed", "transfer"], default="all",
-                    help="speed: generation speed only; transfer: the transfer runs only (with --checkpoint)")
+    ap.add_argument(
+        "--init-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override for the runs that start from the LM, e.g. train.encoder_lr_scale=0.3",
+    )
+    ap.add_argument(
+        "--only",
+        choices=["all", "speed", "transfer"],
+        default="all",
+        help="speed: generation speed only; transfer: the transfer runs only (with --checkpoint)",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for the LM run")
     ap.add_argument("--name", default="wikitext2", help="checkpoint name under benchmarks/out (default wikitext2)")
     ap.add_argument("--gen-tokens", type=int, default=600)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--add-imdb-text", action="store_true", help="train on WikiText-2's text and the IMDB training "
-                    "reviews' (benchmarks/out/wikitext2-imdb.train.txt, written here); dev and test stay WikiText-2's")
-    ap.add_argument("--init-from", help="continue from this LM checkpoint (its tokenizer, encoder and head); its own "
-                    "training time is not counted in this run's row")
+    ap.add_argument(
+        "--add-imdb-text",
+        action="store_true",
+        help="train on WikiText-2's text and the IMDB training "
+        "reviews' (benchmarks/out/wikitext2-imdb.train.txt, written here); dev and test stay WikiText-2's",
+    )
+    ap.add_argument(
+        "--init-from",
+        help="continue from this LM checkpoint (its tokenizer, encoder and head); its own "
+        "training time is not counted in this run's row",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_lm."))
@@ -122,12 +143,31 @@ def main() -> None:
         OUT.mkdir(parents=True, exist_ok=True)
         mixed = wikitext_and_imdb(OUT / "wikitext2-imdb.train.txt")
         train = head_lines(mixed, work / "train-mix.txt", 6000) if args.quick else mixed
-    dataset = "wikitext2" + (" + imdb train text" if args.add_imdb_text else "") + (" (quick subset)" if args.quick else "")
+    dataset = (
+        "wikitext2" + (" + imdb train text" if args.add_imdb_text else "") + (" (quick subset)" if args.quick else "")
+    )
 
     ckpt = Path(args.checkpoint) if args.checkpoint else (work if args.quick else OUT) / f"{args.name}.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    train_cmd = ["train", "lm", "--recipe", "wikitext2", "--train", train, "--dev", dev, "-o", ckpt,
-                 "--max-time", args.max_time, "--seed", args.seed, "-q", "--force", *[f"--set={kv}" for kv in args.set]]
+    train_cmd = [
+        "train",
+        "lm",
+        "--recipe",
+        "wikitext2",
+        "--train",
+        train,
+        "--dev",
+        dev,
+        "-o",
+        ckpt,
+        "--max-time",
+        args.max_time,
+        "--seed",
+        args.seed,
+        "-q",
+        "--force",
+        *[f"--set={kv}" for kv in args.set],
+    ]
     if args.init_from:
         train_cmd += ["--init-from", args.init_from]
     command = "python benchmarks/bench_lm.py " + " ".join(sys.argv[1:])
@@ -141,9 +181,13 @@ def main() -> None:
         proc, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
         m = json.loads(proc.stdout)
         extra = {k: m[k] for k in ("ppl_word", "ppl_piece", "bpc", "ppl_piece_bwd", "words", "pieces") if k in m}
-        extra.update(dev=prov and meta.get("metrics"), eval_seconds=round(eval_s, 1),
-                     encoder=meta["recipe"]["encoder"], vocab=meta["recipe"]["tokenizer"]["vocab_size"],
-                     init_from=prov.get("init_from"))
+        extra.update(
+            dev=prov and meta.get("metrics"),
+            eval_seconds=round(eval_s, 1),
+            encoder=meta["recipe"]["encoder"],
+            vocab=meta["recipe"]["tokenizer"]["vocab_size"],
+            init_from=prov.get("init_from"),
+        )
         results.append(("lm", dataset, "test ppl/word", round(m["ppl_word"], 2), train_min, tok_s, extra))
     if args.only in ("all", "speed"):
         speed = generation_speed(ckpt, args.gen_tokens, args.seed)
@@ -157,23 +201,60 @@ def main() -> None:
         init_from = ["--init-from", ckpt, *[f"--set={kv}" for kv in args.init_set]]
         for name, init in (("scratch", []), ("init-from-lm", init_from)):
             out = work / f"sst2_{name}.ckpt"
-            lstmtext("train", "sentiment", "--recipe", "sst2", "--train", sub, "-o", out, "--max-time", args.transfer_time,
-                     "--seed", args.seed, "-q", *same, *init)
+            lstmtext(
+                "train",
+                "sentiment",
+                "--recipe",
+                "sst2",
+                "--train",
+                sub,
+                "-o",
+                out,
+                "--max-time",
+                args.transfer_time,
+                "--seed",
+                args.seed,
+                "-q",
+                *same,
+                *init,
+            )
             ev = json.loads(lstmtext("evaluate", out, SST2 / "dev.tsv", "--format", "json")[0].stdout)
             scores[name] = round(100 * ev["accuracy"], 2)
         gain = round(scores["init-from-lm"] - scores["scratch"], 2)
-        results.append(("lm-transfer-sst2-10pct", "sst2 (10 % train)", "dev acc gain (LM init − scratch)", gain,
-                        None, None, {**scores, "transfer_time": args.transfer_time, "init_set": args.init_set}))
+        results.append(
+            (
+                "lm-transfer-sst2-10pct",
+                "sst2 (10 % train)",
+                "dev acc gain (LM init − scratch)",
+                gain,
+                None,
+                None,
+                {**scores, "transfer_time": args.transfer_time, "init_set": args.init_set},
+            )
+        )
         if args.transfer_full:
             out = work / "sst2_full_lm.ckpt"
             lstmtext("train", "sentiment", "--recipe", "sst2", "-o", out, "--seed", args.seed, "-q", *same, *init_from)
             ev = json.loads(lstmtext("evaluate", out, SST2 / "dev.tsv", "--format", "json")[0].stdout)
-            results.append(("lm-transfer-sst2-full", "sst2", "dev acc (LM init)", round(100 * ev["accuracy"], 2), None, None, {}))
+            results.append(
+                ("lm-transfer-sst2-full", "sst2", "dev acc (LM init)", round(100 * ev["accuracy"], 2), None, None, {})
+            )
 
     for name, ds, metric, value, tmin, tps, extra in results:
         if args.no_record:
-            print(json.dumps({"benchmark": name, "dataset": ds, "metric": metric, "value": value, "train_min": tmin,
-                              "tokens_per_s": tps, **extra}))
+            print(
+                json.dumps(
+                    {
+                        "benchmark": name,
+                        "dataset": ds,
+                        "metric": metric,
+                        "value": value,
+                        "train_min": tmin,
+                        "tokens_per_s": tps,
+                        **extra,
+                    }
+                )
+            )
         else:
             record(name, ds, metric, value, tmin, tps, command, extra)
     print(f"work files in {work}", file=sys.stderr)

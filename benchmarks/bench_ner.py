@@ -78,9 +78,30 @@ def adapt_lm(a, train: Path, dev: Path, save: bool) -> Path:
     select it on the dev text. Returns the adapted checkpoint (reused when it exists, unless --force-adapt)."""
     ckpt = OUT / f"{Path(a.adapt_lm).stem}-adapted-{train.name}.ckpt"
     text, dev_text = conll_text(train), conll_text(dev)
-    args = ["train", "lm", "--recipe", "recipes/wikitext2.toml", "--init-from", rel(a.adapt_lm), "--train", rel(text),
-            "--dev", rel(dev_text), "-o", rel(ckpt), "--force", "-q", "--max-time", a.adapt_time,
-            "--set", "train.precision=bf16", "--set", "train.eval_every=200", "--set", "train.lr=0.001"]
+    args = [
+        "train",
+        "lm",
+        "--recipe",
+        "recipes/wikitext2.toml",
+        "--init-from",
+        rel(a.adapt_lm),
+        "--train",
+        rel(text),
+        "--dev",
+        rel(dev_text),
+        "-o",
+        rel(ckpt),
+        "--force",
+        "-q",
+        "--max-time",
+        a.adapt_time,
+        "--set",
+        "train.precision=bf16",
+        "--set",
+        "train.eval_every=200",
+        "--set",
+        "train.lr=0.001",
+    ]
     command = "lstmtext " + " ".join(map(str, args))
     if ckpt.exists() and not a.force_adapt:
         print(f"reusing {rel(ckpt)}, made by: {command}", flush=True)
@@ -90,17 +111,40 @@ def adapt_lm(a, train: Path, dev: Path, save: bool) -> Path:
     info, minutes, tok_s = training_cost(ckpt)
     before = json.loads(lstmtext("evaluate", a.adapt_lm, rel(dev_text), "--format", "json")[0].stdout)
     after = json.loads(lstmtext("evaluate", ckpt, rel(dev_text), "--format", "json")[0].stdout)
-    print(f"{dev.name} text, perplexity per piece: {before['ppl_piece']:.2f} before, {after['ppl_piece']:.2f} after "
-          f"{minutes} min of adaptation", flush=True)
+    print(
+        f"{dev.name} text, perplexity per piece: {before['ppl_piece']:.2f} before, {after['ppl_piece']:.2f} after "
+        f"{minutes} min of adaptation",
+        flush=True,
+    )
     if save:
-        record(f"lm-adapt-conll2003-{train.name}", f"CoNLL-2003 {dev.name} text", "ppl/piece",
-               round(after["ppl_piece"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(dev_text)}",
-               {"before": round(before["ppl_piece"], 2), "lm": str(a.adapt_lm)})
+        record(
+            f"lm-adapt-conll2003-{train.name}",
+            f"CoNLL-2003 {dev.name} text",
+            "ppl/piece",
+            round(after["ppl_piece"], 2),
+            minutes,
+            tok_s,
+            f"{command} && lstmtext evaluate {rel(ckpt)} {rel(dev_text)}",
+            {"before": round(before["ppl_piece"], 2), "lm": str(a.adapt_lm)},
+        )
     return ckpt
 
 
 def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: bool) -> None:
-    args = ["train", "ner", "--recipe", a.recipe, "--train", rel(train), "--dev", rel(dev), "-o", rel(ckpt), "--force", "-q"]
+    args = [
+        "train",
+        "ner",
+        "--recipe",
+        a.recipe,
+        "--train",
+        rel(train),
+        "--dev",
+        rel(dev),
+        "-o",
+        rel(ckpt),
+        "--force",
+        "-q",
+    ]
     args += run_options(a)
     command = "lstmtext " + " ".join(map(str, args))
     print(command, flush=True)
@@ -109,15 +153,32 @@ def train_and_score(a, ckpt: Path, train: Path, dev: Path, test: Path, save: boo
     ev, _ = lstmtext("evaluate", ckpt, rel(test), "--format", "json")
     m = json.loads(ev.stdout)
     per_type = " ".join(f"{k} {100 * v['f1']:.2f}" for k, v in m["per_type"].items())
-    print(f"{test.name}: F1 {100 * m['f1']:.2f} (P {100 * m['precision']:.2f} R {100 * m['recall']:.2f}; {per_type}) "
-          f"after {minutes} min of training ({wall:.0f}s wall); dev {info['metrics']}", flush=True)
+    print(
+        f"{test.name}: F1 {100 * m['f1']:.2f} (P {100 * m['precision']:.2f} R {100 * m['recall']:.2f}; {per_type}) "
+        f"after {minutes} min of training ({wall:.0f}s wall); dev {info['metrics']}",
+        flush=True,
+    )
     sides = context_sides(ckpt, test)
     if save:
-        extra = {"precision": m["precision"], "recall": m["recall"], "per_type": m["per_type"],
-                 "selection": {"split": dev.name, **info["metrics"]}, "steps": info["provenance"]["steps"],
-                 "init_from": a.init_from, "f1_by_context_read": sides}
-        record(a.name, f"CoNLL-2003 {test.name}" + (" (quick subset)" if a.quick else ""), "entity F1",
-               round(100 * m["f1"], 2), minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {rel(test)}", extra)
+        extra = {
+            "precision": m["precision"],
+            "recall": m["recall"],
+            "per_type": m["per_type"],
+            "selection": {"split": dev.name, **info["metrics"]},
+            "steps": info["provenance"]["steps"],
+            "init_from": a.init_from,
+            "f1_by_context_read": sides,
+        }
+        record(
+            a.name,
+            f"CoNLL-2003 {test.name}" + (" (quick subset)" if a.quick else ""),
+            "entity F1",
+            round(100 * m["f1"], 2),
+            minutes,
+            tok_s,
+            f"{command} && lstmtext evaluate {rel(ckpt)} {rel(test)}",
+            extra,
+        )
 
 
 def soup(a, test: Path, save: bool) -> None:
@@ -130,15 +191,29 @@ def soup(a, test: Path, save: bool) -> None:
     for path in [*a.parts, out]:
         m = json.loads(lstmtext("evaluate", path, rel(test), "--format", "json")[0].stdout)
         scores.append(round(100 * m["f1"], 2))
-        print(f"{Path(path).name}: {test.name} entity F1 {scores[-1]:.2f} (P {100 * m['precision']:.2f} "
-              f"R {100 * m['recall']:.2f})", flush=True)
+        print(
+            f"{Path(path).name}: {test.name} entity F1 {scores[-1]:.2f} (P {100 * m['precision']:.2f} "
+            f"R {100 * m['recall']:.2f})",
+            flush=True,
+        )
     parts = [json.loads(lstmtext("info", p, "--format", "json")[0].stdout) for p in a.parts]
     minutes = max(p["provenance"]["train_seconds"] for p in parts) / 60
     if save:
-        record(a.name, f"CoNLL-2003 {test.name}", "entity F1 (weights averaged)", scores[-1], round(minutes, 1), None,
-               "lstmtext " + " ".join(map(str, args)) + f" && lstmtext evaluate {rel(out)} {rel(test)}",
-               {"parts": {str(p): s for p, s in zip(a.parts, scores)}, "mean_of_parts": round(sum(scores[:-1]) / len(a.parts), 2),
-                "parts_dev": [p["metrics"] for p in parts], "note": "parts trained side by side, one thread each"})
+        record(
+            a.name,
+            f"CoNLL-2003 {test.name}",
+            "entity F1 (weights averaged)",
+            scores[-1],
+            round(minutes, 1),
+            None,
+            "lstmtext " + " ".join(map(str, args)) + f" && lstmtext evaluate {rel(out)} {rel(test)}",
+            {
+                "parts": {str(p): s for p, s in zip(a.parts, scores)},
+                "mean_of_parts": round(sum(scores[:-1]) / len(a.parts), 2),
+                "parts_dev": [p["metrics"] for p in parts],
+                "note": "parts trained side by side, one thread each",
+            },
+        )
 
 
 def context_sides(ckpt: Path, test: Path) -> dict | None:
@@ -190,6 +265,7 @@ def stages(a, ckpt: Path, test: Path) -> None:
                 return fn(*args, **kwargs)
             finally:
                 out[name] = out.get(name, 0.0) + time.perf_counter() - t
+
         return wrapper
 
     raw, sentences = raw_text(test)
@@ -208,12 +284,16 @@ def stages(a, ckpt: Path, test: Path) -> None:
         t = time.perf_counter()
         results = p.predict(sentences)
         total = time.perf_counter() - t
-    out["the rest of predict"] = total - sum(v for k, v in out.items() if k not in ("torch import", "load", "precision set-up"))
+    out["the rest of predict"] = total - sum(
+        v for k, v in out.items() if k not in ("torch import", "load", "precision set-up")
+    )
     fmt = timed(f"output ({a.format})", p.format)
     for text, result in zip(sentences, results):
         fmt(text, result, a.format)
-    print(f"{ckpt.name} over {test.name} raw ({sum(len(r['tokens']) for r in results)} words, "
-          f"--precision {a.precision or 'auto'}):")
+    print(
+        f"{ckpt.name} over {test.name} raw ({sum(len(r['tokens']) for r in results)} words, "
+        f"--precision {a.precision or 'auto'}):"
+    )
     for k, v in out.items():
         print(f"  {k:32s} {v:6.2f} s")
     seconds = {k: round(v, 3) for k, v in out.items()}
@@ -254,16 +334,31 @@ def batching(a, ckpt: Path, test: Path, save: bool) -> None:
     for k, (bt, w) in setups.items():
         t = statistics.median(times[k])
         label = f"batches of {bt} pieces, " + ("one at a time" if w == 1 else f"{threads} threads side by side")
-        print(f"predict over {test.name} raw ({words} words, --precision {precision}), {label}: {t:.2f}s median of "
-              f"{a.repeats} → {words / t:,.0f} words/s (model loaded; no start-up); lines whose tags differ from "
-              f"the first set-up: {changed[k]}", flush=True)
+        print(
+            f"predict over {test.name} raw ({words} words, --precision {precision}), {label}: {t:.2f}s median of "
+            f"{a.repeats} → {words / t:,.0f} words/s (model loaded; no start-up); lines whose tags differ from "
+            f"the first set-up: {changed[k]}",
+            flush=True,
+        )
         if save:
-            record(f"{a.name}-predict-{k}", f"CoNLL-2003 {test.name} raw text ({words} words)",
-                   "words/s in predict (loaded)", round(words / t), None, None,
-                   f"python benchmarks/bench_ner.py --only batching --checkpoint {rel(ckpt)} --precision {precision} "
-                   f"--repeats {a.repeats}",
-                   {"seconds": round(t, 3), "runs": [round(x, 3) for x in times[k]], "batch_tokens": bt,
-                    "workers": w or threads, "threads": threads, "lines_changed": changed[k]})
+            record(
+                f"{a.name}-predict-{k}",
+                f"CoNLL-2003 {test.name} raw text ({words} words)",
+                "words/s in predict (loaded)",
+                round(words / t),
+                None,
+                None,
+                f"python benchmarks/bench_ner.py --only batching --checkpoint {rel(ckpt)} --precision {precision} "
+                f"--repeats {a.repeats}",
+                {
+                    "seconds": round(t, 3),
+                    "runs": [round(x, 3) for x in times[k]],
+                    "batch_tokens": bt,
+                    "workers": w or threads,
+                    "threads": threads,
+                    "lines_changed": changed[k],
+                },
+            )
 
 
 def speed(a, ckpt: Path, test: Path, save: bool) -> None:
@@ -285,14 +380,29 @@ def speed(a, ckpt: Path, test: Path, save: bool) -> None:
         t = statistics.median(times[p])
         rate = words / t
         m = json.loads(lstmtext("evaluate", rel(ckpt), rel(test), "--format", "json", *extra)[0].stdout)
-        print(f"lstmtext tag over {test.name} raw ({len(sentences)} lines, {words} words, --format {a.format}"
-              f"{', --precision ' + p if p else ''}): {t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end; "
-              f"{test.name} F1 {100 * m['f1']:.2f} at that precision", flush=True)
+        print(
+            f"lstmtext tag over {test.name} raw ({len(sentences)} lines, {words} words, --format {a.format}"
+            f"{', --precision ' + p if p else ''}): {t:.2f}s median of {a.repeats} → {rate:,.0f} words/s end to end; "
+            f"{test.name} F1 {100 * m['f1']:.2f} at that precision",
+            flush=True,
+        )
         if save:
-            record(f"{a.name}-tag-speed", f"CoNLL-2003 {test.name} raw text ({words} words)", "words/s end to end",
-                   round(rate), None, None, " ".join(["lstmtext tag", raw.name, "-m", str(rel(ckpt)), "--format", a.format, *extra]),
-                   {"seconds": round(t, 2), "runs": [round(x, 2) for x in times[p]], "precision": p or "auto",
-                    "f1": round(100 * m["f1"], 2), "alternated_with": [q for q in precisions if q != p]})
+            record(
+                f"{a.name}-tag-speed",
+                f"CoNLL-2003 {test.name} raw text ({words} words)",
+                "words/s end to end",
+                round(rate),
+                None,
+                None,
+                " ".join(["lstmtext tag", raw.name, "-m", str(rel(ckpt)), "--format", a.format, *extra]),
+                {
+                    "seconds": round(t, 2),
+                    "runs": [round(x, 2) for x in times[p]],
+                    "precision": p or "auto",
+                    "f1": round(100 * m["f1"], 2),
+                    "alternated_with": [q for q in precisions if q != p],
+                },
+            )
 
 
 def main() -> None:
@@ -300,24 +410,39 @@ def main() -> None:
     ap.add_argument("--recipe", default="recipes/conll2003.toml")
     ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 1m for a smoke run)")
     ap.add_argument("--init-from", help="start from this checkpoint's encoder (an LM trained by 'lstmtext train lm')")
-    ap.add_argument("--adapt-lm", metavar="LM_CKPT", help="first adapt this BiLM to eng.train's text (ULMFiT), "
-                    "then --init-from the result")
+    ap.add_argument(
+        "--adapt-lm",
+        metavar="LM_CKPT",
+        help="first adapt this BiLM to eng.train's text (ULMFiT), then --init-from the result",
+    )
     ap.add_argument("--adapt-time", default="10m", help="training budget of the adaptation (default 10m)")
     ap.add_argument("--force-adapt", action="store_true", help="adapt again even if the adapted LM exists")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override passed to train, e.g. encoder.hidden_dim=512 to match an --init-from LM",
+    )
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
-    ap.add_argument("--only", choices=["all", "train", "speed", "stages", "batching", "context", "adapt", "soup"],
-                    default="all", help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; batching: "
-                    "predict with batches of 8,192 pieces one at a time, in threads, and of 2,048 in threads; "
-                    "context: F1 of a --checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
-                    "step and its row; soup: average --parts and score the mean beside them")
+    ap.add_argument(
+        "--only",
+        choices=["all", "train", "speed", "stages", "batching", "context", "adapt", "soup"],
+        default="all",
+        help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; batching: "
+        "predict with batches of 8,192 pieces one at a time, in threads, and of 2,048 in threads; "
+        "context: F1 of a --checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
+        "step and its row; soup: average --parts and score the mean beside them",
+    )
     ap.add_argument("--parts", nargs="+", type=Path, help="checkpoints to average (--only soup)")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or time (--only speed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 500/200/200 sentence subsets")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of lstmtext tag")
-    ap.add_argument("--precision", help="passed to lstmtext tag and evaluate (e.g. int8); several, comma-separated "
-                    "(fp32,int8), alternate run by run")
+    ap.add_argument(
+        "--precision",
+        help="passed to lstmtext tag and evaluate (e.g. int8); several, comma-separated "
+        "(fp32,int8), alternate run by run",
+    )
     ap.add_argument("--format", choices=["conll", "jsonl", "inline"], default="jsonl", help="tag output format timed")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row (smoke runs)")
     a = ap.parse_args()
@@ -328,8 +453,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (TRAIN, DEV, TEST):
         if not p.exists():
-            raise SystemExit(f"missing {p}: the benchmark reads CoNLL-2003 from $LSTMTEXT_DATA/conll2003 "
-                             "(default ../shared/data)")
+            raise SystemExit(
+                f"missing {p}: the benchmark reads CoNLL-2003 from $LSTMTEXT_DATA/conll2003 (default ../shared/data)"
+            )
     if a.quick:
         a.name += "-quick"
         train, dev, test = subset(TRAIN, 500), subset(DEV, 200), subset(TEST, 200)

@@ -39,10 +39,22 @@ def train_and_score(a, ckpt: Path, save: bool) -> None:
     m = json.loads(ev.stdout)
     print(f"{name}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} after {minutes} min ({wall:.0f}s wall)")
     if save:
-        extra = {"macro_f1": m["macro_f1"], "selection_metric": info["metrics"], "steps": info["provenance"]["steps"],
-                 "init_from": a.init_from}
-        record(a.name or f"sentiment-{name}", SPLIT[name], "accuracy", round(100 * m["accuracy"], 2), minutes, tok_s,
-               f"{command} && lstmtext evaluate {rel(ckpt)} {EVAL[name]}", extra)
+        extra = {
+            "macro_f1": m["macro_f1"],
+            "selection_metric": info["metrics"],
+            "steps": info["provenance"]["steps"],
+            "init_from": a.init_from,
+        }
+        record(
+            a.name or f"sentiment-{name}",
+            SPLIT[name],
+            "accuracy",
+            round(100 * m["accuracy"], 2),
+            minutes,
+            tok_s,
+            f"{command} && lstmtext evaluate {rel(ckpt)} {EVAL[name]}",
+            extra,
+        )
 
 
 def speed(ckpt: Path, save: bool, batches: int) -> None:
@@ -51,9 +63,9 @@ def speed(ckpt: Path, save: bool, batches: int) -> None:
 
     import lstmtext.api as api
     from lstmtext.data import bucket_batches
+    from lstmtext.device import autocast_for
     from lstmtext.tasks import get_task
     from lstmtext.tasks.common import to_device
-    from lstmtext.device import autocast_for
     from lstmtext.training.loop import train_step
 
     p = api.load(ckpt)
@@ -108,11 +120,26 @@ def speed(ckpt: Path, save: bool, batches: int) -> None:
     print(f"lstmtext --help {help_s:.3f}s (median of 5); predict over SST-2 dev {pred_s:.2f}s (median of 3)")
     if save:
         cmd = f"python benchmarks/bench_sentiment.py --only speed --checkpoint {ckpt.relative_to(REPO) if ckpt.is_relative_to(REPO) else ckpt}"
-        record("train-throughput-vs-raw-encoder", "SST-2 train (20k, recipe batches)", "loop/raw tokens/s",
-               round(ratio, 3), None, round(loop_rate), cmd, {"raw_tokens_per_s": round(raw_rate), "batches": len(idx)})
+        record(
+            "train-throughput-vs-raw-encoder",
+            "SST-2 train (20k, recipe batches)",
+            "loop/raw tokens/s",
+            round(ratio, 3),
+            None,
+            round(loop_rate),
+            cmd,
+            {"raw_tokens_per_s": round(raw_rate), "batches": len(idx)},
+        )
         record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
-        record("cli-predict-sst2-dev", "SST-2 dev (872 lines)", "seconds end to end", round(pred_s, 2), None,
-               round(sum(len(l.split()) for l in lines) / pred_s), f"lstmtext predict {rel(ckpt)} dev.txt")
+        record(
+            "cli-predict-sst2-dev",
+            "SST-2 dev (872 lines)",
+            "seconds end to end",
+            round(pred_s, 2),
+            None,
+            round(sum(len(l.split()) for l in lines) / pred_s),
+            f"lstmtext predict {rel(ckpt)} dev.txt",
+        )
 
 
 def main() -> None:
@@ -120,8 +147,12 @@ def main() -> None:
     ap.add_argument("--recipe", choices=["sst2", "imdb"], default="sst2")
     ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 2m for a smoke run)")
     ap.add_argument("--train", help="training data instead of the recipe's (e.g. a subset)")
-    ap.add_argument("--init-from", help="start from this checkpoint's encoder and tokenizer (an LM from 'lstmtext train lm')")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides, as for lstmtext train")
+    ap.add_argument(
+        "--init-from", help="start from this checkpoint's encoder and tokenizer (an LM from 'lstmtext train lm')"
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides, as for lstmtext train"
+    )
     ap.add_argument("--name", help="benchmark name in BENCHMARKS.md (default sentiment-RECIPE)")
     ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or to time (--only speed)")

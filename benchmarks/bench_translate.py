@@ -49,16 +49,39 @@ def train_and_score(a, ckpt: Path, extra: list[str], test: Path, save: bool) -> 
     info, minutes, tok_s = training_cost(ckpt)
     ev, eval_s = lstmtext("evaluate", ckpt, test, "--format", "json")
     m = json.loads(ev.stdout)
-    print(f"multi30k de-en test_2016_flickr: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} BLEU(lc) {m['bleu_lc']:.2f} "
-          f"beam {m['beam']} after {minutes} min of training ({wall:.0f}s wall, evaluate {eval_s:.0f}s); "
-          f"val (greedy) {info['metrics']}\n  {m['signature']}\n  {m['bleu_detail']}")
+    print(
+        f"multi30k de-en test_2016_flickr: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} BLEU(lc) {m['bleu_lc']:.2f} "
+        f"beam {m['beam']} after {minutes} min of training ({wall:.0f}s wall, evaluate {eval_s:.0f}s); "
+        f"val (greedy) {info['metrics']}\n  {m['signature']}\n  {m['bleu_detail']}"
+    )
     if save:
-        extra_cols = {"signature": m["signature"], "chrf": round(m["chrf"], 2), "bleu_lc": round(m["bleu_lc"], 2),
-                      "val": info["metrics"], "steps": info["provenance"]["steps"], "epochs": info["provenance"]["epochs"]}
-        record(a.name, "Multi30k test_2016_flickr (1,000)", "sacreBLEU", round(m["bleu"], 2),
-               minutes, tok_s, f"{command} && lstmtext evaluate {rel(ckpt)} {TEST}", extra_cols)
-        record(f"{a.name}-lc", "Multi30k test_2016_flickr (1,000)", "BLEU lowercased",
-               round(m["bleu_lc"], 2), minutes, tok_s, f"lstmtext evaluate {rel(ckpt)} {TEST}")
+        extra_cols = {
+            "signature": m["signature"],
+            "chrf": round(m["chrf"], 2),
+            "bleu_lc": round(m["bleu_lc"], 2),
+            "val": info["metrics"],
+            "steps": info["provenance"]["steps"],
+            "epochs": info["provenance"]["epochs"],
+        }
+        record(
+            a.name,
+            "Multi30k test_2016_flickr (1,000)",
+            "sacreBLEU",
+            round(m["bleu"], 2),
+            minutes,
+            tok_s,
+            f"{command} && lstmtext evaluate {rel(ckpt)} {TEST}",
+            extra_cols,
+        )
+        record(
+            f"{a.name}-lc",
+            "Multi30k test_2016_flickr (1,000)",
+            "BLEU lowercased",
+            round(m["bleu_lc"], 2),
+            minutes,
+            tok_s,
+            f"lstmtext evaluate {rel(ckpt)} {TEST}",
+        )
 
 
 def speed(ckpt: Path, test: Path, save: bool, repeats: int) -> None:
@@ -70,19 +93,34 @@ def speed(ckpt: Path, test: Path, save: bool, repeats: int) -> None:
         assert len(proc.stdout.split("\n")) == n + 1, "one output line per input line"
         times.append(s)
     t = statistics.median(times)
-    print(f"lstmtext translate --beam 5 over {src.name} ({n} sentences): {t:.2f}s end to end (median of {repeats}) "
-          f"= {n / t:.1f} sentences/s")
+    print(
+        f"lstmtext translate --beam 5 over {src.name} ({n} sentences): {t:.2f}s end to end (median of {repeats}) "
+        f"= {n / t:.1f} sentences/s"
+    )
     if save:
-        record("translate-speed-beam5", f"Multi30k {src.name} ({n} lines)", "sentences/s end to end", round(n / t, 1),
-               None, None, f"lstmtext translate -m {rel(ckpt)} --beam 5 {src}", {"seconds": round(t, 2)})
+        record(
+            "translate-speed-beam5",
+            f"Multi30k {src.name} ({n} lines)",
+            "sentences/s end to end",
+            round(n / t, 1),
+            None,
+            None,
+            f"lstmtext translate -m {rel(ckpt)} --beam 5 {src}",
+            {"seconds": round(t, 2)},
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-time", help="override the recipe's training budget (e.g. 2m for a smoke run)")
     ap.add_argument("--quick", action="store_true", help="small slices and 60 s of training: a smoke test in ≤ 3 min")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="recipe override passed to train, e.g. translate.input_feeding=true")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override passed to train, e.g. translate.input_feeding=true",
+    )
     ap.add_argument("--name", default="translate-multi30k-de-en", help="benchmark name in BENCHMARKS.md")
     ap.add_argument("--only", choices=["all", "train", "speed"], default="all")
     ap.add_argument("--checkpoint", type=Path, help="checkpoint to write (train) or to time (--only speed)")

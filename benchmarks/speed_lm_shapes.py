@@ -16,14 +16,23 @@ import json
 import time
 
 
-def measure(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, steps: int, bidirectional: bool = True) -> float:
+def measure(
+    embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, steps: int, bidirectional: bool = True
+) -> float:
     import torch
 
-    from lstmtext.tasks import lm
     from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import lm
 
-    recipe = resolve_recipe("lm", "recipes/wikitext2.toml", [f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}",
-                                                                 f"lm.bidirectional={str(bidirectional).lower()}"])
+    recipe = resolve_recipe(
+        "lm",
+        "recipes/wikitext2.toml",
+        [
+            f"encoder.embed_dim={embed}",
+            f"encoder.hidden_dim={hidden}",
+            f"lm.bidirectional={str(bidirectional).lower()}",
+        ],
+    )
     model = lm.build_model(recipe, vocab, [])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     B = max(1, batch_tokens // chunk)
@@ -41,8 +50,11 @@ def measure(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--shapes", default="512x512x8000,256x512x8000,512x512x4000,256x512x4000",
-                    help="comma-separated EMBEDxHIDDENxVOCAB")
+    ap.add_argument(
+        "--shapes",
+        default="512x512x8000,256x512x8000,512x512x4000,256x512x4000",
+        help="comma-separated EMBEDxHIDDENxVOCAB",
+    )
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
@@ -55,8 +67,20 @@ def main() -> None:
         e, h, v = map(int, shape.split("x"))
         for d in a.directions.split(","):
             rate = measure(e, h, v, a.batch_tokens, a.chunk, a.steps, bidirectional=d == "both")
-            print(json.dumps({"embed": e, "hidden": h, "vocab": v, "directions": d, "threads": a.threads,
-                              "batch_tokens": a.batch_tokens, "chunk": a.chunk, "pieces_per_s": round(rate)}))
+            print(
+                json.dumps(
+                    {
+                        "embed": e,
+                        "hidden": h,
+                        "vocab": v,
+                        "directions": d,
+                        "threads": a.threads,
+                        "batch_tokens": a.batch_tokens,
+                        "chunk": a.chunk,
+                        "pieces_per_s": round(rate),
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

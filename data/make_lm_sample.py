@@ -13,24 +13,141 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "lm"
 
-SYLLABLES = ["bar", "ton", "mel", "ri", "an", "do", "ver", "sa", "lin", "cor", "ka", "west", "ham", "ford",
-             "ly", "ne", "mor", "ga", "thal", "bro", "en", "stein", "ol", "vik", "ra", "dell", "pen", "qui"]
-FIRST = ["Anna", "Peter", "Maria", "John", "Clara", "Thomas", "Helen", "David", "Laura", "George", "Sofia",
-         "Henry", "Alice", "Robert", "Emma", "William", "Grace", "James", "Ruth", "Daniel", "Ella", "Samuel"]
-JOBS = ["painter", "engineer", "poet", "architect", "composer", "historian", "botanist", "sailor", "teacher",
-        "physician", "mapmaker", "singer", "astronomer", "carpenter", "novelist", "mathematician"]
-REGIONS = ["the northern hills", "the eastern plain", "the southern coast", "the western valleys",
-           "the central lowlands", "the high plateau", "the river delta", "the old forest"]
+SYLLABLES = [
+    "bar",
+    "ton",
+    "mel",
+    "ri",
+    "an",
+    "do",
+    "ver",
+    "sa",
+    "lin",
+    "cor",
+    "ka",
+    "west",
+    "ham",
+    "ford",
+    "ly",
+    "ne",
+    "mor",
+    "ga",
+    "thal",
+    "bro",
+    "en",
+    "stein",
+    "ol",
+    "vik",
+    "ra",
+    "dell",
+    "pen",
+    "qui",
+]
+FIRST = [
+    "Anna",
+    "Peter",
+    "Maria",
+    "John",
+    "Clara",
+    "Thomas",
+    "Helen",
+    "David",
+    "Laura",
+    "George",
+    "Sofia",
+    "Henry",
+    "Alice",
+    "Robert",
+    "Emma",
+    "William",
+    "Grace",
+    "James",
+    "Ruth",
+    "Daniel",
+    "Ella",
+    "Samuel",
+]
+JOBS = [
+    "painter",
+    "engineer",
+    "poet",
+    "architect",
+    "composer",
+    "historian",
+    "botanist",
+    "sailor",
+    "teacher",
+    "physician",
+    "mapmaker",
+    "singer",
+    "astronomer",
+    "carpenter",
+    "novelist",
+    "mathematician",
+]
+REGIONS = [
+    "the northern hills",
+    "the eastern plain",
+    "the southern coast",
+    "the western valleys",
+    "the central lowlands",
+    "the high plateau",
+    "the river delta",
+    "the old forest",
+]
 PRODUCTS = ["wool", "timber", "salt", "apples", "wine", "cheese", "glass", "paper", "copper", "fish", "grain", "honey"]
-BUILDINGS = ["a stone bridge", "a small harbour", "a market hall", "a library", "a clock tower", "a mill",
-             "a railway station", "a school", "a town hall", "a lighthouse", "a theatre", "a museum"]
+BUILDINGS = [
+    "a stone bridge",
+    "a small harbour",
+    "a market hall",
+    "a library",
+    "a clock tower",
+    "a mill",
+    "a railway station",
+    "a school",
+    "a town hall",
+    "a lighthouse",
+    "a theatre",
+    "a museum",
+]
 ADJ = ["old", "small", "quiet", "busy", "large", "famous", "beautiful", "narrow", "wide", "ancient", "modern", "green"]
-EVENTS = ["a great flood", "a long winter", "a fire", "a harvest festival", "a storm", "a visit of the king",
-          "the opening of the railway", "a dry summer", "the building of a new road", "an outbreak of fever"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-WORKS = ["a book of poems", "a set of maps", "a symphony", "a series of paintings", "a history of the region",
-         "a study of local plants", "a collection of songs", "a design for a bridge", "a novel about the sea"]
+EVENTS = [
+    "a great flood",
+    "a long winter",
+    "a fire",
+    "a harvest festival",
+    "a storm",
+    "a visit of the king",
+    "the opening of the railway",
+    "a dry summer",
+    "the building of a new road",
+    "an outbreak of fever",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+WORKS = [
+    "a book of poems",
+    "a set of maps",
+    "a symphony",
+    "a series of paintings",
+    "a history of the region",
+    "a study of local plants",
+    "a collection of songs",
+    "a design for a bridge",
+    "a novel about the sea",
+]
 
 
 def name(rng: random.Random, parts: int = 2) -> str:
@@ -61,7 +178,11 @@ def town_article(rng: random.Random) -> list[str]:
         f"Many visitors come in {rng.choice(MONTHS)} for {rng.choice(EVENTS[3:4] + ['the spring fair', 'the boat race'])} .",
         f"The town is twinned with {name(rng)} .",
     ]
-    paras = [" ".join(rng.sample(p1, rng.randint(2, 4))), " ".join(p2[: rng.randint(2, 4)]), " ".join(rng.sample(p3, rng.randint(1, 3)))]
+    paras = [
+        " ".join(rng.sample(p1, rng.randint(2, 4))),
+        " ".join(p2[: rng.randint(2, 4)]),
+        " ".join(rng.sample(p3, rng.randint(1, 3))),
+    ]
     return [f"= {town} ="] + paras[: rng.randint(2, 3)]
 
 
@@ -88,7 +209,11 @@ def person_article(rng: random.Random) -> list[str]:
         f"A {rng.choice(['street', 'school', 'square', 'ship', 'prize'])} in {town} is named after {first} {last} .",
         f"{his} {rng.choice(['letters', 'notebooks', 'drawings', 'papers'])} are kept in {rng.choice(BUILDINGS)} in {name(rng)} .",
     ]
-    paras = [" ".join(p1[: rng.randint(2, 3)]), " ".join(p2[: rng.randint(2, 4)]), " ".join(rng.sample(p3, rng.randint(1, 2)))]
+    paras = [
+        " ".join(p1[: rng.randint(2, 3)]),
+        " ".join(p2[: rng.randint(2, 4)]),
+        " ".join(rng.sample(p3, rng.randint(1, 2))),
+    ]
     return [f"= {first} {last} ="] + paras[: rng.randint(2, 3)]
 
 

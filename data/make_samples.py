@@ -11,15 +11,82 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-POS_ADJ = ["gorgeous", "witty", "moving", "brilliant", "charming", "delightful", "gripping", "heartfelt",
-           "funny", "beautiful", "clever", "touching", "wonderful", "smart", "tender", "riveting", "lovely",
-           "inventive", "superb", "engaging", "warm", "thrilling", "graceful", "sharp", "luminous"]
-NEG_ADJ = ["dull", "tedious", "clumsy", "boring", "lifeless", "shallow", "predictable", "messy", "bland",
-           "tiresome", "awkward", "flat", "pointless", "sloppy", "stale", "muddled", "lazy", "grating",
-           "forgettable", "hollow", "joyless", "plodding", "silly", "limp", "overlong"]
-NOUNS = ["film", "movie", "story", "script", "performance", "cast", "ending", "soundtrack", "direction",
-         "dialogue", "plot", "comedy", "drama", "thriller", "documentary", "lead actress", "lead actor",
-         "first hour", "camera work", "screenplay"]
+POS_ADJ = [
+    "gorgeous",
+    "witty",
+    "moving",
+    "brilliant",
+    "charming",
+    "delightful",
+    "gripping",
+    "heartfelt",
+    "funny",
+    "beautiful",
+    "clever",
+    "touching",
+    "wonderful",
+    "smart",
+    "tender",
+    "riveting",
+    "lovely",
+    "inventive",
+    "superb",
+    "engaging",
+    "warm",
+    "thrilling",
+    "graceful",
+    "sharp",
+    "luminous",
+]
+NEG_ADJ = [
+    "dull",
+    "tedious",
+    "clumsy",
+    "boring",
+    "lifeless",
+    "shallow",
+    "predictable",
+    "messy",
+    "bland",
+    "tiresome",
+    "awkward",
+    "flat",
+    "pointless",
+    "sloppy",
+    "stale",
+    "muddled",
+    "lazy",
+    "grating",
+    "forgettable",
+    "hollow",
+    "joyless",
+    "plodding",
+    "silly",
+    "limp",
+    "overlong",
+]
+NOUNS = [
+    "film",
+    "movie",
+    "story",
+    "script",
+    "performance",
+    "cast",
+    "ending",
+    "soundtrack",
+    "direction",
+    "dialogue",
+    "plot",
+    "comedy",
+    "drama",
+    "thriller",
+    "documentary",
+    "lead actress",
+    "lead actor",
+    "first hour",
+    "camera work",
+    "screenplay",
+]
 INTENS = ["", "", "really ", "truly ", "very ", "quite ", "remarkably ", "utterly ", "rather "]
 POS_VERB = ["loved", "enjoyed", "admired", "adored", "savoured", "recommend"]
 NEG_VERB = ["hated", "disliked", "regretted", "endured", "resented", "could not stand"]
@@ -59,11 +126,18 @@ def sentiment_example(rng: random.Random) -> tuple[str, int]:
         pos, neg = rng.choice(POS_ADJ), rng.choice(NEG_ADJ)
         t = rng.choice(MIXED)
         padj, nadj = (pos, neg) if label else (neg, pos)
-        return t.format(noun=rng.choice(NOUNS), noun2=rng.choice(NOUNS), padj=padj, nadj=nadj, int=rng.choice(INTENS)), label
+        return t.format(
+            noun=rng.choice(NOUNS), noun2=rng.choice(NOUNS), padj=padj, nadj=nadj, int=rng.choice(INTENS)
+        ), label
     t = rng.choice(TEMPLATES)
     text = t.format(
-        noun=rng.choice(NOUNS), noun2=rng.choice(NOUNS), int=rng.choice(INTENS), adj=rng.choice(adjs),
-        adj2=rng.choice(adjs), adj3=rng.choice(adjs), verb=rng.choice(verbs),
+        noun=rng.choice(NOUNS),
+        noun2=rng.choice(NOUNS),
+        int=rng.choice(INTENS),
+        adj=rng.choice(adjs),
+        adj2=rng.choice(adjs),
+        adj3=rng.choice(adjs),
+        verb=rng.choice(verbs),
     )
     return text, label
 

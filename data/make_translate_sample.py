@@ -18,37 +18,93 @@ N_TRAIN, N_DEV = 2000, 200
 
 # (German singular, German plural, gender, English singular, English plural)
 PEOPLE = [
-    ("Mann", "Männer", "m", "man", "men"), ("Frau", "Frauen", "f", "woman", "women"),
-    ("Junge", "Jungen", "m", "boy", "boys"), ("Mädchen", "Mädchen", "n", "girl", "girls"),
-    ("Kind", "Kinder", "n", "child", "children"), ("Hund", "Hunde", "m", "dog", "dogs"),
-    ("Katze", "Katzen", "f", "cat", "cats"), ("Arbeiter", "Arbeiter", "m", "worker", "workers"),
-    ("Musiker", "Musiker", "m", "musician", "musicians"), ("Person", "Personen", "f", "person", "people"),
-    ("Radfahrer", "Radfahrer", "m", "cyclist", "cyclists"), ("Sängerin", "Sängerinnen", "f", "singer", "singers"),
+    ("Mann", "Männer", "m", "man", "men"),
+    ("Frau", "Frauen", "f", "woman", "women"),
+    ("Junge", "Jungen", "m", "boy", "boys"),
+    ("Mädchen", "Mädchen", "n", "girl", "girls"),
+    ("Kind", "Kinder", "n", "child", "children"),
+    ("Hund", "Hunde", "m", "dog", "dogs"),
+    ("Katze", "Katzen", "f", "cat", "cats"),
+    ("Arbeiter", "Arbeiter", "m", "worker", "workers"),
+    ("Musiker", "Musiker", "m", "musician", "musicians"),
+    ("Person", "Personen", "f", "person", "people"),
+    ("Radfahrer", "Radfahrer", "m", "cyclist", "cyclists"),
+    ("Sängerin", "Sängerinnen", "f", "singer", "singers"),
 ]
 ANIMALS = {"Hund", "Katze"}
-PERSON_ADJ = [("jung", "young"), ("alt", "old"), ("klein", "little"), ("groß", "tall"), ("glücklich", "happy"),
-              ("müde", "tired"), ("blond", "blond")]
-COLOURS = [("rot", "red"), ("blau", "blue"), ("grün", "green"), ("gelb", "yellow"), ("schwarz", "black"),
-           ("weiß", "white"), ("braun", "brown")]
-CLOTHES = [("Hemd", "n", "shirt"), ("Jacke", "f", "jacket"), ("Mantel", "m", "coat"), ("Hut", "m", "hat"),
-           ("Kleid", "n", "dress"), ("Mütze", "f", "cap")]
+PERSON_ADJ = [
+    ("jung", "young"),
+    ("alt", "old"),
+    ("klein", "little"),
+    ("groß", "tall"),
+    ("glücklich", "happy"),
+    ("müde", "tired"),
+    ("blond", "blond"),
+]
+COLOURS = [
+    ("rot", "red"),
+    ("blau", "blue"),
+    ("grün", "green"),
+    ("gelb", "yellow"),
+    ("schwarz", "black"),
+    ("weiß", "white"),
+    ("braun", "brown"),
+]
+CLOTHES = [
+    ("Hemd", "n", "shirt"),
+    ("Jacke", "f", "jacket"),
+    ("Mantel", "m", "coat"),
+    ("Hut", "m", "hat"),
+    ("Kleid", "n", "dress"),
+    ("Mütze", "f", "cap"),
+]
 # (German 3rd singular, German plural, English -ing form)
 INTRANSITIVE = [
-    ("läuft", "laufen", "running"), ("spielt", "spielen", "playing"), ("sitzt", "sitzen", "sitting"),
-    ("steht", "stehen", "standing"), ("schläft", "schlafen", "sleeping"), ("springt", "springen", "jumping"),
-    ("wartet", "warten", "waiting"), ("tanzt", "tanzen", "dancing"), ("fährt Fahrrad", "fahren Fahrrad", "riding a bike"),
-    ("lacht", "lachen", "laughing"), ("singt", "singen", "singing"),
+    ("läuft", "laufen", "running"),
+    ("spielt", "spielen", "playing"),
+    ("sitzt", "sitzen", "sitting"),
+    ("steht", "stehen", "standing"),
+    ("schläft", "schlafen", "sleeping"),
+    ("springt", "springen", "jumping"),
+    ("wartet", "warten", "waiting"),
+    ("tanzt", "tanzen", "dancing"),
+    ("fährt Fahrrad", "fahren Fahrrad", "riding a bike"),
+    ("lacht", "lachen", "laughing"),
+    ("singt", "singen", "singing"),
 ]
-TRANSITIVE = [("hält", "halten", "holding"), ("trägt", "tragen", "carrying"), ("wirft", "werfen", "throwing"),
-              ("fängt", "fangen", "catching"), ("sucht", "suchen", "looking for")]
-OBJECTS = [("Ball", "m", "ball"), ("Stock", "m", "stick"), ("Korb", "m", "basket"), ("Tasche", "f", "bag"),
-           ("Flasche", "f", "bottle"), ("Kiste", "f", "box"), ("Buch", "n", "book"), ("Seil", "n", "rope"),
-           ("Schild", "n", "sign")]
+TRANSITIVE = [
+    ("hält", "halten", "holding"),
+    ("trägt", "tragen", "carrying"),
+    ("wirft", "werfen", "throwing"),
+    ("fängt", "fangen", "catching"),
+    ("sucht", "suchen", "looking for"),
+]
+OBJECTS = [
+    ("Ball", "m", "ball"),
+    ("Stock", "m", "stick"),
+    ("Korb", "m", "basket"),
+    ("Tasche", "f", "bag"),
+    ("Flasche", "f", "bottle"),
+    ("Kiste", "f", "box"),
+    ("Buch", "n", "book"),
+    ("Seil", "n", "rope"),
+    ("Schild", "n", "sign"),
+]
 OBJECT_ADJ = COLOURS + [("groß", "big"), ("klein", "small"), ("alt", "old"), ("neu", "new")]
-PLACES = [("im Park", "in the park"), ("am Strand", "on the beach"), ("auf der Straße", "on the street"),
-          ("im Wasser", "in the water"), ("vor einem Gebäude", "in front of a building"), ("im Schnee", "in the snow"),
-          ("auf einer Bühne", "on a stage"), ("in der Küche", "in the kitchen"), ("neben einem Auto", "next to a car"),
-          ("auf dem Rasen", "on the grass"), ("in der Stadt", "in the city"), ("an einem See", "by a lake")]
+PLACES = [
+    ("im Park", "in the park"),
+    ("am Strand", "on the beach"),
+    ("auf der Straße", "on the street"),
+    ("im Wasser", "in the water"),
+    ("vor einem Gebäude", "in front of a building"),
+    ("im Schnee", "in the snow"),
+    ("auf einer Bühne", "on a stage"),
+    ("in der Küche", "in the kitchen"),
+    ("neben einem Auto", "next to a car"),
+    ("auf dem Rasen", "on the grass"),
+    ("in der Stadt", "in the city"),
+    ("an einem See", "by a lake"),
+]
 NUMBERS = [("Zwei", "two"), ("Drei", "three"), ("Vier", "four"), ("Einige", "some"), ("Viele", "many")]
 
 
@@ -91,7 +147,7 @@ def obj(rng: random.Random) -> tuple[str, str]:
 
 def sentence(rng: random.Random) -> tuple[str, str]:
     subj_de, subj_en, plural = subject(rng)
-    if rng.random() < 0.35 and not plural and not subj_de.split()[-1] in ANIMALS:
+    if rng.random() < 0.35 and not plural and subj_de.split()[-1] not in ANIMALS:
         c_de, c_en = clothing(rng)
         subj_de, subj_en = f"{subj_de} {c_de}", f"{subj_en} {c_en}"
     if rng.random() < 0.4:

@@ -32,7 +32,9 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
         model.load_state_dict(state)
     except RuntimeError as e:
         raise UsageError(f"checkpoint {path}: weights do not fit its own recipe ({str(e).splitlines()[0]})") from None
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     model.to(dev).eval()
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
@@ -86,8 +88,10 @@ def quantize_int8(predictor) -> None:
 
     if "int8" not in get_task(predictor.task).PRECISIONS:
         takers = [name for name in TASKS if "int8" in get_task(name).PRECISIONS]
-        raise UsageError(f"--precision int8: for {' and '.join(takers)} models; this is a {predictor.task} model "
-                         "(use fp32, or bf16 on a CPU with bf16 instructions)")
+        raise UsageError(
+            f"--precision int8: for {' and '.join(takers)} models; this is a {predictor.task} model "
+            "(use fp32, or bf16 on a CPU with bf16 instructions)"
+        )
     if predictor.device.type != "cpu":
         raise UsageError("--precision int8 runs on the CPU; on CUDA use bf16 or fp16")
     engines = torch.backends.quantized.supported_engines
@@ -144,7 +148,9 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
         else:
             for what in ("task", "labels", "tokenizer"):
                 if meta.get(what) != first_meta.get(what):
-                    raise UsageError(f"{path}: its {what} differs from {paths[0]}'s; only runs of one model can be averaged")
+                    raise UsageError(
+                        f"{path}: its {what} differs from {paths[0]}'s; only runs of one model can be averaged"
+                    )
             if state.keys() != total.keys() or any(state[k].shape != total[k].shape for k in state):
                 raise UsageError(f"{path}: its weights' names or shapes differ from {paths[0]}'s")
             for k, v in state.items():
@@ -152,8 +158,14 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
                     total[k] += v.double()
                 elif not torch.equal(v, total[k]):
                     raise UsageError(f"{path}: its integer tensor {k} differs from {paths[0]}'s")
-        parts.append({"path": str(path), "sha256": sha256_file(path), "metrics": meta.get("metrics") or {},
-                      "seed": (meta.get("provenance") or {}).get("seed")})
+        parts.append(
+            {
+                "path": str(path),
+                "sha256": sha256_file(path),
+                "metrics": meta.get("metrics") or {},
+                "seed": (meta.get("provenance") or {}).get("seed"),
+            }
+        )
     state = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
     meta = {k: v for k, v in first_meta.items() if k not in ("format", "format_version", "tokenizer")}
     meta["metrics"] = {}

@@ -254,14 +254,16 @@ def _validate_shared(recipe: Recipe) -> None:
             _refuse(f"train.{name}", getattr(t, name), "a finite number")
     if t.lr <= 0 or t.encoder_lr_scale < 0 or t.batch_tokens < 1 or t.epochs < 1:
         raise UsageError("train: lr, batch_tokens and epochs must be positive, encoder_lr_scale not negative")
-    at_least = {"train.max_steps": (t.max_steps, 0, "0 (no limit) or a positive number of steps"),
-                "train.eval_every": (t.eval_every, 0, "0 (once per epoch) or a positive number of steps"),
-                "train.patience": (t.patience, 0, "0 (never stop early) or a positive number of evaluations"),
-                "train.init_seed": (t.init_seed, 0, "0 (train.seed) or a positive seed"),
-                "train.weight_decay": (t.weight_decay, 0, "a number at least 0"),
-                "train.clip": (t.clip, 0, "a number at least 0 (0 = no clipping)"),
-                "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),
-                "data.max_length": (d.max_length, 1, "at least 1 piece")}
+    at_least = {
+        "train.max_steps": (t.max_steps, 0, "0 (no limit) or a positive number of steps"),
+        "train.eval_every": (t.eval_every, 0, "0 (once per epoch) or a positive number of steps"),
+        "train.patience": (t.patience, 0, "0 (never stop early) or a positive number of evaluations"),
+        "train.init_seed": (t.init_seed, 0, "0 (train.seed) or a positive seed"),
+        "train.weight_decay": (t.weight_decay, 0, "a number at least 0"),
+        "train.clip": (t.clip, 0, "a number at least 0 (0 = no clipping)"),
+        "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),
+        "data.max_length": (d.max_length, 1, "at least 1 piece"),
+    }
     for key, (value, low, allowed) in at_least.items():
         if value < low:
             _refuse(key, value, allowed)
@@ -296,9 +298,15 @@ def parse_duration(text: str) -> float | None:
     return h * 3600 + mnt * 60 + s
 
 
-def resolve_recipe(task: str, path: str | Path | None = None, overrides: list[str] | tuple = (), *,
-                   settings: dict[str, Any] | None = None, stored: dict | None = None,
-                   inherited: dict | None = None) -> Recipe:
+def resolve_recipe(
+    task: str,
+    path: str | Path | None = None,
+    overrides: list[str] | tuple = (),
+    *,
+    settings: dict[str, Any] | None = None,
+    stored: dict | None = None,
+    inherited: dict | None = None,
+) -> Recipe:
     """The recipe of a run of ``task``: its module's options and defaults, then the layers of build_recipe."""
     from lstmtext.tasks import get_task
 

@@ -14,9 +14,9 @@ import os
 import random
 import select
 import sys
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lstmtext.errors import OutputClosed, UsageError
 from lstmtext.sources import is_hf, load_hf, resolve_source  # noqa: F401  (callers import them from here)
@@ -59,8 +59,9 @@ def recipe_path(recipe: str) -> Path:
     named = _shipped("recipes", "recipes") / f"{name}.toml"
     if "/" not in name and "\\" not in name and named.is_file():
         return named
-    raise UsageError(f"{recipe}: no such recipe file and no shipped recipe of that name "
-                     f"(shipped: {', '.join(recipe_names())})")
+    raise UsageError(
+        f"{recipe}: no such recipe file and no shipped recipe of that name (shipped: {', '.join(recipe_names())})"
+    )
 
 
 # -- local text files --------------------------------------------------------------------------------------

@@ -38,8 +38,10 @@ def autocast_for(device: torch.device, precision: str, option: str = "train.prec
     if device.type == "cpu" and precision == "fp16":
         raise UsageError(f"{option}=fp16 needs a CUDA device; on CPU use bf16 or fp32 (or auto)")
     if device.type == "cpu" and precision == "bf16" and not native_bf16():
-        note(f"{option} bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 is emulated and "
-             "slower than fp32 here")
+        note(
+            f"{option} bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 is emulated and "
+            "slower than fp32 here"
+        )
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler

@@ -70,4 +70,3 @@ class TrainProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-

@@ -15,14 +15,26 @@ from lstmtext.errors import UsageError
 # each dataset is distributed.
 DATASETS: dict[str, tuple[dict[str, str], str, dict[str, str]]] = {
     "sst2": ({"train": "train.tsv", "dev": "dev.tsv"}, "hf:stanfordnlp/sst2", {"train": "train", "dev": "validation"}),
-    "imdb": ({"train": "train.jsonl.gz", "test": "test.jsonl.gz"}, "hf:stanfordnlp/imdb",
-             {"train": "train", "test": "test"}),
-    "conll2003": ({"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}, "hf:eriktks/conll2003",
-                  {"train": "train", "dev": "validation", "test": "test"}),
-    "wikitext2": ({"train": "wiki.train.tokens", "dev": "wiki.valid.tokens", "test": "wiki.test.tokens"},
-                  "hf:Salesforce/wikitext:wikitext-2-v1", {"train": "train", "dev": "validation", "test": "test"}),
-    "multi30k": ({"train": "train", "dev": "val", "test": "test_2016_flickr"}, "hf:bentrevett/multi30k",
-                 {"train": "train", "dev": "validation", "test": "test"}),
+    "imdb": (
+        {"train": "train.jsonl.gz", "test": "test.jsonl.gz"},
+        "hf:stanfordnlp/imdb",
+        {"train": "train", "test": "test"},
+    ),
+    "conll2003": (
+        {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"},
+        "hf:eriktks/conll2003",
+        {"train": "train", "dev": "validation", "test": "test"},
+    ),
+    "wikitext2": (
+        {"train": "wiki.train.tokens", "dev": "wiki.valid.tokens", "test": "wiki.test.tokens"},
+        "hf:Salesforce/wikitext:wikitext-2-v1",
+        {"train": "train", "dev": "validation", "test": "test"},
+    ),
+    "multi30k": (
+        {"train": "train", "dev": "val", "test": "test_2016_flickr"},
+        "hf:bentrevett/multi30k",
+        {"train": "train", "dev": "validation", "test": "test"},
+    ),
 }
 DATA_ENV = "LSTMTEXT_DATA"
 _NAMED: dict[str, str] = {}  # hf: source → the named dataset it stands for, for load_hf's error line
@@ -46,8 +58,9 @@ def resolve_source(source: str) -> str:
         return source
     dataset, split = named
     if dataset not in DATASETS:
-        raise UsageError(f"{source}: unknown dataset '{dataset}' (known: {', '.join(DATASETS)}); "
-                         "or pass a file path or hf:NAME")
+        raise UsageError(
+            f"{source}: unknown dataset '{dataset}' (known: {', '.join(DATASETS)}); or pass a file path or hf:NAME"
+        )
     files, hf, hf_splits = DATASETS[dataset]
     if split not in files:
         raise UsageError(f"{source}: {dataset} has no split '{split}' (splits: {', '.join(files)})")
@@ -59,8 +72,11 @@ def resolve_source(source: str) -> str:
         if path.exists() or any(path.parent.glob(path.name + ".*")):
             return str(path)
     resolved = f"{hf}@{hf_splits[split]}"
-    _NAMED[resolved] = (f"{source} is not in {root}/{dataset}" if root
-                        else f"no data directory holds {source} (set one with --data-dir or ${DATA_ENV})")
+    _NAMED[resolved] = (
+        f"{source} is not in {root}/{dataset}"
+        if root
+        else f"no data directory holds {source} (set one with --data-dir or ${DATA_ENV})"
+    )
     return resolved
 
 
@@ -78,7 +94,9 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
     def probe() -> None:
         try:
-            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+            socket.create_connection(
+                (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout
+            ).close()
             ok.append(True)
         except OSError:
             pass

@@ -28,7 +28,7 @@ def _training_lines(texts: Iterable[str], max_sentences: int, seed: int) -> list
         for line in text.splitlines():
             line = line.strip()
             while line:
-                piece, line = line[:_MAX_SENTENCE_BYTES // 4], line[_MAX_SENTENCE_BYTES // 4:]
+                piece, line = line[: _MAX_SENTENCE_BYTES // 4], line[_MAX_SENTENCE_BYTES // 4 :]
                 seen += 1
                 if len(sample) < max_sentences:
                     sample.append(piece)
@@ -118,4 +118,3 @@ class Tokenizer:
             first.append(len(ids))
             ids.extend(word_ids or [UNK])
         return ids, first
-

@@ -23,8 +23,10 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str) -> None:
         if not k.startswith("encoder."):
             continue
         if k not in own:
-            raise UsageError(f"--init-from {path}: its encoder has '{k}', which this recipe's encoder lacks "
-                             f"(its encoder settings: {meta.get('recipe', {}).get('encoder')})")
+            raise UsageError(
+                f"--init-from {path}: its encoder has '{k}', which this recipe's encoder lacks "
+                f"(its encoder settings: {meta.get('recipe', {}).get('encoder')})"
+            )
         if own[k].shape != v.shape:
             raise UsageError(
                 f"--init-from {path}: encoder weight '{k}' is {tuple(v.shape)} there but {tuple(own[k].shape)} "
@@ -36,11 +38,17 @@ def copy_encoder(model, state: dict, path, meta: dict, task: str) -> None:
         raise UsageError(f"--init-from {path}: the checkpoint has no encoder weights")
     head = {k: v for k, v in state.items() if k.startswith("head.")}
     own_head = {k for k in own if k.startswith("head.")}
-    same_head = (meta.get("task") == task and head and set(head) == own_head
-                 and all(own[k].shape == v.shape for k, v in head.items()))
+    same_head = (
+        meta.get("task") == task
+        and head
+        and set(head) == own_head
+        and all(own[k].shape == v.shape for k, v in head.items())
+    )
     if same_head:
         own.update(head)
     taken = "the head" if same_head else get_task(task).init_from(own, state, meta)
     model.load_state_dict(own)
-    note(f"init-from: copied {copied} encoder tensors{' and ' + taken if taken else ''} and the tokenizer from {path}"
-         + (f" ({left_out})" if left_out else ""))
+    note(
+        f"init-from: copied {copied} encoder tensors{' and ' + taken if taken else ''} and the tokenizer from {path}"
+        + (f" ({left_out})" if left_out else "")
+    )

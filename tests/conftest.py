@@ -21,8 +21,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Settings that make a training run take seconds: tiny encoder, small vocabulary, few epochs.
 TINY = [
-    "--set", "encoder.embed_dim=32", "--set", "encoder.hidden_dim=32", "--set", "tokenizer.vocab_size=400",
-    "--set", "train.batch_tokens=2000",
+    "--set",
+    "encoder.embed_dim=32",
+    "--set",
+    "encoder.hidden_dim=32",
+    "--set",
+    "tokenizer.vocab_size=400",
+    "--set",
+    "train.batch_tokens=2000",
 ]
 
 
@@ -43,8 +49,9 @@ def cli_env(**extra) -> dict:
     return env
 
 
-def run_cli(*args, input: str | bytes | None = None, cwd=None, timeout: float = 300, subprocess: bool = False,
-            **env) -> _subprocess.CompletedProcess:
+def run_cli(
+    *args, input: str | bytes | None = None, cwd=None, timeout: float = 300, subprocess: bool = False, **env
+) -> _subprocess.CompletedProcess:
     """Run ``lstmtext ARGS`` in this process (through the app's error handling, as the console script does),
     or with ``subprocess=True`` as ``python -m lstmtext ARGS`` in a process of its own. ``env`` applies to
     the run only; the result reads like a completed process (text mode)."""
@@ -53,14 +60,21 @@ def run_cli(*args, input: str | bytes | None = None, cwd=None, timeout: float = 
     return _run_in_process([str(a) for a in args], input, cwd or REPO, env)
 
 
-def run_process(*args, input: str | bytes | None = None, cwd=None, timeout: float = 300, **env) -> _subprocess.CompletedProcess:
+def run_process(
+    *args, input: str | bytes | None = None, cwd=None, timeout: float = 300, **env
+) -> _subprocess.CompletedProcess:
     """Run ``python -m lstmtext ARGS`` as a user would: for exit codes, pipes, signals and start-up."""
     proc = _subprocess.run(
-        [sys.executable, "-m", "lstmtext", *map(str, args)], input=input.encode() if isinstance(input, str) else input,
-        capture_output=True, cwd=cwd or REPO, env=cli_env(**env), timeout=timeout,
+        [sys.executable, "-m", "lstmtext", *map(str, args)],
+        input=input.encode() if isinstance(input, str) else input,
+        capture_output=True,
+        cwd=cwd or REPO,
+        env=cli_env(**env),
+        timeout=timeout,
     )
-    return _subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                                        proc.stderr.decode("utf-8", "replace"))
+    return _subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    )
 
 
 def _run_in_process(args: list[str], input: str | bytes | None, cwd, env: dict) -> _subprocess.CompletedProcess:
@@ -103,8 +117,9 @@ def _run_in_process(args: list[str], input: str | bytes | None, cwd, env: dict) 
             progress.console._width = saved_width
             if threads is not None:
                 _set_torch_threads(threads)
-    return _subprocess.CompletedProcess(["lstmtext", *args], code, stdout.decode("utf-8", "replace"),
-                                        stderr.decode("utf-8", "replace"))
+    return _subprocess.CompletedProcess(
+        ["lstmtext", *args], code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+    )
 
 
 def _torch_threads() -> int | None:
@@ -135,7 +150,8 @@ def assert_usage_error(proc: _subprocess.CompletedProcess, *fragments: str, only
 def sentiment_ckpt(tmp_path_factory) -> Path:
     """A tiny sentiment model trained once through the CLI on the embedded sample."""
     out = tmp_path_factory.mktemp("sentiment") / "tiny.ckpt"
-    proc = run_cli("train", "sentiment", "-o", out, "--epochs", "3", "-q", *TINY,
-                   LSTMTEXT_HOME=str(out.parent / "home"))
+    proc = run_cli(
+        "train", "sentiment", "-o", out, "--epochs", "3", "-q", *TINY, LSTMTEXT_HOME=str(out.parent / "home")
+    )
     assert proc.returncode == 0, proc.stderr
     return out

@@ -4,8 +4,6 @@ typed options reaching the library typed, choices read from the task modules, an
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.util
 import resource
 import subprocess
 import sys
@@ -13,7 +11,6 @@ import time
 import types
 
 import pytest
-
 from conftest import REPO, assert_usage_error, cli_env, run_cli, run_process
 
 import lstmtext
@@ -21,25 +18,34 @@ from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
 
 # -- usage errors: one line, exit 2 --------------------------------------------------------------------------
-@pytest.mark.parametrize("args, fragments", [
-    (["nosuch"], ["No such command 'nosuch'"]),
-    (["trian", "sentiment"], ["No such command 'trian'", "Did you mean 'train'?"]),
-    (["train", "sentiment", "--epoch", "3"], ["No such option: --epoch", "--epochs"]),
-    (["evaluate", "model.ckpt"], ["Missing argument"]),
-    (["train"], ["Missing argument"]),
-    (["train", "sentimentt"], ["'sentimentt' is not one of 'sentiment', 'translate', 'lm', 'ner'"]),
-    (["predict", "--format", "xml"], ["'--format'", "'xml' is not one of 'text', 'jsonl', 'conll', 'inline'"]),
-    (["tag", "--format", "text"], ["'--format'", "'text' is not one of 'conll', 'jsonl', 'inline'"]),
-    (["translate", "--format", "conll"], ["'--format'", "'conll' is not one of 'text', 'jsonl'"]),
-    (["evaluate", "m.ckpt", "d.tsv", "--format", "csv"], ["'--format'", "'csv' is not one of 'table', 'json'"]),
-    (["predict", "--device", "gpu"], ["'--device'", "'gpu' is not one of 'auto', 'cpu', 'cuda'"]),
-    (["train", "lm", "--device", "tpu"], ["'--device'", "'tpu' is not one of 'auto', 'cpu', 'cuda'"]),
-    (["evaluate", "m.ckpt", "d.tsv", "--precision", "fp8"], ["'--precision'", "'fp8' is not one of 'auto', 'fp32'"]),
-    (["train", "sentiment", "--epochs", "three"], ["Invalid value for '--epochs'"]),
-    (["translate", "--beam", "wide"], ["Invalid value for '--beam'"]),
-    (["tokenizer", "train", "in.txt", "-o", "t.model", "--model-type", "bpee"], ["'bpee' is not one of 'unigram', 'bpe'"]),
-    (["tokenizer", "nosuch"], ["No such command 'nosuch'"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["nosuch"], ["No such command 'nosuch'"]),
+        (["trian", "sentiment"], ["No such command 'trian'", "Did you mean 'train'?"]),
+        (["train", "sentiment", "--epoch", "3"], ["No such option: --epoch", "--epochs"]),
+        (["evaluate", "model.ckpt"], ["Missing argument"]),
+        (["train"], ["Missing argument"]),
+        (["train", "sentimentt"], ["'sentimentt' is not one of 'sentiment', 'translate', 'lm', 'ner'"]),
+        (["predict", "--format", "xml"], ["'--format'", "'xml' is not one of 'text', 'jsonl', 'conll', 'inline'"]),
+        (["tag", "--format", "text"], ["'--format'", "'text' is not one of 'conll', 'jsonl', 'inline'"]),
+        (["translate", "--format", "conll"], ["'--format'", "'conll' is not one of 'text', 'jsonl'"]),
+        (["evaluate", "m.ckpt", "d.tsv", "--format", "csv"], ["'--format'", "'csv' is not one of 'table', 'json'"]),
+        (["predict", "--device", "gpu"], ["'--device'", "'gpu' is not one of 'auto', 'cpu', 'cuda'"]),
+        (["train", "lm", "--device", "tpu"], ["'--device'", "'tpu' is not one of 'auto', 'cpu', 'cuda'"]),
+        (
+            ["evaluate", "m.ckpt", "d.tsv", "--precision", "fp8"],
+            ["'--precision'", "'fp8' is not one of 'auto', 'fp32'"],
+        ),
+        (["train", "sentiment", "--epochs", "three"], ["Invalid value for '--epochs'"]),
+        (["translate", "--beam", "wide"], ["Invalid value for '--beam'"]),
+        (
+            ["tokenizer", "train", "in.txt", "-o", "t.model", "--model-type", "bpee"],
+            ["'bpee' is not one of 'unigram', 'bpe'"],
+        ),
+        (["tokenizer", "nosuch"], ["No such command 'nosuch'"]),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(args, fragments):
     assert_usage_error(run_cli(*args), *fragments)
 
@@ -74,11 +80,34 @@ def test_version():
 def test_help_lists_every_command_and_completion_and_each_command_has_an_example():
     proc = run_cli("--help")
     assert proc.returncode == 0 and proc.stderr == ""
-    for name in ("train", "evaluate", "predict", "info", "average", "tag", "generate", "translate", "tokenizer",
-                 "--install-completion", "--show-completion", "--version"):
+    for name in (
+        "train",
+        "evaluate",
+        "predict",
+        "info",
+        "average",
+        "tag",
+        "generate",
+        "translate",
+        "tokenizer",
+        "--install-completion",
+        "--show-completion",
+        "--version",
+    ):
         assert name in proc.stdout, name
-    for command in (["train"], ["evaluate"], ["predict"], ["info"], ["average"], ["tag"], ["generate"],
-                    ["translate"], ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "decode"]):
+    for command in (
+        ["train"],
+        ["evaluate"],
+        ["predict"],
+        ["info"],
+        ["average"],
+        ["tag"],
+        ["generate"],
+        ["translate"],
+        ["tokenizer", "train"],
+        ["tokenizer", "encode"],
+        ["tokenizer", "decode"],
+    ):
         text = " ".join(run_cli(*command, "--help").stdout.split())
         assert "Example: " in text and f"lstmtext {' '.join(command)} " in text, command
 
@@ -112,8 +141,9 @@ print("HEAVY", heavy, file=sys.stderr)
 
 
 def test_help_imports_no_torch():
-    proc = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True,
-                          env=cli_env(), cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stderr
 
@@ -124,8 +154,9 @@ def test_help_starts_fast():
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "lstmtext", "--help"], capture_output=True, env=cli_env(),
-                              cwd=REPO, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lstmtext", "--help"], capture_output=True, env=cli_env(), cwd=REPO, timeout=60
+        )
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -155,20 +186,29 @@ def test_cli_modules_import_downward_only():
         assert _top_level_lstmtext_imports(cli / f"{name}.py") <= {"lstmtext.cli.common", "lstmtext.errors"}, name
     assert _top_level_lstmtext_imports(cli / "app.py") == {"lstmtext.cli", "lstmtext.cli.common", "lstmtext.errors"}
     assert _top_level_lstmtext_imports(cli / "__init__.py") == {"lstmtext.cli.app"}
-    assert not [name for name in ("cli.py", "cli_ner.py", "cli_lm.py", "cli_translate.py")
-                if (REPO / "lstmtext" / name).exists()]
+    assert not [
+        name
+        for name in ("cli.py", "cli_ner.py", "cli_lm.py", "cli_translate.py")
+        if (REPO / "lstmtext" / name).exists()
+    ]
 
 
 # -- failures: exit codes and one line -----------------------------------------------------------------------
-@pytest.mark.parametrize("error, code, line", [
-    (UsageError("bad input: x.tsv line 3"), 2, "lstmtext: error: bad input: x.tsv line 3\n"),
-    (TrainingStopped("loss is NaN at step 7"), 2, "lstmtext: error: loss is NaN at step 7\n"),
-    (KeyboardInterrupt(), 130, "lstmtext: error: interrupted\n"),
-    (BrokenPipeError(), 0, ""),
-    (OutputClosed(), 0, ""),
-    (RuntimeError("boom\nsecond line"), 1,
-     "lstmtext: error: RuntimeError: boom (set LSTMTEXT_DEBUG=1 for the traceback)\n"),
-])
+@pytest.mark.parametrize(
+    "error, code, line",
+    [
+        (UsageError("bad input: x.tsv line 3"), 2, "lstmtext: error: bad input: x.tsv line 3\n"),
+        (TrainingStopped("loss is NaN at step 7"), 2, "lstmtext: error: loss is NaN at step 7\n"),
+        (KeyboardInterrupt(), 130, "lstmtext: error: interrupted\n"),
+        (BrokenPipeError(), 0, ""),
+        (OutputClosed(), 0, ""),
+        (
+            RuntimeError("boom\nsecond line"),
+            1,
+            "lstmtext: error: RuntimeError: boom (set LSTMTEXT_DEBUG=1 for the traceback)\n",
+        ),
+    ],
+)
 def test_failures_give_one_line_and_their_exit_code(monkeypatch, error, code, line):
     import lstmtext.api
 
@@ -220,20 +260,60 @@ def training_calls(monkeypatch):
 
 
 def test_train_passes_typed_options_as_settings_and_only_set_strings_as_overrides(training_calls, tmp_path):
-    proc = run_cli("train", "sentiment", "--train", "a b.tsv", "--dev", "dev.tsv", "--epochs", "3", "--seed", "1",
-                   "--max-time", "20m", "--device", "cpu", "--text-column", "review", "--label-column", "stars",
-                   "--set", "train.lr=0.001", "--set", 'data.train="x=y"', "-o", tmp_path / "m.ckpt", "--force",
-                   "--data-dir", tmp_path / "data")
+    proc = run_cli(
+        "train",
+        "sentiment",
+        "--train",
+        "a b.tsv",
+        "--dev",
+        "dev.tsv",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--max-time",
+        "20m",
+        "--device",
+        "cpu",
+        "--text-column",
+        "review",
+        "--label-column",
+        "stars",
+        "--set",
+        "train.lr=0.001",
+        "--set",
+        'data.train="x=y"',
+        "-o",
+        tmp_path / "m.ckpt",
+        "--force",
+        "--data-dir",
+        tmp_path / "data",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "best validation accuracy: 0.7500\n"
-    assert training_calls == [{
-        "task": "sentiment", "recipe": None, "LSTMTEXT_DATA": str(tmp_path / "data"),
-        "settings": {"data.train": "a b.tsv", "data.dev": "dev.tsv", "train.epochs": 3, "train.max_time": "20m",
-                     "train.seed": 1, "train.device": "cpu", "sentiment.text_column": "review",
-                     "sentiment.label_column": "stars"},
-        "overrides": ["train.lr=0.001", 'data.train="x=y"'], "out": tmp_path / "m.ckpt", "init_from": None,
-        "resume": False, "force": True, "show_progress": True,
-    }]
+    assert training_calls == [
+        {
+            "task": "sentiment",
+            "recipe": None,
+            "LSTMTEXT_DATA": str(tmp_path / "data"),
+            "settings": {
+                "data.train": "a b.tsv",
+                "data.dev": "dev.tsv",
+                "train.epochs": 3,
+                "train.max_time": "20m",
+                "train.seed": 1,
+                "train.device": "cpu",
+                "sentiment.text_column": "review",
+                "sentiment.label_column": "stars",
+            },
+            "overrides": ["train.lr=0.001", 'data.train="x=y"'],
+            "out": tmp_path / "m.ckpt",
+            "init_from": None,
+            "resume": False,
+            "force": True,
+            "show_progress": True,
+        }
+    ]
 
 
 def test_train_without_options_passes_no_settings_and_a_named_recipe_becomes_its_path(training_calls):
@@ -242,7 +322,12 @@ def test_train_without_options_passes_no_settings_and_a_named_recipe_becomes_its
     assert proc.stderr == ""  # --quiet
     call = training_calls[0]
     assert (call["task"], call["recipe"], call["settings"], call["overrides"], call["show_progress"]) == (
-        "translate", "nosuch-recipe", {"translate.source_lang": "de"}, [], False)
+        "translate",
+        "nosuch-recipe",
+        {"translate.source_lang": "de"},
+        [],
+        False,
+    )
     assert call["LSTMTEXT_DATA"] is None or call["LSTMTEXT_DATA"] == cli_env().get("LSTMTEXT_DATA")
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO, TINY, assert_usage_error, run_cli
 
 import lstmtext
 from lstmtext.tasks import TASKS, get_task
 from lstmtext.tasks.contract import PREDICTOR_CLASS_MEMBERS, PREDICTOR_MEMBERS, TASK_MEMBERS, Predictor, Task
-from conftest import REPO, TINY, assert_usage_error, run_cli
 
 # One blank and one whitespace-only line among real ones: their results stay in place.
 INPUTS = {
@@ -20,17 +20,44 @@ INPUTS = {
     "translate": ["ein mann .", "", "eine frau spielt .", "   "],
 }
 EXPECTED_MEMBERS = {
-    "NAME", "MAIN_METRIC", "HIGHER_IS_BETTER", "FORMATS", "PRECISIONS", "Options", "DEFAULTS", "Predictor",
-    "validate", "read", "tokenizer_texts", "make_labels", "featurize", "collate", "build_model", "trained_weights",
-    "init_from", "evaluate", "summary", "report",
+    "NAME",
+    "MAIN_METRIC",
+    "HIGHER_IS_BETTER",
+    "FORMATS",
+    "PRECISIONS",
+    "Options",
+    "DEFAULTS",
+    "Predictor",
+    "validate",
+    "read",
+    "tokenizer_texts",
+    "make_labels",
+    "featurize",
+    "collate",
+    "build_model",
+    "trained_weights",
+    "init_from",
+    "evaluate",
+    "summary",
+    "report",
 }
 
 
 # -- (a) every module satisfies the protocol ---------------------------------------------------------------
 def test_the_protocol_lists_every_member():
     assert set(TASK_MEMBERS) == EXPECTED_MEMBERS
-    assert set(PREDICTOR_MEMBERS) == {"task", "stream_batch", "batch_tokens", "model", "tok", "labels", "recipe",
-                                      "device", "predict", "format"}
+    assert set(PREDICTOR_MEMBERS) == {
+        "task",
+        "stream_batch",
+        "batch_tokens",
+        "model",
+        "tok",
+        "labels",
+        "recipe",
+        "device",
+        "predict",
+        "format",
+    }
     assert set(PREDICTOR_CLASS_MEMBERS) == {"task", "stream_batch", "batch_tokens", "predict", "format"}
 
 
@@ -38,7 +65,7 @@ def test_the_protocol_lists_every_member():
 def test_every_task_module_is_a_task(name):
     mod = get_task(name)
     assert isinstance(mod, Task)
-    assert mod.NAME == name and mod.Predictor.task == name
+    assert name == mod.NAME and mod.Predictor.task == name
     assert all(hasattr(mod.Predictor, m) for m in PREDICTOR_CLASS_MEMBERS)
     assert isinstance(mod.HIGHER_IS_BETTER, bool) and mod.FORMATS and set(mod.PRECISIONS) >= {"auto", "fp32"}
     assert ("int8" in mod.PRECISIONS) == (name in ("sentiment", "ner"))
@@ -47,7 +74,9 @@ def test_every_task_module_is_a_task(name):
 
 def test_get_task_names_the_missing_members(monkeypatch):
     monkeypatch.setitem(TASKS, "broken", "conftest")
-    with pytest.raises(TypeError, match=r"task module conftest lacks NAME, MAIN_METRIC, .*init_from, evaluate, summary, report"):
+    with pytest.raises(
+        TypeError, match=r"task module conftest lacks NAME, MAIN_METRIC, .*init_from, evaluate, summary, report"
+    ):
         get_task("broken")
 
 

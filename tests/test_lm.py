@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, assert_usage_error, run_cli
+
 from lstmtext.config import build_recipe
 from lstmtext.decoding import filter_logits, make_generator, sample, top_k_filter, top_p_filter
 from lstmtext.errors import UsageError
@@ -26,9 +26,17 @@ def tok() -> Tokenizer:
 
 def tiny_predictor(tok, cell="lstm", layers=2, embed=16, hidden=24):
     torch.manual_seed(0)
-    recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=[
-        f"encoder.cell={cell}", f"encoder.num_layers={layers}", f"encoder.embed_dim={embed}", f"encoder.hidden_dim={hidden}",
-    ])
+    recipe = build_recipe(
+        "lm",
+        lm.Options,
+        lm.DEFAULTS,
+        overrides=[
+            f"encoder.cell={cell}",
+            f"encoder.num_layers={layers}",
+            f"encoder.embed_dim={embed}",
+            f"encoder.hidden_dim={hidden}",
+        ],
+    )
     model = lm.build_model(recipe, len(tok), []).eval()
     return lm.Predictor(model, tok, [], recipe, torch.device("cpu"))
 
@@ -98,7 +106,9 @@ def test_lm_evaluate_carries_state_across_chunks(tok, layers, cell):
     """Scoring text cut into many chunks equals scoring each run of chunks as one sequence: the (h, c) state
     is carried from chunk to chunk, and a run starts blank only at its first piece."""
     p = tiny_predictor(tok, cell=cell, layers=layers, embed=24, hidden=24)
-    examples = [{"text": t, "split": "test"} for t in ["the old town is by a river .", "", "x y z", "a small river"] * 5]
+    examples = [
+        {"text": t, "split": "test"} for t in ["the old town is by a river .", "", "x y z", "a small river"] * 5
+    ]
 
     def score(chunk: int, rows: int) -> dict:
         recipe = build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=[f"lm.eval_chunk_length={chunk}"])
@@ -114,8 +124,16 @@ def test_lm_evaluate_carries_state_across_chunks(tok, layers, cell):
     expect = 0.0
     for run in runs:  # each run as one sequence: consecutive chunks share one piece
         ids = run[0]["ids"] + [i for f in run[1:] for i in f["ids"][1:]]
-        expect += lm.evaluate(p.model, [{"ids": ids, "length": len(ids), "words": 0, "lines": 0, "chars": 0}], [], torch.device("cpu"), 100_000)["nll"]
-    assert three_rows["nll"] == pytest.approx(expect, rel=1e-5) and three_rows["nll"] != pytest.approx(whole["nll"], rel=1e-6)
+        expect += lm.evaluate(
+            p.model,
+            [{"ids": ids, "length": len(ids), "words": 0, "lines": 0, "chars": 0}],
+            [],
+            torch.device("cpu"),
+            100_000,
+        )["nll"]
+    assert three_rows["nll"] == pytest.approx(expect, rel=1e-5) and three_rows["nll"] != pytest.approx(
+        whole["nll"], rel=1e-6
+    )
 
 
 def test_lm_forward_only_trains_and_scores_the_forward_stack_alone(tok):
@@ -135,13 +153,17 @@ def test_lm_forward_only_trains_and_scores_the_forward_stack_alone(tok):
     logits, loss = m_fo(batch)
     assert m_fo.encoder(batch["tokens"], batch["lengths"]).shape[-1] == 24  # (B, T, H): one stack
     V = logits.size(-1)
-    expect = torch.nn.functional.cross_entropy(logits.reshape(-1, V), batch["tokens"][:, 1:].reshape(-1), ignore_index=0)
+    expect = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, V), batch["tokens"][:, 1:].reshape(-1), ignore_index=0
+    )
     assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
     loss.backward()
     assert m_fo.encoder.bwd.weight_hh_l0.grad is None and m_fo.encoder.fwd.weight_hh_l0.grad is not None
     got, ref = (lm.evaluate(m, feats, [], torch.device("cpu"), 4096) for m in (m_fo, m_bi))
     assert "ppl_piece_bwd" not in got and "ppl_piece_bwd" in ref
-    assert got["ppl_word"] == pytest.approx(ref["ppl_word"], rel=1e-5) and got["loss"] == pytest.approx(math.log(got["ppl_piece"]))
+    assert got["ppl_word"] == pytest.approx(ref["ppl_word"], rel=1e-5) and got["loss"] == pytest.approx(
+        math.log(got["ppl_piece"])
+    )
 
 
 # -- sampling ----------------------------------------------------------------------------------------------
@@ -204,7 +226,7 @@ def test_lm_generate_same_seed_same_text_and_batch_independent(tok):
 def test_lm_generate_stop_string_is_not_written(tok):
     p = tiny_predictor(tok)
     full = p.generate_text(["The"], max_tokens=30, temperature=0)[0][0]
-    cont = full[len("The"):]
+    cont = full[len("The") :]
     stop = cont[3:5] if len(cont) >= 5 else None
     if stop is None or not stop.strip():
         pytest.skip("greedy continuation too short to cut")
@@ -221,7 +243,15 @@ def test_lm_generate_unseen_characters_use_byte_fallback(tok):
 def test_cli_lm_write_rows_keeps_lines_in_order(capsys):
     from lstmtext.cli.generate import _write_rows
 
-    events = [(0, "a", False), (1, "b", False), (2, "c", False), (1, "B", True), (0, "A", False), (0, "!", True), (2, "C", True)]
+    events = [
+        (0, "a", False),
+        (1, "b", False),
+        (2, "c", False),
+        (1, "B", True),
+        (0, "A", False),
+        (0, "!", True),
+        (2, "C", True),
+    ]
     finished = [False, False, False, True]  # row 3 is a blank input line
     _write_rows(iter(events), 4, finished)
     assert capsys.readouterr().out == "aA!\nbB\ncC\n\n"
@@ -273,7 +303,9 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     half = run_cli("evaluate", lm_ckpt, REPO / "data" / "lm" / "dev.txt", "--format", "json", "--precision", "bf16")
     assert half.returncode == 0, half.stderr
     assert json.loads(half.stdout)["ppl_word"] == pytest.approx(m["ppl_word"], rel=0.05)
-    gen = run_cli("generate", "-m", lm_ckpt, "--prompt", "The", "--max-tokens", "12", "--seed", "1", "--precision", "bf16")
+    gen = run_cli(
+        "generate", "-m", lm_ckpt, "--prompt", "The", "--max-tokens", "12", "--seed", "1", "--precision", "bf16"
+    )
     assert gen.returncode == 0 and gen.stdout.startswith("The") and gen.stdout.count("\n") == 1, gen.stderr
     # int8 is for one-pass models; generation steps LSTM cells, so it is refused in one line (by the
     # --precision choice where the lm module names its PRECISIONS, else when the model loads)
@@ -287,8 +319,24 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     again = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))
     assert again.stdout == gen.stdout
 
-    piped = run_cli("generate", "-m", lm_ckpt, "--num-samples", "2", "--max-tokens", "8", "--seed", "2",
-                    "--top-k", "50", "--top-p", "0.9", "--temperature", "0.7", input="The war\n\nIn 1990 ,\n")
+    piped = run_cli(
+        "generate",
+        "-m",
+        lm_ckpt,
+        "--num-samples",
+        "2",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "2",
+        "--top-k",
+        "50",
+        "--top-p",
+        "0.9",
+        "--temperature",
+        "0.7",
+        input="The war\n\nIn 1990 ,\n",
+    )
     assert piped.returncode == 0, piped.stderr
     lines = piped.stdout.split("\n")[:-1]
     assert len(lines) == 6
@@ -315,8 +363,19 @@ def test_cli_lm_generate_unseen_characters(lm_ckpt):
 @pytest.fixture(scope="module")
 def sentiment_from_lm(lm_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("transfer") / "s.ckpt"
-    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", "-q", *TINY,
-                   LSTMTEXT_HOME=str(out.parent / "home"))
+    proc = run_cli(
+        "train",
+        "sentiment",
+        "--init-from",
+        lm_ckpt,
+        "-o",
+        out,
+        "--epochs",
+        "1",
+        "-q",
+        *TINY,
+        LSTMTEXT_HOME=str(out.parent / "home"),
+    )
     assert proc.returncode == 0, proc.stderr
     return out, proc
 
@@ -332,8 +391,20 @@ def test_train_sentiment_init_from_lm_copies_encoder(lm_ckpt, sentiment_from_lm)
 
 
 def test_train_sentiment_init_from_lm_refuses_misfit_encoder(lm_ckpt, tmp_path):
-    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", tmp_path / "s.ckpt", "--epochs", "1", "-q",
-                   *TINY, "--set", "encoder.hidden_dim=48")
+    proc = run_cli(
+        "train",
+        "sentiment",
+        "--init-from",
+        lm_ckpt,
+        "-o",
+        tmp_path / "s.ckpt",
+        "--epochs",
+        "1",
+        "-q",
+        *TINY,
+        "--set",
+        "encoder.hidden_dim=48",
+    )
     assert_usage_error(proc, "--init-from", "encoder")
 
 
@@ -343,8 +414,21 @@ def test_train_init_from_takes_the_encoder_shape_from_the_checkpoint(lm_ckpt, tm
 
     # No shape given: sentiment's own default (256 wide) would not fit the 32-wide LM; its weights decide.
     out = tmp_path / "s.ckpt"
-    proc = run_cli("train", "sentiment", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", "-q",
-                   "--set", "train.batch_tokens=2000", "--set", "encoder.dropout=0.1")
+    proc = run_cli(
+        "train",
+        "sentiment",
+        "--init-from",
+        lm_ckpt,
+        "-o",
+        out,
+        "--epochs",
+        "1",
+        "-q",
+        "--set",
+        "train.batch_tokens=2000",
+        "--set",
+        "encoder.dropout=0.1",
+    )
     assert proc.returncode == 0, proc.stderr
     enc, lm_enc = read_meta(out)["recipe"]["encoder"], read_meta(lm_ckpt)["recipe"]["encoder"]
     assert {k: enc[k] for k in ENCODER_SHAPE} == {k: lm_enc[k] for k in ENCODER_SHAPE}
@@ -353,8 +437,8 @@ def test_train_init_from_takes_the_encoder_shape_from_the_checkpoint(lm_ckpt, tm
 
 def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
     from lstmtext.checkpoint import load
-    from lstmtext.tasks import sentiment
     from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import sentiment
     from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
@@ -368,8 +452,8 @@ def test_init_from_copies_the_lm_encoder_weights(lm_ckpt):
 
 def test_init_from_an_lm_into_an_lm_run_takes_the_head_too(lm_ckpt):
     from lstmtext.checkpoint import load
-    from lstmtext.tasks import lm, sentiment
     from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import lm, sentiment
     from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
@@ -396,26 +480,43 @@ def test_init_from_an_lm_gives_a_ner_lm_objective_the_lm_head(lm_ckpt, tmp_path)
 
     meta, state = load(lm_ckpt)
     out = tmp_path / "ner.ckpt"
-    proc = run_cli("train", "ner", "--init-from", lm_ckpt, "-o", out, "--epochs", "1", *TINY,
-                   "--set", "ner.lm_weight=0.5", "--set", "train.lr=1e-9", LSTMTEXT_HOME=str(tmp_path / "home"))
+    proc = run_cli(
+        "train",
+        "ner",
+        "--init-from",
+        lm_ckpt,
+        "-o",
+        out,
+        "--epochs",
+        "1",
+        *TINY,
+        "--set",
+        "ner.lm_weight=0.5",
+        "--set",
+        "train.lr=1e-9",
+        LSTMTEXT_HOME=str(tmp_path / "home"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "and the LM head" in proc.stderr
     _, tagged = load(out)
     lm_keys = [k for k in tagged if k.startswith("head.lm.")]
-    assert lm_keys and all(torch.allclose(tagged[k], state["head." + k[len("head.lm."):]], atol=1e-6) for k in lm_keys)
+    assert lm_keys and all(torch.allclose(tagged[k], state["head." + k[len("head.lm.") :]], atol=1e-6) for k in lm_keys)
     line = run_cli("tag", "-m", out, "--format", "conll", input="Paris is nice .\n")  # tagging never runs the LM
     assert line.returncode == 0, line.stderr
     assert [l.split("\t")[0] for l in line.stdout.splitlines() if l] == ["Paris", "is", "nice", "."]
     # without the objective the NER head has no LM, and an LM's head is not taken
-    model = ner.build_model(ner_recipe := __import__("lstmtext.config", fromlist=["x"]).resolve_recipe(
-        "ner", None, TINY[1::2]), state["encoder.embed.weight"].shape[0], ["O", "B-LOC", "I-LOC"])
+    model = ner.build_model(
+        ner_recipe := __import__("lstmtext.config", fromlist=["x"]).resolve_recipe("ner", None, TINY[1::2]),
+        state["encoder.embed.weight"].shape[0],
+        ["O", "B-LOC", "I-LOC"],
+    )
     assert ner_recipe.options.lm_weight == 0 and not any(k.startswith("head.lm.") for k in model.state_dict())
 
 
 def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
     from lstmtext.checkpoint import load
-    from lstmtext.tasks import sentiment
     from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import sentiment
     from lstmtext.transfer import copy_encoder
 
     meta, state = load(lm_ckpt)
@@ -432,19 +533,22 @@ def test_init_from_a_forward_only_lm_leaves_the_backward_stack_fresh(lm_ckpt):
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("args,fragment", [
-    (["--prompt", ""], "empty prompt"),
-    (["--prompt", "   "], "empty prompt"),
-    (["--prompt", "The", "--max-tokens", "0"], "--max-tokens"),
-    (["--prompt", "The", "--max-tokens", "-3"], "--max-tokens"),
-    (["--prompt", "The", "--top-p", "0"], "--top-p"),
-    (["--prompt", "The", "--top-p", "1.5"], "--top-p"),
-    (["--prompt", "The", "--top-p", "-0.1"], "--top-p"),
-    (["--prompt", "The", "--temperature", "-1"], "--temperature"),
-    (["--prompt", "The", "--top-k", "-1"], "--top-k"),
-    (["--prompt", "The", "--num-samples", "0"], "--num-samples"),
-    (["--prompt", "The", "--stop", ""], "--stop"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--prompt", ""], "empty prompt"),
+        (["--prompt", "   "], "empty prompt"),
+        (["--prompt", "The", "--max-tokens", "0"], "--max-tokens"),
+        (["--prompt", "The", "--max-tokens", "-3"], "--max-tokens"),
+        (["--prompt", "The", "--top-p", "0"], "--top-p"),
+        (["--prompt", "The", "--top-p", "1.5"], "--top-p"),
+        (["--prompt", "The", "--top-p", "-0.1"], "--top-p"),
+        (["--prompt", "The", "--temperature", "-1"], "--temperature"),
+        (["--prompt", "The", "--top-k", "-1"], "--top-k"),
+        (["--prompt", "The", "--num-samples", "0"], "--num-samples"),
+        (["--prompt", "The", "--stop", ""], "--stop"),
+    ],
+)
 def test_cli_lm_generate_bad_input(lm_ckpt, args, fragment):
     assert_usage_error(run_cli("generate", "-m", lm_ckpt, *args), fragment)
 

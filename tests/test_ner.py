@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+
 from lstmtext.config import build_recipe
 from lstmtext.errors import UsageError
 from lstmtext.heads.tag import CRF, TagHead, allowed_moves, bioes_labels
@@ -54,7 +54,11 @@ def test_ner_read_conll_converts_iob1_and_skips_docstart(tmp_path):
         "-DOCSTART- -X- O O\nBRUSSELS NNP I-NP I-LOC\n"
     )
     ex = ner.read(str(f), ner.Options())
-    assert [e["tokens"] for e in ex] == [["EU", "rejects", "German"], ["Peter", "Blackburn", "and", "Anna"], ["BRUSSELS"]]
+    assert [e["tokens"] for e in ex] == [
+        ["EU", "rejects", "German"],
+        ["Peter", "Blackburn", "and", "Anna"],
+        ["BRUSSELS"],
+    ]
     assert ex[0]["tags"] == ["B-ORG", "O", "B-MISC"]
     assert ex[1]["tags"] == ["B-PER", "I-PER", "O", "B-PER"]
     assert ex[2]["tags"] == ["B-LOC"]
@@ -84,8 +88,10 @@ def test_ner_read_conll_malformed_line_names_file_and_line(tmp_path):
 def test_ner_read_jsonl_tokens_and_tags(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text(
-        json.dumps({"tokens": ["Angela", "Merkel", "spoke"], "tags": ["B-PER", "I-PER", "O"]}) + "\n\n"
-        + json.dumps({"tokens": ["in", "Paris"], "tags": ["O", "I-LOC"]}) + "\n"
+        json.dumps({"tokens": ["Angela", "Merkel", "spoke"], "tags": ["B-PER", "I-PER", "O"]})
+        + "\n\n"
+        + json.dumps({"tokens": ["in", "Paris"], "tags": ["O", "I-LOC"]})
+        + "\n"
     )
     ex = ner.read(str(f), ner.Options())
     assert [e["tags"] for e in ex] == [["B-PER", "I-PER", "O"], ["O", "B-LOC"]]
@@ -98,10 +104,16 @@ def test_ner_read_hf_class_label_tags_take_names_from_dataset(monkeypatch):
     import datasets
 
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
-    ds = datasets.Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
-                                     "ner_tags": [[3, 0, 7, 0], [1, 2]]}, features=feats)
+    feats = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]], "ner_tags": [[3, 0, 7, 0], [1, 2]]},
+        features=feats,
+    )
     monkeypatch.setattr(ner_data, "load_hf", lambda source, split: ds)
     ex = ner.read("hf:eriktks/conll2003", ner.Options(), "train")
     assert [e["tags"] for e in ex] == [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
@@ -174,7 +186,9 @@ def test_ner_predictor_context_reads_earlier_lines_of_the_paragraph(monkeypatch)
     model = ner.build_model(recipe, len(tok), LABELS)
     read = []
     real = ner.decode_features
-    monkeypatch.setattr(ner, "decode_features", lambda m, feats, *a, **k: (read.extend(feats), real(m, feats, *a, **k))[1])
+    monkeypatch.setattr(
+        ner, "decode_features", lambda m, feats, *a, **k: (read.extend(feats), real(m, feats, *a, **k))[1]
+    )
 
     def predictor(context):
         p = ner.Predictor(model, tok, LABELS, recipe, torch.device("cpu"))
@@ -195,7 +209,9 @@ def test_ner_predictor_context_reads_earlier_lines_of_the_paragraph(monkeypatch)
     # a long line is not carried whole: the last 6 words hold at least 6 pieces
     read.clear()
     p.predict(["Paris is big " * 100, "Berlin"])
-    assert read[-1]["ids"] == tok.encode_words(("Paris is big " * 100).split())[0][-6:] + tok.encode_words(["Berlin"])[0]
+    assert (
+        read[-1]["ids"] == tok.encode_words(("Paris is big " * 100).split())[0][-6:] + tok.encode_words(["Berlin"])[0]
+    )
     assert sum(len(words) for words in p._paragraph) <= 6
     read.clear()
     predictor(False).predict(lines)
@@ -211,7 +227,7 @@ def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
     long_words = ["Emmanuel", "Macron", "met", "Angela", "Merkel", "in", "Berlin"]
     feats = ner.featurize([{"tokens": ["Paris"]}, {"tokens": long_words}], tok, LABELS, recipe)
     batch = ner.collate(feats)
-    for f, first, last in zip(feats, batch["first"], batch["last"]):
+    for f, _first, last in zip(feats, batch["first"], batch["last"]):
         n = len(f["first"])
         ends = [f["first"][w + 1] - 1 if w + 1 < n else f["length"] - 1 for w in range(n)]
         assert last[:n].tolist() == ends  # each word's last piece
@@ -225,7 +241,9 @@ def test_ner_span_word_state_reads_each_word_whole_alone_or_in_a_batch():
         em = head.emissions(states, batch["first"], batch["last"])  # (B, W, L)
         H = encoder.hidden_dim
         f, l = batch["first"][1], batch["last"][1]
-        words = torch.cat([states[1, l, :H], states[1, f, H:]], dim=-1)  # forward at the last piece, backward at the first
+        words = torch.cat(
+            [states[1, l, :H], states[1, f, H:]], dim=-1
+        )  # forward at the last piece, backward at the first
         assert torch.allclose(em[1, : len(long_words)], head.proj(words)[: len(long_words)], atol=1e-6)
         alone = ner.collate(feats[1:])
         em_alone = head.emissions(encoder(alone["tokens"], alone["lengths"]), alone["first"], alone["last"])
@@ -254,11 +272,29 @@ def test_ner_word_bilstm_sees_neighbours_and_ignores_padding():
 
 
 def test_ner_word_shapes_reach_the_tag_scores():
-    cases = {"the": 1, "Paris": 2, "I": 2, "EU": 3, "McDonald": 4, "1996": 5, "2-1": 6, "1,000": 6, ".": 7,
-             "(": 7, "1st": 8, "B52": 8, "Éire": 2, "ÉIRE": 3}
+    cases = {
+        "the": 1,
+        "Paris": 2,
+        "I": 2,
+        "EU": 3,
+        "McDonald": 4,
+        "1996": 5,
+        "2-1": 6,
+        "1,000": 6,
+        ".": 7,
+        "(": 7,
+        "1st": 8,
+        "B52": 8,
+        "Éire": 2,
+        "ÉIRE": 3,
+    }
     assert {w: ner.word_shape(w) for w in cases} == cases
-    recipe = build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[
-        "ner.shape_dim=4", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"])
+    recipe = build_recipe(
+        "ner",
+        ner.Options,
+        ner.DEFAULTS,
+        overrides=["ner.shape_dim=4", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"],
+    )
 
     class Tok:  # one piece per word is enough here
         def encode_words(self, words):
@@ -310,8 +346,13 @@ def test_ner_lm_objective_joins_the_loss_in_training_only():
     head = TagHead(16, LABELS, 0.0, "first", lm=lm, lm_weight=0.5, lm_rate=1.0)
     tokens = torch.tensor([[5, 9, 12, 7], [3, 4, 0, 0]])  # (B, T), the second padded
     states = torch.randn(2, 4, 16, requires_grad=True)  # (B, T, 2H)
-    batch = {"tokens": tokens, "lengths": torch.tensor([4, 2]), "first": torch.tensor([[0, 2], [0, 1]]),
-             "word_lengths": torch.tensor([2, 2]), "tags": torch.tensor([[3, 4], [1, 0]])}
+    batch = {
+        "tokens": tokens,
+        "lengths": torch.tensor([4, 2]),
+        "first": torch.tensor([[0, 2], [0, 1]]),
+        "word_lengths": torch.tensor([2, 2]),
+        "tags": torch.tensor([[3, 4], [1, 0]]),
+    }
     lm_loss = lm(states, batch)[1]  # the LM's own loss over every piece
     assert torch.allclose(lm.sampled_loss(states, tokens, 1.0), lm_loss)
     head.lm_weight = 0.0
@@ -452,8 +493,12 @@ def test_ner_bioes_model_evaluates_and_tags_in_bio():
             return [1 + len(w) % 20 for w in words], list(range(len(words)))
 
     torch.manual_seed(3)
-    recipe = build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=[
-        "ner.scheme=bioes", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"])
+    recipe = build_recipe(
+        "ner",
+        ner.Options,
+        ner.DEFAULTS,
+        overrides=["ner.scheme=bioes", "ner.word_hidden=6", "encoder.embed_dim=8", "encoder.hidden_dim=8"],
+    )
     model = ner.build_model(recipe, 32, LABELS)
     with torch.no_grad():  # untrained, but pushed to open entities everywhere: output must still be valid BIO
         model.head.proj.bias[[i for i, t in enumerate(BIOES) if t[:2] in ("B-", "I-")]] += 5.0
@@ -471,8 +516,25 @@ def test_ner_split_words_offsets_and_punctuation():
     words = ner.split_words(text)
     assert all(text[s:e] == w for w, s, e in words)
     assert [w for w, _, _ in words] == [
-        "Angela", "Merkel", "met", "Mr.", "Smith", "in", "the", "U.S.", "on", "1996-08-22", ",", "paying", "$",
-        "1,000.50", "(", "really", "!", ")", ".",
+        "Angela",
+        "Merkel",
+        "met",
+        "Mr.",
+        "Smith",
+        "in",
+        "the",
+        "U.S.",
+        "on",
+        "1996-08-22",
+        ",",
+        "paying",
+        "$",
+        "1,000.50",
+        "(",
+        "really",
+        "!",
+        ")",
+        ".",
     ]
     assert [w for w, _, _ in ner.split_words("a,b  c.", pretokenized=True)] == ["a,b", "c."]
 
@@ -482,7 +544,11 @@ def test_ner_entities_text_is_exact_slice():
     words = ner.split_words(text)
     tags = ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "O"]
     ents = ner.entities(tags, [(s, e) for _, s, e in words], text)
-    assert [(e["label"], e["text"]) for e in ents] == [("PER", "Angela  Merkel"), ("PER", "Emmanuel Macron"), ("LOC", "Paris")]
+    assert [(e["label"], e["text"]) for e in ents] == [
+        ("PER", "Angela  Merkel"),
+        ("PER", "Emmanuel Macron"),
+        ("LOC", "Paris"),
+    ]
     assert all(text[e["start"] : e["end"]] == e["text"] for e in ents)
 
 
@@ -490,8 +556,12 @@ def test_ner_format_inline_preserves_spacing():
     text = " Angela  Merkel met\tMacron ."
     words = ner.split_words(text)
     tags = ["B-PER", "I-PER", "O", "B-PER", "O"]
-    result = {"text": text, "tokens": [w for w, _, _ in words], "tags": tags,
-              "entities": ner.entities(tags, [(s, e) for _, s, e in words], text)}
+    result = {
+        "text": text,
+        "tokens": [w for w, _, _ in words],
+        "tags": tags,
+        "entities": ner.entities(tags, [(s, e) for _, s, e in words], text),
+    }
     p = ner.Predictor(None, None, LABELS, None, None)
     assert p.format(text, result, "inline") == " [PER Angela  Merkel] met\t[PER Macron] ."
     assert p.format(text, result, "conll") == "Angela\tB-PER\nMerkel\tI-PER\nmet\tO\nMacron\tB-PER\n.\tO\n"
@@ -530,13 +600,26 @@ def _recipe(max_length: int = 256):
 def ner_ckpt(tmp_path_factory):
     """A tiny NER model trained once through the CLI on the embedded sample (no data argument)."""
     out = tmp_path_factory.mktemp("ner") / "tiny.ckpt"
-    proc = run_cli("train", "ner", "-o", out, "--epochs", "8", "-q", *TINY, "--set", "train.batch_tokens=600",
-                   LSTMTEXT_HOME=str(out.parent / "home"))
+    proc = run_cli(
+        "train",
+        "ner",
+        "-o",
+        out,
+        "--epochs",
+        "8",
+        "-q",
+        *TINY,
+        "--set",
+        "train.batch_tokens=600",
+        LSTMTEXT_HOME=str(out.parent / "home"),
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
 
-SENTENCES = "Angela Merkel met Emmanuel Macron in Paris on Tuesday.\n\nShares in Siemens fell after Lars Becker resigned.\n"
+SENTENCES = (
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday.\n\nShares in Siemens fell after Lars Becker resigned.\n"
+)
 
 
 def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
@@ -561,8 +644,10 @@ def test_ner_cli_train_evaluate_tag_predict(ner_ckpt, tmp_path, lstmtext_home):
     proc = run_cli("tag", "-", "-m", ner_ckpt, "--format", "inline", input=SENTENCES)
     out = proc.stdout.split("\n")
     assert proc.returncode == 0 and len(out) == 4 and out[1] == ""
-    assert out[0].replace("[PER ", "").replace("[LOC ", "").replace("[ORG ", "").replace("[MISC ", "").replace("]", "") \
+    assert (
+        out[0].replace("[PER ", "").replace("[LOC ", "").replace("[ORG ", "").replace("[MISC ", "").replace("]", "")
         == SENTENCES.split("\n")[0]
+    )
 
     # conll: token<TAB>tag, a blank line after each sentence
     inp = tmp_path / "in.txt"
@@ -638,9 +723,15 @@ def test_ner_cli_tag_file_in_parallel_threads_matches_one_thread(ner_ckpt, tmp_p
 
 
 def test_ner_cli_interactive_line_answered_before_next(ner_ckpt):
-    p = subprocess.Popen([sys.executable, "-m", "lstmtext", "tag", "-m", str(ner_ckpt), "--format", "jsonl"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=REPO, env=cli_env())
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lstmtext", "tag", "-m", str(ner_ckpt), "--format", "jsonl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=cli_env(),
+    )
     try:
         p.stdin.write("Angela Merkel met Macron.\n")
         p.stdin.flush()
@@ -658,8 +749,13 @@ def test_ner_cli_interactive_line_answered_before_next(ner_ckpt):
 def test_ner_cli_closed_pipe_downstream_ends_quietly(ner_ckpt, tmp_path):
     inp = tmp_path / "many.txt"
     inp.write_text("Angela Merkel met Emmanuel Macron in Paris on Tuesday.\n" * 5000)
-    p = subprocess.Popen([sys.executable, "-m", "lstmtext", "tag", str(inp), "-m", str(ner_ckpt), "--format", "jsonl"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=cli_env())
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lstmtext", "tag", str(inp), "-m", str(ner_ckpt), "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=cli_env(),
+    )
     assert json.loads(p.stdout.readline())["tokens"][0] == "Angela"
     p.stdout.close()  # like | head -1
     assert p.wait(120) == 0
@@ -698,4 +794,6 @@ def test_ner_cli_one_megabyte_line(ner_ckpt):
 def test_ner_cli_tag_refuses_other_task_checkpoint(sentiment_ckpt):
     assert_usage_error(run_cli("tag", "-m", sentiment_ckpt, input="Paris\n"), "'sentiment' model", "tag")
     assert_usage_error(run_cli("tag", "-m", "no-such.ckpt", input="Paris\n"), "no-such.ckpt")
-    assert_usage_error(run_cli("tag", "--format", "xml", input="Paris\n"), "'xml' is not one of 'conll', 'jsonl', 'inline'")
+    assert_usage_error(
+        run_cli("tag", "--format", "xml", input="Paris\n"), "'xml' is not one of 'conll', 'jsonl', 'inline'"
+    )

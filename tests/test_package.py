@@ -8,12 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from lstmtext.data import load_hf, recipe_names, recipe_path, resolve_source, sample_path
+from lstmtext.data import recipe_names, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,8 +23,17 @@ TINY = ["--set", "encoder.embed_dim=32", "--set", "encoder.hidden_dim=32", "--se
 # -- named datasets -----------------------------------------------------------------------------------------
 def _data_dir(root: Path) -> Path:
     """A data directory laid out as the datasets are distributed, with empty files."""
-    for rel in ["sst2/train.tsv", "sst2/dev.tsv", "imdb/test.jsonl.gz", "conll2003/eng.train", "conll2003/eng.testa",
-                "conll2003/eng.testb", "wikitext2/wiki.valid.tokens", "multi30k/val.de", "multi30k/val.en"]:
+    for rel in [
+        "sst2/train.tsv",
+        "sst2/dev.tsv",
+        "imdb/test.jsonl.gz",
+        "conll2003/eng.train",
+        "conll2003/eng.testa",
+        "conll2003/eng.testb",
+        "wikitext2/wiki.valid.tokens",
+        "multi30k/val.de",
+        "multi30k/val.en",
+    ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("")
     return root
@@ -57,8 +65,16 @@ def test_named_sources_missing_locally_read_from_the_hub(tmp_path, monkeypatch):
 def test_paths_and_hf_sources_pass_through(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my:file.tsv").write_text("")
-    for source in ["train.tsv", "../shared/data/sst2/train.tsv", "hf:stanfordnlp/sst2", "hf:a/b:c@test",
-                   "C:\\data\\x.tsv", "my:file.tsv", "", "-"]:
+    for source in [
+        "train.tsv",
+        "../shared/data/sst2/train.tsv",
+        "hf:stanfordnlp/sst2",
+        "hf:a/b:c@test",
+        "C:\\data\\x.tsv",
+        "my:file.tsv",
+        "",
+        "-",
+    ]:
         assert resolve_source(source) == source
 
 
@@ -66,8 +82,10 @@ def test_unknown_dataset_or_split_names_the_known_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMTEXT_DATA", str(tmp_path))
     with pytest.raises(UsageError) as e:
         resolve_source("conll:train")
-    assert str(e.value) == ("conll:train: unknown dataset 'conll' (known: sst2, imdb, conll2003, wikitext2, multi30k); "
-                            "or pass a file path or hf:NAME")
+    assert str(e.value) == (
+        "conll:train: unknown dataset 'conll' (known: sst2, imdb, conll2003, wikitext2, multi30k); "
+        "or pass a file path or hf:NAME"
+    )
     with pytest.raises(UsageError) as e:
         resolve_source("sst2:test")
     assert str(e.value) == "sst2:test: sst2 has no split 'test' (splits: train, dev)"
@@ -80,14 +98,17 @@ def test_unreachable_hub_fails_fast_with_one_line(tmp_path):
     """Nothing listens on the endpoint: one line, exit 2, within 5 s, whatever the machine's network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LSTMTEXT_DATA"))}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), PYTHONUNBUFFERED="1")
-    code = ("import time, sys; t = time.time()\n"
-            "from lstmtext.data import load_hf, resolve_source\n"
-            "from lstmtext.errors import UsageError\n"
-            "try:\n    load_hf(resolve_source('sst2:train'), 'train')\n"
-            "except UsageError as e:\n    print(e, file=sys.stderr)\n"
-            "print(round(time.time() - t, 1))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=60)
+    code = (
+        "import time, sys; t = time.time()\n"
+        "from lstmtext.data import load_hf, resolve_source\n"
+        "from lstmtext.errors import UsageError\n"
+        "try:\n    load_hf(resolve_source('sst2:train'), 'train')\n"
+        "except UsageError as e:\n    print(e, file=sys.stderr)\n"
+        "print(round(time.time() - t, 1))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert float(proc.stdout) <= 5.0
     lines = proc.stderr.strip().splitlines()
@@ -105,8 +126,9 @@ def test_samples_and_recipes_are_found_by_name():
     assert recipe_path("imdb-lm.toml").name == "imdb-lm.toml"
     with pytest.raises(UsageError) as e:
         recipe_path("sst3")
-    assert str(e.value) == ("sst3: no such recipe file and no shipped recipe of that name "
-                            f"(shipped: {', '.join(RECIPES)})")
+    assert str(e.value) == (
+        f"sst3: no such recipe file and no shipped recipe of that name (shipped: {', '.join(RECIPES)})"
+    )
     with pytest.raises(UsageError, match="no embedded sample for task 'nope'"):
         sample_path("nope", "train")
 
@@ -151,16 +173,33 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LSTMTEXT_DATA")}
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src],
-         tmp, env)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src],
+        tmp,
+        env,
+    )
     wheel = next((tmp / "dist").glob("lstmtext-*.whl"))
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp, env)
     site = next(venv.glob("lib/python*/site-packages"))
     deps = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "torch").is_dir())
     (site / "dependencies.pth").write_text(deps + "\n")
-    _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-deps",
-          "--no-index", wheel], tmp, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin" / "python",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
+        tmp,
+        env,
+    )
     work = tmp / "elsewhere"
     work.mkdir()
     env.update(LSTMTEXT_HOME=str(tmp / "home"), OMP_NUM_THREADS="1", COLUMNS="200")
@@ -170,8 +209,10 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
 def test_wheel_ships_samples_and_recipes_not_the_repository(installed):
     lstmtext, env = installed
     py = lstmtext.parent / "python"
-    code = ("import lstmtext, lstmtext.data as d; print(lstmtext.__file__); print(d.sample_path('ner', 'train')); "
-            "print(d.recipe_path('conll2003'))")
+    code = (
+        "import lstmtext, lstmtext.data as d; print(lstmtext.__file__); print(d.sample_path('ner', 'train')); "
+        "print(d.recipe_path('conll2003'))"
+    )
     out = _run([py, "-c", code], lstmtext.parent, env).stdout.splitlines()
     package = Path(out[0]).parent
     assert package.parent.name == "site-packages"
@@ -182,8 +223,15 @@ def test_wheel_trains_on_the_embedded_sample_and_predicts(installed):
     lstmtext, env = installed
     work = lstmtext.parents[2] / "elsewhere"
     _run([lstmtext, "train", "sentiment", "-o", "m.ckpt", "--epochs", "1", "-q", *TINY], work, env)
-    proc = subprocess.run([lstmtext, "predict", "m.ckpt", "-", "--format", "jsonl"], cwd=work, env=env,
-                          input="a wonderful film\nboring and lifeless\n", capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [lstmtext, "predict", "m.ckpt", "-", "--format", "jsonl"],
+        cwd=work,
+        env=env,
+        input="a wonderful film\nboring and lifeless\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["a wonderful film", "boring and lifeless"]
@@ -198,8 +246,25 @@ def test_wheel_runs_a_shipped_recipe_on_a_data_directory(installed, tmp_path):
     data = tmp_path / "data"
     (data / "sst2").mkdir(parents=True)
     shutil.copy(REPO / "data" / "sentiment" / "train.tsv", data / "sst2" / "train.tsv")
-    _run([lstmtext, "train", "sentiment", "--recipe", "sst2", "--max-time", "5s", "-o", "sst2.ckpt", "-q", *TINY,
-          "--set", "train.eval_every=20"], tmp_path, env | {"LSTMTEXT_DATA": str(data)})
+    _run(
+        [
+            lstmtext,
+            "train",
+            "sentiment",
+            "--recipe",
+            "sst2",
+            "--max-time",
+            "5s",
+            "-o",
+            "sst2.ckpt",
+            "-q",
+            *TINY,
+            "--set",
+            "train.eval_every=20",
+        ],
+        tmp_path,
+        env | {"LSTMTEXT_DATA": str(data)},
+    )
     info = json.loads(_run([lstmtext, "info", "sst2.ckpt", "--format", "json"], tmp_path, env).stdout)
     assert info["recipe"]["data"]["train"] == "sst2:train"
     assert info["recipe"]["sentiment"]["hidden_dim"] == 300  # the recipe's (the task's default: 256)

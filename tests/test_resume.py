@@ -12,9 +12,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 from safetensors.torch import load_file
 
-from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 from lstmtext.checkpoint import read_meta
 from lstmtext.errors import UsageError
 
@@ -152,7 +152,10 @@ def test_kill_9_resumes_from_the_last_resume_state_exactly(tmp_path):
     _assert_same_run(full, out)
     assert not any(p.exists() for p in stale)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("m.")) == [
-        "m.ckpt", "m.metrics.jsonl", "m.resume.safetensors"]
+        "m.ckpt",
+        "m.metrics.jsonl",
+        "m.resume.safetensors",
+    ]
 
 
 def test_a_second_training_of_the_same_output_is_refused(tmp_path):
@@ -190,7 +193,7 @@ def test_checkpoints_get_the_mode_of_any_new_file(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
         ckpt.save(path, {"w": torch.zeros(2)}, {"task": "sentiment"}, b"")
-        ckpt.atomic_write(tmp_path / "t.model", lambda tmp: open(tmp, "wb").write(b"x"))
+        ckpt.atomic_write(tmp_path / "t.model", lambda tmp: __import__("pathlib").Path(tmp).write_bytes(b"x"))
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == mode
@@ -199,8 +202,9 @@ def test_checkpoints_get_the_mode_of_any_new_file(tmp_path, umask, mode):
 
 
 def test_max_time_bounds_the_whole_call_final_evaluation_included(tmp_path):
-    summary = _train(tmp_path / "m.ckpt", "train.epochs=100000", "train.max_time=4s", "train.eval_every=0",
-                     "train.patience=0")
+    summary = _train(
+        tmp_path / "m.ckpt", "train.epochs=100000", "train.max_time=4s", "train.eval_every=0", "train.patience=0"
+    )
     assert summary["stop"] == "time limit 4s reached"
     assert 3.0 < summary["train_seconds"] <= 4.3, summary
     assert list(summary["seconds"]) == ["read", "tokenizer", "featurize", "setup", "training", "evaluation"]

@@ -8,7 +8,6 @@ import select
 import subprocess
 import sys
 
-
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 
 SAMPLE_DEV = REPO / "data" / "sentiment" / "dev.tsv"
@@ -52,7 +51,9 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     assert hev.returncode == 0 and abs(json.loads(hev.stdout)["accuracy"] - m["accuracy"]) <= 0.03, hev.stderr
 
     # --precision int8: the LSTMs in int8, the same lines, scores close to fp32's
-    small = run_cli("predict", sentiment_ckpt, "--format", "jsonl", "--precision", "int8", input="\n".join(texts) + "\n")
+    small = run_cli(
+        "predict", sentiment_ckpt, "--format", "jsonl", "--precision", "int8", input="\n".join(texts) + "\n"
+    )
     assert small.returncode == 0 and small.stderr == "", small.stderr
     srows = [json.loads(l) for l in small.stdout.splitlines()]
     assert [r["text"] for r in srows] == texts and srows[1]["label"] is None
@@ -119,12 +120,28 @@ def test_sentiment_default_model_place_needs_no_path():
 
 def test_sentiment_string_labels_and_csv_columns(tmp_path):
     data = tmp_path / "reviews.csv"
-    rows = ["review,stars"] + [f'"great film {i}",five' for i in range(30)] + [f'"awful film {i}",one' for i in range(30)]
+    rows = (
+        ["review,stars"] + [f'"great film {i}",five' for i in range(30)] + [f'"awful film {i}",one' for i in range(30)]
+    )
     rows += [f'"fine film {i}",three' for i in range(30)]
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "m.ckpt"
-    proc = run_cli("train", "sentiment", "--train", data, "--text-column", "review", "--label-column", "stars",
-                   "-o", out, "--epochs", "2", "-q", *TINY)
+    proc = run_cli(
+        "train",
+        "sentiment",
+        "--train",
+        data,
+        "--text-column",
+        "review",
+        "--label-column",
+        "stars",
+        "-o",
+        out,
+        "--epochs",
+        "2",
+        "-q",
+        *TINY,
+    )
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(run_cli("info", out, "--format", "json").stdout)
     assert meta["labels"] == ["five", "one", "three"]
@@ -133,8 +150,12 @@ def test_sentiment_string_labels_and_csv_columns(tmp_path):
 
 def test_sentiment_interactive_pipe_answers_each_line_before_the_next(sentiment_ckpt):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lstmtext", "predict", str(sentiment_ckpt)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(), cwd=REPO,
+        [sys.executable, "-m", "lstmtext", "predict", str(sentiment_ckpt)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+        cwd=REPO,
     )
     try:
         for text in ("a wonderful film .", "a dull film ."):
@@ -153,8 +174,16 @@ def test_sentiment_closed_pipe_downstream_exits_quietly(sentiment_ckpt, tmp_path
     big = tmp_path / "many.txt"
     big.write_text("a wonderful film .\n" * 20000)
     proc = subprocess.run(
-        ["bash", "-c", f'{sys.executable} -m lstmtext predict {sentiment_ckpt} {big} | head -1; echo "status=${{PIPESTATUS[0]}}"'],
-        capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=120,
+        [
+            "bash",
+            "-c",
+            f'{sys.executable} -m lstmtext predict {sentiment_ckpt} {big} | head -1; echo "status=${{PIPESTATUS[0]}}"',
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=REPO,
+        timeout=120,
     )
     first, status = proc.stdout.splitlines()
     assert first in ("0", "1")
@@ -164,15 +193,24 @@ def test_sentiment_closed_pipe_downstream_exits_quietly(sentiment_ckpt, tmp_path
 
 # -- bad input (DESIGN §8) ---------------------------------------------------------------------------------
 def test_sentiment_bad_input_missing_file(sentiment_ckpt, tmp_path):
-    assert_usage_error(run_cli("train", "sentiment", "--train", tmp_path / "nope.tsv", "-q"), "nope.tsv: file not found")
+    assert_usage_error(
+        run_cli("train", "sentiment", "--train", tmp_path / "nope.tsv", "-q"), "nope.tsv: file not found"
+    )
     assert_usage_error(run_cli("evaluate", sentiment_ckpt, tmp_path / "nope.tsv"), "file not found")
     assert_usage_error(run_cli("predict", sentiment_ckpt, tmp_path / "nope.txt"), "file not found")
     assert_usage_error(run_cli("predict", tmp_path / "no.ckpt", "-"), "no.ckpt")
 
 
 def test_sentiment_bad_input_precision(sentiment_ckpt):
-    assert_usage_error(run_cli("predict", sentiment_ckpt, "--precision", "fp8", input="x\n"), "--precision", "'fp8' is not one of", "bf16")
-    assert_usage_error(run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--precision", "fp16"), "fp16 needs a CUDA device")
+    assert_usage_error(
+        run_cli("predict", sentiment_ckpt, "--precision", "fp8", input="x\n"),
+        "--precision",
+        "'fp8' is not one of",
+        "bf16",
+    )
+    assert_usage_error(
+        run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--precision", "fp16"), "fp16 needs a CUDA device"
+    )
 
 
 def test_sentiment_bad_input_empty(sentiment_ckpt, tmp_path):
@@ -241,7 +279,9 @@ def test_sentiment_output_exists_needs_force(sentiment_ckpt, tmp_path):
 
 
 def test_sentiment_unreachable_hf_dataset_is_one_line():
-    proc = run_cli("train", "sentiment", "--train", "hf:stanfordnlp/sst2", "-q", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = run_cli(
+        "train", "sentiment", "--train", "hf:stanfordnlp/sst2", "-q", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"
+    )
     assert_usage_error(proc, "hf:stanfordnlp/sst2", "local file")
 
 
@@ -264,12 +304,17 @@ def test_sentiment_hf_source_reads_class_label_names(monkeypatch):
 
     from lstmtext.tasks import sentiment
 
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
-    local = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"sentence": ["a fine film", "a dull film"], "label": [1, 0]}, features=features),
-        "validation": datasets.Dataset.from_dict({"sentence": ["fine"], "label": [1]}, features=features),
-    })
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
+    local = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": ["a fine film", "a dull film"], "label": [1, 0]}, features=features
+            ),
+            "validation": datasets.Dataset.from_dict({"sentence": ["fine"], "label": [1]}, features=features),
+        }
+    )
     asked = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: asked.append((name, config)) or local)
     rows = sentiment.read("hf:stanfordnlp/sst2", sentiment.Options(), "train")

@@ -11,9 +11,8 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
+from safetensors.torch import load_file
 
 
 def _weights(path):
@@ -67,7 +66,11 @@ def test_train_real_ctrl_c_resumes_exactly(tmp_path):
     # ignores SIGINT, children inherit that, and Python then never turns SIGINT into KeyboardInterrupt.
     proc = subprocess.Popen(
         [sys.executable, "-m", "lstmtext", "train", "sentiment", "-o", str(out), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=REPO,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = tmp_path / "m.metrics.jsonl"
@@ -115,8 +118,18 @@ def test_train_init_from_copies_encoder_and_refuses_misfit(sentiment_ckpt, tmp_p
     ok = run_cli("train", "sentiment", "-o", out, "--init-from", sentiment_ckpt, "--epochs", "1", *TINY)
     assert ok.returncode == 0, ok.stderr
     assert "copied" in ok.stderr
-    misfit = run_cli("train", "sentiment", "-o", tmp_path / "x.ckpt", "--init-from", sentiment_ckpt, *TINY,
-                     "--set", "encoder.hidden_dim=48", "-q")
+    misfit = run_cli(
+        "train",
+        "sentiment",
+        "-o",
+        tmp_path / "x.ckpt",
+        "--init-from",
+        sentiment_ckpt,
+        *TINY,
+        "--set",
+        "encoder.hidden_dim=48",
+        "-q",
+    )
     assert_usage_error(misfit, "--init-from", "encoder")
 
 
@@ -159,8 +172,8 @@ def test_train_ema_checkpoint_holds_the_average_and_resume_keeps_it(tmp_path):
     assert run_cli("train", "sentiment", "-o", full, *args).returncode == 0
     saved, state = _weights(full), _weights(tmp_path / "full.resume.safetensors")
     # one evaluation (end of the epoch), so the checkpoint is the average at the last step, not the raw weights
-    assert _same(saved, {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")})
-    assert not _same(saved, {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    assert _same(saved, {k[len("ema.") :]: v for k, v in state.items() if k.startswith("ema.")})
+    assert not _same(saved, {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     first = run_cli("train", "sentiment", "-o", part, *args, "--set", "train.max_steps=4")
     assert first.returncode == 0, first.stderr
     second = run_cli("train", "sentiment", "-o", part, "--resume", "-q", "--set", "train.max_steps=0")
@@ -168,14 +181,34 @@ def test_train_ema_checkpoint_holds_the_average_and_resume_keeps_it(tmp_path):
     assert _same(saved, _weights(part))
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (REPO / ".venv/bin/torchrun").exists(), reason="torchrun missing")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (REPO / ".venv/bin/torchrun").exists(), reason="torchrun missing"
+)
 def test_train_distributed_two_cpu_processes(tmp_path):
     torchrun = shutil.which("torchrun") or str(REPO / ".venv/bin/torchrun")
     out = tmp_path / "ddp.ckpt"
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "lstmtext", "train", "sentiment", "-o", str(out),
-         "--epochs", "2", "-q", *TINY],
-        capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "lstmtext",
+            "train",
+            "sentiment",
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "-q",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=REPO,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads(run_cli("info", out, "--format", "json").stdout)
@@ -186,11 +219,13 @@ def test_train_distributed_two_cpu_processes(tmp_path):
 
 
 def test_train_param_groups_scale_the_encoder_lr_and_cover_every_parameter_once():
-    from lstmtext.tasks import sentiment
     from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import sentiment
     from lstmtext.training.build import param_groups
 
-    recipe = resolve_recipe("sentiment", None, ["encoder.embed_dim=8", "encoder.hidden_dim=8", "sentiment.hidden_dim=8"])
+    recipe = resolve_recipe(
+        "sentiment", None, ["encoder.embed_dim=8", "encoder.hidden_dim=8", "sentiment.hidden_dim=8"]
+    )
     model = sentiment.build_model(recipe, 300, ["neg", "pos"])
     groups = param_groups(model, weight_decay=0.01, encoder_lr_scale=0.25)
     ids = [id(p) for g in groups for p in g["params"]]
@@ -209,8 +244,22 @@ def test_train_encoder_lr_scale_zero_freezes_an_init_from_encoder(sentiment_ckpt
     enc = [k for k in before if k.startswith("encoder.")]
     for scale, frozen in (("0", True), ("1", False)):
         out = tmp_path / f"scale{scale}.ckpt"
-        proc = run_cli("train", "sentiment", "-o", out, "--init-from", sentiment_ckpt, "--epochs", "1", "-q", *TINY,
-                       "--set", f"train.encoder_lr_scale={scale}", "--set", "train.weight_decay=0")
+        proc = run_cli(
+            "train",
+            "sentiment",
+            "-o",
+            out,
+            "--init-from",
+            sentiment_ckpt,
+            "--epochs",
+            "1",
+            "-q",
+            *TINY,
+            "--set",
+            f"train.encoder_lr_scale={scale}",
+            "--set",
+            "train.weight_decay=0",
+        )
         assert proc.returncode == 0, proc.stderr
         after = _weights(out)
         assert enc and all(torch.equal(before[k], after[k]) for k in enc) == frozen, scale
@@ -219,10 +268,10 @@ def test_train_encoder_lr_scale_zero_freezes_an_init_from_encoder(sentiment_ckpt
 def test_train_bf16_autocast_on_cpu_trains_in_bf16_and_fp16_is_refused():
     """precision=bf16 on CPU runs the encoder's matmuls in bf16 (weights and gradients stay fp32); fp16 on CPU,
     which would need a GradScaler, is a usage error."""
+    from lstmtext.config import resolve_recipe
+    from lstmtext.device import autocast_for
     from lstmtext.errors import UsageError
     from lstmtext.tasks import lm
-    from lstmtext.device import autocast_for
-    from lstmtext.config import resolve_recipe
     from lstmtext.training.loop import train_step
 
     cpu = torch.device("cpu")
@@ -250,7 +299,9 @@ def test_train_init_seed_fixes_the_start_and_train_seed_the_rest():
     from lstmtext.training.build import build_model_seeded
 
     def start(seed, init_seed):
-        recipe = build_recipe("sentiment", sentiment.Options, overrides=[f"train.seed={seed}", f"train.init_seed={init_seed}"])
+        recipe = build_recipe(
+            "sentiment", sentiment.Options, overrides=[f"train.seed={seed}", f"train.init_seed={init_seed}"]
+        )
         torch.manual_seed(seed)  # what the run has drawn before it builds the model
         model = build_model_seeded(sentiment, recipe, 50, ["neg", "pos"])
         return model.state_dict(), torch.rand(3)
@@ -265,8 +316,9 @@ def test_train_init_seed_fixes_the_start_and_train_seed_the_rest():
 def test_train_average_of_runs_from_one_start(tmp_path):
     runs = [tmp_path / f"r{seed}.ckpt" for seed in (1, 2)]
     for seed, out in zip((1, 2), runs):
-        proc = run_cli("train", "sentiment", "-o", out, "--epochs", "1", "--seed", seed, "-q", *TINY,
-                       "--set", "train.init_seed=5")
+        proc = run_cli(
+            "train", "sentiment", "-o", out, "--epochs", "1", "--seed", seed, "-q", *TINY, "--set", "train.init_seed=5"
+        )
         assert proc.returncode == 0, proc.stderr
     soup = tmp_path / "soup.ckpt"
     proc = run_cli("average", *runs, "-o", soup)
@@ -282,8 +334,9 @@ def test_train_average_of_runs_from_one_start(tmp_path):
 
     assert_usage_error(run_cli("average", runs[0], "-o", tmp_path / "one.ckpt"), "at least two")
     assert_usage_error(run_cli("average", *runs, "-o", soup), "exists", "--force")
-    assert_usage_error(run_cli("average", runs[0], tmp_path / "r1.resume.safetensors", "-o", tmp_path / "x.ckpt"),
-                       "resume state")
+    assert_usage_error(
+        run_cli("average", runs[0], tmp_path / "r1.resume.safetensors", "-o", tmp_path / "x.ckpt"), "resume state"
+    )
     other = tmp_path / "other.ckpt"
     proc = run_cli("train", "sentiment", "-o", other, "--epochs", "1", "-q", *TINY, "--set", "encoder.hidden_dim=16")
     assert proc.returncode == 0, proc.stderr

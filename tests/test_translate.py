@@ -6,25 +6,35 @@ import json
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, assert_usage_error, run_cli
 
 SAMPLE_TRAIN = REPO / "data" / "translate" / "train.tsv"
 SAMPLE_DEV = REPO / "data" / "translate" / "dev.tsv"
-SOURCES = ["Ein Mann fährt Fahrrad.", "Zwei kleine Hunde spielen im Schnee.", "Eine Frau singt.",
-           "Im Park hält eine alte Frau in einem roten Mantel einen großen Ball."]
+SOURCES = [
+    "Ein Mann fährt Fahrrad.",
+    "Zwei kleine Hunde spielen im Schnee.",
+    "Eine Frau singt.",
+    "Im Park hält eine alte Frau in einem roten Mantel einen großen Ball.",
+]
 
 
 def _tiny_model(*overrides: str):
+    from lstmtext.config import resolve_recipe
     from lstmtext.tasks import translate as T
     from lstmtext.tokenizer import Tokenizer
-    from lstmtext.config import resolve_recipe
 
     torch.manual_seed(0)
-    recipe = resolve_recipe("translate", None, [
-        "encoder.embed_dim=16", "encoder.hidden_dim=16", "translate.hidden_dim=24", "tokenizer.vocab_size=400",
-        *overrides,
-    ])
+    recipe = resolve_recipe(
+        "translate",
+        None,
+        [
+            "encoder.embed_dim=16",
+            "encoder.hidden_dim=16",
+            "translate.hidden_dim=24",
+            "tokenizer.vocab_size=400",
+            *overrides,
+        ],
+    )
     examples = T.read(str(SAMPLE_TRAIN), recipe.options)[:400]
     tok = Tokenizer.train(T.tokenizer_texts(examples), 400, "bpe")
     model = T.build_model(recipe, len(tok), []).eval()
@@ -65,13 +75,21 @@ def test_translate_read_tsv_and_jsonl(tmp_path):
 
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("source\ttarget\nEin Hund.\tA dog.\n\t\nZwei Katzen.\tTwo cats.\n", encoding="utf-8")
-    assert [(e["source"], e["target"]) for e in read(str(tsv), Options())] == [("Ein Hund.", "A dog."), ("Zwei Katzen.", "Two cats.")]
+    assert [(e["source"], e["target"]) for e in read(str(tsv), Options())] == [
+        ("Ein Hund.", "A dog."),
+        ("Zwei Katzen.", "Two cats."),
+    ]
     by_lang = tmp_path / "pairs_lang.tsv"
     by_lang.write_text("en\tde\nA dog.\tEin Hund.\n", encoding="utf-8")  # columns named by language, any order
     assert read(str(by_lang), Options())[0]["source"] == "Ein Hund."
     jl = tmp_path / "pairs.jsonl"
-    jl.write_text(json.dumps({"source": "Ein Hund.", "target": "A dog."}) + "\n"
-                  + json.dumps({"source": "Zwei Katzen.", "target": "Two cats."}) + "\n", encoding="utf-8")
+    jl.write_text(
+        json.dumps({"source": "Ein Hund.", "target": "A dog."})
+        + "\n"
+        + json.dumps({"source": "Zwei Katzen.", "target": "Two cats."})
+        + "\n",
+        encoding="utf-8",
+    )
     assert [e["target"] for e in read(str(jl), Options())] == ["A dog.", "Two cats."]
     nested = tmp_path / "nested.jsonl"
     nested.write_text(json.dumps({"translation": {"de": "Ein Hund.", "en": "A dog."}}) + "\n", encoding="utf-8")
@@ -106,14 +124,23 @@ def test_translate_read_missing_target_file_is_a_usage_error(tmp_path):
 
 
 # -- the decoder -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", [[], ["translate.attention=bahdanau"], ["translate.input_feeding=true"],
-                                     ["translate.attention=dot", "translate.hidden_dim=32"]])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        [],
+        ["translate.attention=bahdanau"],
+        ["translate.input_feeding=true"],
+        ["translate.attention=dot", "translate.hidden_dim=32"],
+    ],
+)
 def test_seq2seq_attention_masks_padding(variant):
     from lstmtext.tasks import translate as T
 
     recipe, tok, model = _tiny_model(*variant)
-    pairs = [{"source": "Eine Frau singt.", "target": "A woman is singing."},
-             {"source": SOURCES[3], "target": "An old woman in a red coat is holding a big ball in the park."}]
+    pairs = [
+        {"source": "Eine Frau singt.", "target": "A woman is singing."},
+        {"source": SOURCES[3], "target": "An old woman in a red coat is holding a big ball in the park."},
+    ]
     feats = T.featurize(pairs, tok, [], recipe)
     with torch.inference_mode():
         alone, _ = model(T.collate(feats[:1]))
@@ -198,8 +225,18 @@ def test_beam_max_lengths_are_relative_to_the_source_and_capped():
 # -- the CLI end to end ------------------------------------------------------------------------------------
 def test_translate_train_evaluate_translate_predict_end_to_end(tmp_path):
     # No -o: the model goes to the default place, so translate and predict then need no model path.
-    proc = run_cli("train", "translate", "--epochs", "3", "-q", *TINY, "--set", "translate.hidden_dim=64",
-                   "--set", "train.batch_tokens=800")
+    proc = run_cli(
+        "train",
+        "translate",
+        "--epochs",
+        "3",
+        "-q",
+        *TINY,
+        "--set",
+        "translate.hidden_dim=64",
+        "--set",
+        "train.batch_tokens=800",
+    )
     assert proc.returncode == 0, proc.stderr
     ckpt = tmp_path / "home" / "models" / "translate.ckpt"
     assert ckpt.exists()
@@ -221,7 +258,9 @@ def test_translate_train_evaluate_translate_predict_end_to_end(tmp_path):
     assert len(out) == 4 and out[1] == "" and out[3] == ""  # one line per input line, the empty one kept
     assert out[0].strip() and out[2].strip()
 
-    jl = run_cli("translate", "-m", ckpt, "-", "--beam", "3", "--n-best", "2", "--format", "jsonl", input="\n".join(lines) + "\n")
+    jl = run_cli(
+        "translate", "-m", ckpt, "-", "--beam", "3", "--n-best", "2", "--format", "jsonl", input="\n".join(lines) + "\n"
+    )
     assert jl.returncode == 0, jl.stderr
     rows = [json.loads(l) for l in jl.stdout.splitlines()]
     assert [r["source"] for r in rows] == lines
@@ -272,4 +311,6 @@ def test_translate_without_a_trained_model_says_how_to_train():
 def test_translate_bad_options_are_usage_errors(tmp_path):
     assert_usage_error(run_cli("translate", "--beam", "0", input="x\n"), "--beam")
     assert_usage_error(run_cli("translate", "--format", "conll", input="x\n"), "'conll' is not one of 'text', 'jsonl'")
-    assert_usage_error(run_cli("train", "translate", "--set", "translate.attention=cosine", "-q", *TINY), "translate.attention")
+    assert_usage_error(
+        run_cli("train", "translate", "--set", "translate.attention=cosine", "-q", *TINY), "translate.attention"
+    )

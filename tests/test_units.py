@@ -76,7 +76,10 @@ def test_config_choice_keys_refuse_other_values_as_the_recipe_is_read(task, over
         ("train.weight_decay=-0.1", "train.weight_decay: expected a number at least 0, got -0.1"),
         ("train.eval_every=-5", "train.eval_every: expected 0 (once per epoch) or a positive number of steps, got -5"),
         ("train.max_batch_size=0", "train.max_batch_size: expected at least 1, got 0"),
-        ("train.patience=-1", "train.patience: expected 0 (never stop early) or a positive number of evaluations, got -1"),
+        (
+            "train.patience=-1",
+            "train.patience: expected 0 (never stop early) or a positive number of evaluations, got -1",
+        ),
         ("train.lr=nan", "train.lr: expected a finite number, got nan"),
         ("train.lr=inf", "train.lr: expected a finite number, got inf"),
         ("train.clip=nan", "train.clip: expected a finite number, got nan"),
@@ -85,8 +88,14 @@ def test_config_choice_keys_refuse_other_values_as_the_recipe_is_read(task, over
         ("train.warmup=nan", "train.warmup: expected a finite number, got nan"),
         ("train.warmup=1", "train.warmup: expected a fraction of the run in [0, 1), got 1.0"),
         ("train.warmup=-0.1", "train.warmup: expected a fraction of the run in [0, 1), got -0.1"),
-        ("train.max_time=0", "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0'"),
-        ("train.max_time=0m", "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0m'"),
+        (
+            "train.max_time=0",
+            "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0'",
+        ),
+        (
+            "train.max_time=0m",
+            "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0m'",
+        ),
         ("train.init_seed=-3", "train.init_seed: expected 0 (train.seed) or a positive seed, got -3"),
     ],
 )
@@ -96,11 +105,19 @@ def test_config_refuses_out_of_range_values_in_one_line(override, message):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("override, key, value", [
-    ("train.max_steps=0", "max_steps", 0), ("train.warmup=0", "warmup", 0.0), ("train.patience=0", "patience", 0),
-    ("train.clip=0", "clip", 0.0), ("train.max_time=90s", "max_time", "90s"), ("train.init_seed=7", "init_seed", 7),
-    ("train.eval_every=0", "eval_every", 0), ("train.max_batch_size=1", "max_batch_size", 1),
-])
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("train.max_steps=0", "max_steps", 0),
+        ("train.warmup=0", "warmup", 0.0),
+        ("train.patience=0", "patience", 0),
+        ("train.clip=0", "clip", 0.0),
+        ("train.max_time=90s", "max_time", "90s"),
+        ("train.init_seed=7", "init_seed", 7),
+        ("train.eval_every=0", "eval_every", 0),
+        ("train.max_batch_size=1", "max_batch_size", 1),
+    ],
+)
 def test_config_accepts_the_edges_of_each_range(override, key, value):
     assert getattr(_recipe(overrides=[override]).train, key) == value
     assert _recipe(overrides=["data.max_length=1"]).data.max_length == 1
@@ -366,12 +383,24 @@ def test_common_map_batches_carries_autocast_into_threads_and_restores_threads_o
     from lstmtext.tasks.common import inference_workers, map_batches
 
     feats = _length_features(100)
-    seen = map_batches(lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
-                       feats, _collate_ids, 100, "cpu", workers=2)
+    seen = map_batches(
+        lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+        feats,
+        _collate_ids,
+        100,
+        "cpu",
+        workers=2,
+    )
     assert {r for _, r in seen} == {(False, torch.get_autocast_dtype("cpu"))}
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        seen = map_batches(lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
-                           feats, _collate_ids, 100, "cpu", workers=2)
+        seen = map_batches(
+            lambda b: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+            feats,
+            _collate_ids,
+            100,
+            "cpu",
+            workers=2,
+        )
     assert {r for _, r in seen} == {(True, torch.bfloat16)}
 
     def fail(batch):
@@ -398,7 +427,9 @@ def test_data_records_from_tsv_csv_jsonl_with_bom_and_crlf(tmp_path):
     (tmp_path / "a.csv").write_text('text,label\n"good, really",pos\nbad,neg\n')
     (tmp_path / "a.jsonl").write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\n')
     assert [r for _, r in read_records(tmp_path / "a.tsv")] == [
-        {"sentence": "good film", "label": "1"}, {"sentence": "bad film", "label": "0"}]
+        {"sentence": "good film", "label": "1"},
+        {"sentence": "bad film", "label": "0"},
+    ]
     assert [r["text"] for _, r in read_records(tmp_path / "a.csv")] == ["good, really", "bad"]
     assert [(n, r["label"]) for n, r in read_records(tmp_path / "a.jsonl")] == [(1, 1), (3, 0)]
 
@@ -443,7 +474,12 @@ def test_metrics_classification_by_hand():
     pred = [0, 0, 1, 1, 2, 2]
     m = classification_metrics(gold, pred, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(4 / 6)
-    assert m["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8), "support": 3}
+    assert m["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert m["per_class"]["b"]["f1"] == pytest.approx(0.5)
     assert m["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
@@ -467,7 +503,7 @@ def test_api_inference_precision_autocasts_only_when_asked(monkeypatch, capsys):
         inference_precision(cpu, "fp8")
     # bf16 asked for on a CPU that would emulate it: it runs, and one line says it will be slow
     for native, said in ((False, True), (True, False)):
-        monkeypatch.setattr(train, "native_bf16", lambda: native)
+        monkeypatch.setattr(train, "native_bf16", lambda native=native: native)
         capsys.readouterr()
         with inference_precision(cpu, "bf16"):
             assert lin(x).dtype == torch.bfloat16

@@ -67,8 +67,11 @@ def collate(features: list[dict]) -> dict:
 
     from lstmtext.tasks.common import pad
 
-    return {"tokens": pad([f["ids"] for f in features]), "lengths": torch.tensor([max(1, f["length"]) for f in features]),
-            "targets": torch.tensor([f["target"] for f in features])}
+    return {
+        "tokens": pad([f["ids"] for f in features]),
+        "lengths": torch.tensor([max(1, f["length"]) for f in features]),
+        "targets": torch.tensor([f["target"] for f in features]),
+    }
 
 
 def build_model(recipe, vocab_size: int, labels: list[str]):
@@ -137,7 +140,9 @@ class Predictor:
         feats = featurize([{"text": texts[i].strip()} for i in keep], self.tok, [], self.recipe)
         out: list[float | None] = [None] * len(texts)
         self.model.eval()
-        for idx, preds in map_batches(lambda b: self.model(b)[0].tolist(), feats, collate, self.batch_tokens, self.device):
+        for idx, preds in map_batches(
+            lambda b: self.model(b)[0].tolist(), feats, collate, self.batch_tokens, self.device
+        ):
             for j, p in zip(idx, preds):
                 out[keep[j]] = round(p * self.recipe.options.scale, 2)
         return out

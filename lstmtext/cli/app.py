@@ -14,8 +14,9 @@ import difflib
 import gc
 import os
 import sys
+from collections.abc import Sequence
 from contextlib import redirect_stdout
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -73,14 +74,25 @@ class Group(TyperGroup):
         except BaseException as e:  # KeyboardInterrupt and BrokenPipeError too
             raise Escaped(e) from e
 
-    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
-             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Optional[Sequence[str]] = None,
+        prog_name: Optional[str] = None,
+        complete_var: Optional[str] = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         sys.exit(self.run(args, prog_name, complete_var, **extra))
 
-    def run(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
-            complete_var: Optional[str] = None, **extra: Any) -> int:
+    def run(
+        self,
+        args: Optional[Sequence[str]] = None,
+        prog_name: Optional[str] = None,
+        complete_var: Optional[str] = None,
+        **extra: Any,
+    ) -> int:
         """Run a command line; return its exit code, having printed the error line if there is one."""
         try:
             rv = super().main(args, prog_name or "lstmtext", complete_var, standalone_mode=False, **extra)
@@ -143,14 +155,23 @@ app = typer.Typer(
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     pass  # the root's own option; the app's help text stands for it
 
 
-for command in (train.train, evaluate.evaluate, predict.predict, info.info, average.average, tag.tag,
-                generate.generate, translate.translate):
+for command in (
+    train.train,
+    evaluate.evaluate,
+    predict.predict,
+    info.info,
+    average.average,
+    tag.tag,
+    generate.generate,
+    translate.translate,
+):
     app.command()(command)
 app.add_typer(tokenizer.app, name="tokenizer", cls=Group)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 
 
 def average(
-    checkpoints: List[str] = typer.Argument(..., help="Two or more checkpoints of runs that share their start."),
+    checkpoints: list[str] = typer.Argument(..., help="Two or more checkpoints of runs that share their start."),
     output: Path = typer.Option(..., "--output", "-o", help="The averaged checkpoint to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
 ) -> None:

@@ -81,7 +81,7 @@ def task_precisions(name: str) -> tuple[str, ...]:
 # A choice is an Enum, the one choice type every supported Typer offers. The commands' annotations call the
 # functions below (the modules use postponed annotations), and Typer evaluates them each time it builds the
 # Click command, so the values are those of the task modules when a command line is parsed.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, [(v, v) for v in values])  # type: ignore[return-value]
 
@@ -142,11 +142,15 @@ def default_model(task: Optional[str]) -> Path:
     if task:
         path = default_model_path(task)
         if not path.exists():
-            raise UsageError(f"no model given and none trained yet at {path}; run 'lstmtext train {task}' or pass -m CKPT")
+            raise UsageError(
+                f"no model given and none trained yet at {path}; run 'lstmtext train {task}' or pass -m CKPT"
+            )
         return path
     models = sorted((home() / "models").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not models:
-        raise UsageError(f"no model given and none trained yet in {home() / 'models'}; run 'lstmtext train sentiment' or pass a checkpoint")
+        raise UsageError(
+            f"no model given and none trained yet in {home() / 'models'}; run 'lstmtext train sentiment' or pass a checkpoint"
+        )
     return models[0]
 
 

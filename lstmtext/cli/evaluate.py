@@ -16,8 +16,12 @@ from lstmtext.cli.common import device_choice, precision_choice, precision_help,
 def evaluate(
     checkpoint: str = typer.Argument(..., help="A checkpoint written by 'lstmtext train'."),
     data: str = typer.Argument(..., help="Labelled data in the task's format, or hf:NAME[:CONFIG][@SPLIT]."),
-    fmt: report_choice() = typer.Option("table", "--format", "-f", help="table (on stderr, for people) | json (on stdout)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:test) are found ($LSTMTEXT_DATA)."),
+    fmt: report_choice() = typer.Option(
+        "table", "--format", "-f", help="table (on stderr, for people) | json (on stdout)."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:test) are found ($LSTMTEXT_DATA)."
+    ),
     device: device_choice() = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
 ) -> None:

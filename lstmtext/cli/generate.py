@@ -46,15 +46,29 @@ def _write_rows(events, rows: int, finished: list[bool]) -> None:
 
 
 def generate(
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The text to continue. Without it: one prompt per stdin line."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="An LM checkpoint. Default: the one 'lstmtext train lm' last wrote."),
-    max_tokens: int = typer.Option(100, "--max-tokens", "-n", help="Most pieces to generate per sample (a line may end sooner)."),
+    prompt: Optional[str] = typer.Option(
+        None, "--prompt", "-p", help="The text to continue. Without it: one prompt per stdin line."
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="An LM checkpoint. Default: the one 'lstmtext train lm' last wrote."
+    ),
+    max_tokens: int = typer.Option(
+        100, "--max-tokens", "-n", help="Most pieces to generate per sample (a line may end sooner)."
+    ),
     temperature: float = typer.Option(0.8, "--temperature", "-t", help="Sampling temperature; 0 = greedy."),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the K most likely pieces; 0 = off."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Sample only from the most likely pieces holding this probability mass, in (0, 1]; 1 = off."),
+    top_p: float = typer.Option(
+        0.95,
+        "--top-p",
+        help="Sample only from the most likely pieces holding this probability mass, in (0, 1]; 1 = off.",
+    ),
     num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt, decoded together as one batch."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text. Default: a fresh one."),
-    stop: Optional[str] = typer.Option(None, "--stop", help="End a sample where this text appears (it is not written)."),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Random seed: the same seed gives the same text. Default: a fresh one."
+    ),
+    stop: Optional[str] = typer.Option(
+        None, "--stop", help="End a sample where this text appears (it is not written)."
+    ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice("lm") = typer.Option("auto", "--precision", help=precision_help("lm")),
 ) -> None:
@@ -80,8 +94,15 @@ def generate(
     from lstmtext.api import inference_precision, load
 
     predictor = load(model or str(default_model("lm")), device=device, task="lm", command="generate")
-    kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  num_samples=num_samples, seed=seed, stop=stop)
+    kwargs = dict(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        num_samples=num_samples,
+        seed=seed,
+        stop=stop,
+    )
 
     def run(lines: list[str]) -> None:
         keep = [i for i, line in enumerate(lines) if line.strip()]

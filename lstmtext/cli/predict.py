@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from lstmtext.cli.common import (default_model, device_choice, format_choice, formats_help, looks_like_checkpoint,
-                                 precision_choice, precision_help, stream_predictions, task_formats, value)
+from lstmtext.cli.common import (
+    default_model,
+    device_choice,
+    format_choice,
+    formats_help,
+    looks_like_checkpoint,
+    precision_choice,
+    precision_help,
+    stream_predictions,
+    task_formats,
+    value,
+)
 from lstmtext.errors import UsageError
 
 
@@ -25,9 +35,13 @@ def split_arguments(args: list[str], model: Optional[str]) -> tuple[Optional[str
 
 
 def predict(
-    args: List[str] = typer.Argument(None, help="[CHECKPOINT] [INPUT|-]: one text per line; stdin when INPUT is - or missing."),
+    args: list[str] = typer.Argument(
+        None, help="[CHECKPOINT] [INPUT|-]: one text per line; stdin when INPUT is - or missing."
+    ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (instead of the first argument)."),
-    fmt: Optional[format_choice()] = typer.Option(None, "--format", "-f", help=f"{formats_help()}. Default: the task's first."),
+    fmt: Optional[format_choice()] = typer.Option(
+        None, "--format", "-f", help=f"{formats_help()}. Default: the task's first."
+    ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
 ) -> None:

@@ -6,17 +6,36 @@ from typing import Optional
 
 import typer
 
-from lstmtext.cli.common import (default_model, device_choice, format_choice, precision_choice, precision_help,
-                                 stream_predictions, value)
+from lstmtext.cli.common import (
+    default_model,
+    device_choice,
+    format_choice,
+    precision_choice,
+    precision_help,
+    stream_predictions,
+    value,
+)
 
 
 def tag(
-    source: Optional[str] = typer.Argument(None, help="Text file, one sentence (or paragraph) per line; - or nothing for stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."),
-    fmt: format_choice("ner") = typer.Option("conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."),
-    pretokenized: bool = typer.Option(False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."),
-    context: bool = typer.Option(False, "--context", help="Read each line after the earlier lines of its paragraph "
-                                 "(a blank line starts one); for a model trained with ner.context. Default: each line alone."),
+    source: Optional[str] = typer.Argument(
+        None, help="Text file, one sentence (or paragraph) per line; - or nothing for stdin."
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."
+    ),
+    fmt: format_choice("ner") = typer.Option(
+        "conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."
+    ),
+    pretokenized: bool = typer.Option(
+        False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."
+    ),
+    context: bool = typer.Option(
+        False,
+        "--context",
+        help="Read each line after the earlier lines of its paragraph "
+        "(a blank line starts one); for a model trained with ner.context. Default: each line alone.",
+    ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice("ner") = typer.Option("auto", "--precision", help=precision_help("ner")),
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -26,10 +26,12 @@ def load_tokenizer(model: str):
 
 @app.command("train")
 def tokenizer_train(
-    inputs: List[str] = typer.Argument(..., help="Plain-text files, one sentence or paragraph per line."),
+    inputs: list[str] = typer.Argument(..., help="Plain-text files, one sentence or paragraph per line."),
     output: Path = typer.Option(..., "--output", "-o", help="The SentencePiece .model file to write."),
     vocab_size: int = typer.Option(8000, "--vocab-size"),
-    model_type: choice("ModelType", ("unigram", "bpe")) = typer.Option("unigram", "--model-type", help="unigram | bpe."),
+    model_type: choice("ModelType", ("unigram", "bpe")) = typer.Option(
+        "unigram", "--model-type", help="unigram | bpe."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
 ) -> None:
     """Train a SentencePiece model (byte fallback on) from text files.
@@ -81,7 +83,7 @@ def tokenizer_decode(
     tok = load_tokenizer(model)
     reader = InputLines(source)
     for lines in reader.batches():
-        for i, line in enumerate(lines):
+        for _i, line in enumerate(lines):
             try:
                 ids = [int(x) for x in line.split()]
             except ValueError:

@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
 from lstmtext.cli.common import device_choice, fail, task_choice, value
 
 
-def run_training(task: str, recipe: Optional[str], *, settings: dict[str, Any], overrides: list[str],
-                 out: Optional[Path], init_from: Optional[str], resume: bool, force: bool, show_progress: bool) -> dict:
+def run_training(
+    task: str,
+    recipe: Optional[str],
+    *,
+    settings: dict[str, Any],
+    overrides: list[str],
+    out: Optional[Path],
+    init_from: Optional[str],
+    resume: bool,
+    force: bool,
+    show_progress: bool,
+) -> dict:
     """``lstmtext.training.train``; Ctrl-C (its resume state saved) exits 130 with the line that says how to go on."""
     from lstmtext.data import recipe_path
     from lstmtext.training import Interrupted, train
 
     try:
-        return train(task, None if recipe is None else str(recipe_path(recipe)), settings=settings,
-                     overrides=overrides, out=out, init_from=init_from, resume=resume, force=force,
-                     show_progress=show_progress)
+        return train(
+            task,
+            None if recipe is None else str(recipe_path(recipe)),
+            settings=settings,
+            overrides=overrides,
+            out=out,
+            init_from=init_from,
+            resume=resume,
+            force=force,
+            show_progress=show_progress,
+        )
     except Interrupted as e:
         fail(str(e), 130)
     return {}  # not reached: fail() raises
@@ -28,22 +46,48 @@ def run_training(task: str, recipe: Optional[str], *, settings: dict[str, Any], 
 
 def train(
     task: task_choice() = typer.Argument(..., help="The task to train a model for."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="TOML recipe: a path or a name in recipes/ (sst2, imdb)."),
-    train_data: Optional[str] = typer.Option(None, "--train", help="Training data: a file, or hf:NAME[:CONFIG]. Default: the sample in data/."),
-    dev_data: Optional[str] = typer.Option(None, "--dev", help="Validation data for model selection. Default: a seeded slice of train."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:train) are found ($LSTMTEXT_DATA)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Checkpoint to write. Default: ~/.lstmtext/models/TASK.ckpt ($LSTMTEXT_HOME)."),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from this checkpoint's tokenizer and encoder (e.g. a trained LM)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run that wrote --output, exactly where it stopped."),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", "-r", help="TOML recipe: a path or a name in recipes/ (sst2, imdb)."
+    ),
+    train_data: Optional[str] = typer.Option(
+        None, "--train", help="Training data: a file, or hf:NAME[:CONFIG]. Default: the sample in data/."
+    ),
+    dev_data: Optional[str] = typer.Option(
+        None, "--dev", help="Validation data for model selection. Default: a seeded slice of train."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:train) are found ($LSTMTEXT_DATA)."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Checkpoint to write. Default: ~/.lstmtext/models/TASK.ckpt ($LSTMTEXT_HOME)."
+    ),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="Start from this checkpoint's tokenizer and encoder (e.g. a trained LM)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted run that wrote --output, exactly where it stopped."
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training data (train.epochs)."),
-    max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop training after this long: 90s, 20m, 1h30m (train.max_time)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed gives the same model on CPU (train.seed)."),
-    device: Optional[device_choice()] = typer.Option(None, "--device", help="auto | cpu | cuda (mixed precision on CUDA) (train.device)."),
+    max_time: Optional[str] = typer.Option(
+        None, "--max-time", help="Stop training after this long: 90s, 20m, 1h30m (train.max_time)."
+    ),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Random seed; the same seed gives the same model on CPU (train.seed)."
+    ),
+    device: Optional[device_choice()] = typer.Option(
+        None, "--device", help="auto | cpu | cuda (mixed precision on CUDA) (train.device)."
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text (sentiment)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label (sentiment)."),
-    source_lang: Optional[str] = typer.Option(None, "--source-lang", help="Source language suffix, e.g. de (translate)."),
-    target_lang: Optional[str] = typer.Option(None, "--target-lang", help="Target language suffix, e.g. en (translate)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a recipe value: --set train.lr=0.001 (repeatable; the value is a TOML literal)."),
+    source_lang: Optional[str] = typer.Option(
+        None, "--source-lang", help="Source language suffix, e.g. de (translate)."
+    ),
+    target_lang: Optional[str] = typer.Option(
+        None, "--target-lang", help="Target language suffix, e.g. en (translate)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a recipe value: --set train.lr=0.001 (repeatable; the value is a TOML literal)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables."),
 ) -> None:
@@ -58,13 +102,29 @@ def train(
     set_quiet(quiet)
     task, device = value(task), value(device)
     typed = {
-        "data.train": train_data, "data.dev": dev_data, "train.epochs": epochs, "train.max_time": max_time,
-        "train.seed": seed, "train.device": device, f"{task}.text_column": text_column,
-        f"{task}.label_column": label_column, f"{task}.source_lang": source_lang, f"{task}.target_lang": target_lang,
+        "data.train": train_data,
+        "data.dev": dev_data,
+        "train.epochs": epochs,
+        "train.max_time": max_time,
+        "train.seed": seed,
+        "train.device": device,
+        f"{task}.text_column": text_column,
+        f"{task}.label_column": label_column,
+        f"{task}.source_lang": source_lang,
+        f"{task}.target_lang": target_lang,
     }
     settings = {key: value for key, value in typed.items() if value is not None}
-    summary = run_training(task, recipe, settings=settings, overrides=list(set_), out=output,
-                           init_from=init_from, resume=resume, force=force, show_progress=not quiet)
+    summary = run_training(
+        task,
+        recipe,
+        settings=settings,
+        overrides=list(set_),
+        out=output,
+        init_from=init_from,
+        resume=resume,
+        force=force,
+        show_progress=not quiet,
+    )
     if summary.get("best"):
         metric = summary["main_metric"]
         best = summary["best"].get(metric)

@@ -11,11 +11,19 @@ from lstmtext.errors import UsageError
 
 
 def translate(
-    source: Optional[str] = typer.Argument(None, metavar="INPUT", help="Text file, one sentence per line; - or nothing reads stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="A translate checkpoint. Default: the one 'lstmtext train translate' last wrote."),
-    beam: Optional[int] = typer.Option(None, "--beam", "-b", help="Beam size; 1 = greedy. Default: the model's translate.beam (5)."),
+    source: Optional[str] = typer.Argument(
+        None, metavar="INPUT", help="Text file, one sentence per line; - or nothing reads stdin."
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="A translate checkpoint. Default: the one 'lstmtext train translate' last wrote."
+    ),
+    beam: Optional[int] = typer.Option(
+        None, "--beam", "-b", help="Beam size; 1 = greedy. Default: the model's translate.beam (5)."
+    ),
     n_best: int = typer.Option(1, "--n-best", "-n", help="Hypotheses kept per sentence (listed in --format jsonl)."),
-    fmt: format_choice("translate") = typer.Option("text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."),
+    fmt: format_choice("translate") = typer.Option(
+        "text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences decoded together (sorted by length)."),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice("translate") = typer.Option("auto", "--precision", help=precision_help("translate")),

@@ -11,7 +11,9 @@ from lstmtext.heads import POOLINGS
 
 
 class ClassifyHead(nn.Module):
-    def __init__(self, input_dim: int, num_labels: int, hidden_dim: int = 256, dropout: float = 0.3, pooling: str = "maxmean"):
+    def __init__(
+        self, input_dim: int, num_labels: int, hidden_dim: int = 256, dropout: float = 0.3, pooling: str = "maxmean"
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")

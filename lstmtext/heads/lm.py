@@ -62,7 +62,9 @@ class LMHead(nn.Module):
         fwd_logits = self.forward_logits(states[:, :-1, :H])  # (B, T-1, V)
         V = fwd_logits.size(-1)
         fwd_targets = tokens[:, 1:]  # (B, T-1)
-        fwd_nll = F.cross_entropy(fwd_logits.float().reshape(-1, V), fwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
+        fwd_nll = F.cross_entropy(
+            fwd_logits.float().reshape(-1, V), fwd_targets.reshape(-1), ignore_index=PAD, reduction="sum"
+        )
         n_fwd = (fwd_targets != PAD).sum()
         if not self.bidirectional:
             return fwd_logits, fwd_nll / n_fwd.clamp(min=1)
@@ -71,7 +73,9 @@ class LMHead(nn.Module):
         # The backward state at t must not predict tokens[t-1] when t is padding (its reversed read began
         # past the real tokens); padding positions hold PAD, so masking targets at padded t is enough.
         bwd_targets = bwd_targets.masked_fill(tokens[:, 1:] == PAD, PAD)
-        bwd_nll = F.cross_entropy(bwd_logits.float().reshape(-1, V), bwd_targets.reshape(-1), ignore_index=PAD, reduction="sum")
+        bwd_nll = F.cross_entropy(
+            bwd_logits.float().reshape(-1, V), bwd_targets.reshape(-1), ignore_index=PAD, reduction="sum"
+        )
         n_bwd = (bwd_targets != PAD).sum()
         loss = 0.5 * (fwd_nll / n_fwd.clamp(min=1) + bwd_nll / n_bwd.clamp(min=1))
         return fwd_logits, loss

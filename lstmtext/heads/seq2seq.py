@@ -57,7 +57,9 @@ class Seq2SeqHead(nn.Module):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, not {attention!r}")
         if attention == "dot" and enc_dim != hidden_dim:
-            raise ValueError(f"dot attention needs the decoder size ({hidden_dim}) to equal the encoder output ({enc_dim})")
+            raise ValueError(
+                f"dot attention needs the decoder size ({hidden_dim}) to equal the encoder output ({enc_dim})"
+            )
         # The encoder's embedding, held in a tuple so it is not registered twice: safetensors refuses two
         # names for one tensor, and the checkpoint keeps it once, as encoder.embed.weight.
         self._tied = (embedding,)
@@ -98,7 +100,9 @@ class Seq2SeqHead(nn.Module):
     def _keys(self, memory: torch.Tensor) -> torch.Tensor:
         return memory if self.attention == "dot" else self.key_proj(memory)  # (B, S, Hd)
 
-    def _attend(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _attend(
+        self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """query (B, U, Hd) over keys (B, S, ·) → attentional state (B, U, Hd). Padding gets zero weight."""
         if self.attention == "bahdanau":
             q = self.query_proj(query)  # (B, U, Hd)
@@ -122,8 +126,12 @@ class Seq2SeqHead(nn.Module):
             else:  # the fused nn.LSTM's own weights, one step at a time: an LSTM cell beats a 1-step nn.LSTM call
                 r = self.rnn
                 hi, ci = torch.lstm_cell(
-                    x, (h[i], c[i]), getattr(r, f"weight_ih_l{i}"), getattr(r, f"weight_hh_l{i}"),
-                    getattr(r, f"bias_ih_l{i}"), getattr(r, f"bias_hh_l{i}"),
+                    x,
+                    (h[i], c[i]),
+                    getattr(r, f"weight_ih_l{i}"),
+                    getattr(r, f"weight_hh_l{i}"),
+                    getattr(r, f"bias_ih_l{i}"),
+                    getattr(r, f"bias_hh_l{i}"),
                 )
             hs.append(hi)
             cs.append(ci)
@@ -156,8 +164,10 @@ class Seq2SeqHead(nn.Module):
         loss = None
         if target is not None:
             loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
-                ignore_index=PAD, label_smoothing=self.label_smoothing,
+                logits.reshape(-1, logits.size(-1)).float(),
+                target.reshape(-1),
+                ignore_index=PAD,
+                label_smoothing=self.label_smoothing,
             )
         return logits, loss
 
@@ -182,7 +192,9 @@ class Seq2SeqHead(nn.Module):
         K = out.size(0) // B  # hypotheses per sentence; rows of one sentence are contiguous
         att = self._attend(out.view(B, K, -1), st.keys, st.memory, st.mask).reshape(B * K, -1)  # (N, Hd)
         logp = self._logits(att).float().log_softmax(-1)  # (N, V)
-        new = DecoderState(torch.stack(hs), torch.stack(cs), att if self.input_feeding else None, st.memory, st.keys, st.mask)
+        new = DecoderState(
+            torch.stack(hs), torch.stack(cs), att if self.input_feeding else None, st.memory, st.keys, st.mask
+        )
         return logp, new
 
     @staticmethod
@@ -190,6 +202,10 @@ class Seq2SeqHead(nn.Module):
         """Keep hypothesis rows ``rows`` (N',) and, when some sentences are finished, only ``sentences``."""
         mem, keys, mask = st.memory, st.keys, st.mask
         if sentences is not None:
-            mem, keys, mask = mem.index_select(0, sentences), keys.index_select(0, sentences), mask.index_select(0, sentences)
+            mem, keys, mask = (
+                mem.index_select(0, sentences),
+                keys.index_select(0, sentences),
+                mask.index_select(0, sentences),
+            )
         feed = st.feed.index_select(0, rows) if st.feed is not None else None
         return DecoderState(st.h.index_select(1, rows), st.c.index_select(1, rows), feed, mem, keys, mask)

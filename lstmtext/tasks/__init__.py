@@ -29,10 +29,13 @@ def get_task(name: str) -> ModuleType:
     module = importlib.import_module(TASKS[name])
     if not isinstance(module, Task):
         missing = [m for m in TASK_MEMBERS if not hasattr(module, m)]
-        raise TypeError(f"task module {TASKS[name]} lacks {', '.join(missing)} (the Task protocol of "
-                        "lstmtext/tasks/contract.py)")
+        raise TypeError(
+            f"task module {TASKS[name]} lacks {', '.join(missing)} (the Task protocol of lstmtext/tasks/contract.py)"
+        )
     missing = [m for m in PREDICTOR_CLASS_MEMBERS if not hasattr(module.Predictor, m)]
     if missing:
-        raise TypeError(f"task module {TASKS[name]}: its Predictor lacks {', '.join(missing)} (the Predictor "
-                        "protocol of lstmtext/tasks/contract.py)")
+        raise TypeError(
+            f"task module {TASKS[name]}: its Predictor lacks {', '.join(missing)} (the Predictor "
+            "protocol of lstmtext/tasks/contract.py)"
+        )
     return module

@@ -11,7 +11,8 @@ Task modules import torch inside their functions only, so the CLI reads their na
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, ClassVar, Iterable, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -75,8 +76,16 @@ class Task(Protocol):
         """``--init-from``: after the shared encoder copy, take what else of another checkpoint fits this task's
         head into ``own`` (a state dict, updated in place); return what was taken, for the note ('' for nothing)."""
 
-    def evaluate(self, model: Any, features: list[dict], labels: list[str], device: Any, batch_tokens: int,
-                 tok: Any = None, selection: bool = False) -> dict:
+    def evaluate(
+        self,
+        model: Any,
+        features: list[dict],
+        labels: list[str],
+        device: Any,
+        batch_tokens: int,
+        tok: Any = None,
+        selection: bool = False,
+    ) -> dict:
         """Metrics, MAIN_METRIC among them; selection=True while training picks checkpoints (a cheaper variant
         may run there, e.g. greedy decoding for translation)."""
 
@@ -100,16 +109,19 @@ def one_or_many(predict: Callable) -> Callable:
 
 
 TASK_MEMBERS = tuple(
-    name for name in {**Task.__annotations__, **{k: v for k, v in vars(Task).items() if callable(v)}}
+    name
+    for name in {**Task.__annotations__, **{k: v for k, v in vars(Task).items() if callable(v)}}
     if not name.startswith("_")
 )
 
 PREDICTOR_MEMBERS = tuple(
-    name for name in {**Predictor.__annotations__, **{k: v for k, v in vars(Predictor).items() if callable(v)}}
+    name
+    for name in {**Predictor.__annotations__, **{k: v for k, v in vars(Predictor).items() if callable(v)}}
     if not name.startswith("_")
 )
 # What a Predictor class itself declares (the rest is set on each instance by its __init__).
 PREDICTOR_CLASS_MEMBERS = tuple(
-    name for name in PREDICTOR_MEMBERS
+    name
+    for name in PREDICTOR_MEMBERS
     if str(Predictor.__annotations__.get(name, "")).startswith("ClassVar") or callable(vars(Predictor).get(name))
 )

@@ -85,7 +85,9 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
             col = opts.text_column or next((c for c in TEXT_COLUMNS if c in rec), None)
             if col is None or col not in rec:
                 raise UsageError(f"{source} line {lineno}: expected a JSON object with a 'text' field")
-            examples.append({"text": str(rec[col]).replace("\n", " "), "where": f"{source} line {lineno}", "split": split})
+            examples.append(
+                {"text": str(rec[col]).replace("\n", " "), "where": f"{source} line {lineno}", "split": split}
+            )
     elif file_kind(source) in ("tsv", "csv"):
         raise UsageError(f"{source}: a language model reads plain text (one paragraph per line) or JSONL, not a table")
     else:
@@ -166,8 +168,10 @@ def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
     freshly initialised one, the same as from scratch on that half."""
     if meta.get("recipe", {}).get("lm", {}).get("bidirectional", True):
         return state, ""
-    return ({k: v for k, v in state.items() if not k.startswith("encoder.bwd.")},
-            "a forward-only LM: the backward stack starts fresh")
+    return (
+        {k: v for k, v in state.items() if not k.startswith("encoder.bwd.")},
+        "a forward-only LM: the backward stack starts fresh",
+    )
 
 
 def init_from(own: dict, state: dict, meta: dict) -> str:
@@ -186,7 +190,9 @@ def stream_rows(n_chunks: int, rows: int) -> list[list[int]]:
     return [[run[j] for run in runs if j < len(run)] for j in range(per_row)]
 
 
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
+def evaluate(
+    model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
+) -> dict:
     """Forward LM perplexity per piece and per word, bits per character; the backward LM's per-piece too
     (when the model has one).
 
@@ -235,11 +241,16 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
     return lm_metrics(fwd_nll, n_fwd, bwd_nll, n_bwd, words, sum(f["lines"] for f in features), chars)
 
 
-def lm_metrics(fwd_nll: float, pieces: int, bwd_nll: float, bwd_pieces: int, words: int, lines: int, chars: int) -> dict:
+def lm_metrics(
+    fwd_nll: float, pieces: int, bwd_nll: float, bwd_pieces: int, words: int, lines: int, chars: int
+) -> dict:
     """From summed NLL (nats): per-piece and per-word perplexity, bits per character.
 
     ``words`` already includes one end-of-line per line; ``chars`` one newline per line."""
-    exp = lambda x: math.exp(min(x, 700.0))
+
+    def exp(x):
+        return math.exp(min(x, 700.0))
+
     fwd = fwd_nll / max(1, pieces)
     m = {
         "loss": fwd if bwd_pieces == 0 else 0.5 * (fwd + bwd_nll / bwd_pieces),
@@ -266,8 +277,12 @@ def summary(metrics: dict) -> dict:
 def report(metrics: dict, console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{metrics['lines']:,} lines, {metrics['words']:,} words (end of line included), "
-              f"{metrics['pieces']:,} pieces", show_header=False, box=None)
+    t = Table(
+        title=f"{metrics['lines']:,} lines, {metrics['words']:,} words (end of line included), "
+        f"{metrics['pieces']:,} pieces",
+        show_header=False,
+        box=None,
+    )
     t.add_row("perplexity per word", f"{metrics['ppl_word']:.2f}")
     t.add_row("perplexity per piece", f"{metrics['ppl_piece']:.2f}")
     t.add_row("bits per character", f"{metrics['bpc']:.4f}")
@@ -281,7 +296,9 @@ class Predictor(Generator):
     """What ``lstmtext.load`` returns for an LM checkpoint: ``generate`` streams text, ``predict`` continues lines."""
 
     task = NAME
-    stream_batch = 64  # lines per predict call (cli.stream_predictions); prompts generated as one batch: rows cost every step
+    stream_batch = (
+        64  # lines per predict call (cli.stream_predictions); prompts generated as one batch: rows cost every step
+    )
     batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
@@ -297,7 +314,7 @@ class Predictor(Generator):
             lines = self.generate_text([texts[i] for i in keep], seed=self.recipe.train.seed)
             for i, (line,) in zip(keep, lines):
                 prompt = texts[i].rstrip()
-                out[i] = {"text": line, "continuation": line[len(prompt):]}
+                out[i] = {"text": line, "continuation": line[len(prompt) :]}
         return out
 
     __call__ = predict

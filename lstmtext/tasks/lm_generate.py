@@ -100,12 +100,17 @@ class Generator:
         with torch.inference_mode():
             state, logits = self._start(prompt_ids)
             # each prompt's state, repeated for its samples: (P, H) → (P·N, H), rows prompt-major
-            state = [tuple(t.repeat_interleave(N, 0) for t in s) if isinstance(s, tuple) else s.repeat_interleave(N, 0) for s in state]
+            state = [
+                tuple(t.repeat_interleave(N, 0) for t in s) if isinstance(s, tuple) else s.repeat_interleave(N, 0)
+                for s in state
+            ]
             logits = logits.repeat_interleave(N, 0)  # (P·N, V)
             banned = torch.tensor([PAD, UNK, BOS], device=logits.device)
             for step in range(max_tokens):
                 logits[:, banned] = float("-inf")
-                ids = torch.cat([sample(logits[i * N:(i + 1) * N], temperature, top_k, top_p, g) for i, g in enumerate(gens)])  # (P·N,)
+                ids = torch.cat(
+                    [sample(logits[i * N : (i + 1) * N], temperature, top_k, top_p, g) for i, g in enumerate(gens)]
+                )  # (P·N,)
                 last = step == max_tokens - 1
                 for r, i in enumerate(ids.tolist()):
                     if done[r]:
@@ -114,7 +119,7 @@ class Generator:
                     self.stats["pieces"] += 1
                     if i != EOS:
                         gen[r].append(i)
-                    text = self.tok.decode(prompt_ids[r // N] + gen[r])[len(prefix_text[r // N]):]
+                    text = self.tok.decode(prompt_ids[r // N] + gen[r])[len(prefix_text[r // N]) :]
                     text = text.replace("\n", " ").replace("\r", " ")
                     if stop and stop in text:
                         text, finished = text[: text.index(stop)], True
@@ -123,9 +128,9 @@ class Generator:
                         keep = len(text) - (len(stop) - 1 if stop else 0)
                         while keep > 0 and text[keep - 1] == "\ufffd":
                             keep -= 1
-                        text = text[:max(keep, emitted[r])]
+                        text = text[: max(keep, emitted[r])]
                     if len(text) > emitted[r] or finished:
-                        yield r // N, r % N, text[emitted[r]:], finished
+                        yield r // N, r % N, text[emitted[r] :], finished
                         emitted[r] = len(text)
                     done[r] = finished
                 if all(done):
@@ -141,7 +146,9 @@ class Generator:
         return out
 
 
-def check_generate(prompts: list[str], max_tokens: int, temperature: float, top_k: int, top_p: float, num_samples: int) -> None:
+def check_generate(
+    prompts: list[str], max_tokens: int, temperature: float, top_k: int, top_p: float, num_samples: int
+) -> None:
     from lstmtext.decoding import check_sampling
 
     for p in prompts:

@@ -17,8 +17,17 @@ from lstmtext.errors import UsageError
 from lstmtext.heads import WORD_STATES
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.ner_data import (
-    detect_scheme, document_streams, encode_sentences, entities, read_conll, read_hf, read_jsonl, split_words,
-    to_bio, windows, word_shape,
+    detect_scheme,
+    document_streams,
+    encode_sentences,
+    entities,
+    read_conll,
+    read_hf,
+    read_jsonl,
+    split_words,
+    to_bio,
+    windows,
+    word_shape,
 )
 
 NAME = "ner"
@@ -63,7 +72,9 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
     else:
         examples = read_conll(source)
     if not examples:
-        raise UsageError(f"{source}: no sentences found; expected 'TOKEN ... TAG' lines with a blank line between sentences")
+        raise UsageError(
+            f"{source}: no sentences found; expected 'TOKEN ... TAG' lines with a blank line between sentences"
+        )
     scheme = detect_scheme([e["tags"] for e in examples])
     for e in examples:
         e["tags"] = to_bio(e["tags"])
@@ -169,9 +180,17 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
 
         lm = LMHead(encoder.embed, encoder.hidden_dim)  # --init-from an LM gives it that LM's head
     head = TagHead(
-        encoder.output_dim, list(labels), o.dropout, o.word_state, o.word_hidden,
-        shape_dim=o.shape_dim, word_dropout=o.word_dropout, scheme=o.scheme,
-        lm=lm, lm_weight=o.lm_weight, lm_rate=o.lm_rate,
+        encoder.output_dim,
+        list(labels),
+        o.dropout,
+        o.word_state,
+        o.word_hidden,
+        shape_dim=o.shape_dim,
+        word_dropout=o.word_dropout,
+        scheme=o.scheme,
+        lm=lm,
+        lm_weight=o.lm_weight,
+        lm_rate=o.lm_rate,
     )
     return Model(encoder, head)
 
@@ -184,8 +203,12 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
     """A head that keeps an LM beside its tags (ner.lm_weight) starts that LM from an LM checkpoint's head."""
     if meta.get("task") != "lm":
         return ""
-    taken = {k: state[src] for k in own if k.startswith("head.lm.")
-             if (src := "head." + k[len("head.lm."):]) in state and state[src].shape == own[k].shape}
+    taken = {
+        k: state[src]
+        for k in own
+        if k.startswith("head.lm.")
+        if (src := "head." + k[len("head.lm.") :]) in state and state[src].shape == own[k].shape
+    }
     own.update(taken)
     return "the LM head" if taken else ""
 
@@ -219,7 +242,9 @@ def _assemble(features: list[dict], paths: list[list[int]], n_sents: int) -> lis
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
+def evaluate(
+    model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
+) -> dict:
     paths, loss = decode_features(model, features, device, batch_tokens)
     n_sents = max((f["sent"] for f in features), default=-1) + 1
     pred = [[labels[i] for i in p] for p in _assemble(features, paths, n_sents)]
@@ -239,7 +264,12 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     rep = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     micro = rep.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
     per_type = {
-        k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]), "support": int(v["support"])}
+        k: {
+            "precision": float(v["precision"]),
+            "recall": float(v["recall"]),
+            "f1": float(v["f1-score"]),
+            "support": int(v["support"]),
+        }
         for k, v in rep.items()
         if not k.endswith(" avg")
     }
@@ -265,15 +295,25 @@ def summary(metrics: dict) -> dict:
 def report(metrics: dict, console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{metrics['sentences']} sentences, {metrics['tokens']} tokens, {metrics['entities']} entities "
-                    "(seqeval, strict spans)")
+    t = Table(
+        title=f"{metrics['sentences']} sentences, {metrics['tokens']} tokens, {metrics['entities']} entities "
+        "(seqeval, strict spans)"
+    )
     for c in ("type", "precision", "recall", "F1", "support"):
         t.add_column(c, justify="left" if c == "type" else "right")
     for kind, m in metrics["per_type"].items():
-        t.add_row(kind, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"]))
+        t.add_row(
+            kind, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"])
+        )
     t.add_section()
-    t.add_row("micro", f"{100 * metrics['precision']:.2f}", f"{100 * metrics['recall']:.2f}", f"{100 * metrics['f1']:.2f}",
-              str(metrics["entities"]), style="bold")
+    t.add_row(
+        "micro",
+        f"{100 * metrics['precision']:.2f}",
+        f"{100 * metrics['recall']:.2f}",
+        f"{100 * metrics['f1']:.2f}",
+        str(metrics["entities"]),
+        style="bold",
+    )
     console.print(t)
     console.print(f"token accuracy {100 * metrics['token_accuracy']:.2f}")
 

@@ -76,7 +76,9 @@ def read_conll(path: str) -> list[dict]:
         if tokens:
             # tokens are consecutive lines, so token k is on line start + k (for messages)
             where = f"{path} line {start}"
-            examples.append({"tokens": tokens, "tags": tags, "where": where, "path": str(path), "line": start, "doc": doc})
+            examples.append(
+                {"tokens": tokens, "tags": tags, "where": where, "path": str(path), "line": start, "doc": doc}
+            )
         tokens, tags = [], []
 
     for lineno, line in read_lines(path):

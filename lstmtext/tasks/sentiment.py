@@ -102,7 +102,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
     for e, seq in zip(examples, ids):
         if len(seq) > max_length:  # keep head and tail: reviews state their verdict at either end
             head = max_length // 4
-            seq = seq[:head] + seq[len(seq) - (max_length - head):]
+            seq = seq[:head] + seq[len(seq) - (max_length - head) :]
         f = {"ids": seq, "length": len(seq)}
         if "label" in e:
             if e["label"] not in index:
@@ -148,7 +148,9 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
+def evaluate(
+    model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
+) -> dict:
     from lstmtext.tasks.common import classification_metrics, map_batches
 
     def run(batch: dict):
@@ -186,7 +188,9 @@ def report(metrics: dict, console) -> None:
         t.add_column(c, justify="left" if c == "label" else "right")
     for name in labels:
         m = metrics["per_class"][name]
-        t.add_row(name, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"]))
+        t.add_row(
+            name, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"])
+        )
     console.print(t)
     cm = Table(title="confusion (rows: gold, columns: predicted)")
     cm.add_column("gold \\ pred")

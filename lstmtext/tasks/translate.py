@@ -107,12 +107,18 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
         cols = None if nested else columns(names, opts, source)
         for i, row in enumerate(ds):
             examples.append(from_record(row, opts, cols, f"{source} row {i}"))
-    elif Path(source).is_file() and file_kind(source) in ("tsv", "csv", "jsonl") and not lang_suffix(Path(source), opts):
+    elif (
+        Path(source).is_file() and file_kind(source) in ("tsv", "csv", "jsonl") and not lang_suffix(Path(source), opts)
+    ):
         cols = None
         for lineno, rec in read_records(source):
             if cols is None:
                 has_pair = isinstance(rec.get("translation"), dict)
-                cols = ("", "") if has_pair and not (opts.source_column or opts.target_column) else columns(rec, opts, str(source))
+                cols = (
+                    ("", "")
+                    if has_pair and not (opts.source_column or opts.target_column)
+                    else columns(rec, opts, str(source))
+                )
             examples.append(from_record(rec, opts, cols, f"{source} line {lineno}"))
     else:
         examples = read_parallel(*parallel_paths(source, opts, split))
@@ -183,11 +189,19 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
         )
     encoder = build_encoder(recipe.encoder, vocab_size)
     head = Seq2SeqHead(
-        encoder.embed, encoder.output_dim, o.hidden_dim, o.num_layers, o.attention, o.input_feeding,
-        o.dropout, o.label_smoothing,
+        encoder.embed,
+        encoder.output_dim,
+        o.hidden_dim,
+        o.num_layers,
+        o.attention,
+        o.input_feeding,
+        o.dropout,
+        o.label_smoothing,
     )
     model = Model(encoder, head)
-    model.decoding = Decoding(o.beam, o.length_penalty, o.max_length_ratio, o.max_length_extra, o.max_output_length, o.select_beam)
+    model.decoding = Decoding(
+        o.beam, o.length_penalty, o.max_length_ratio, o.max_length_extra, o.max_output_length, o.select_beam
+    )
     return model
 
 
@@ -214,14 +228,18 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
             tokens = pad(srcs).to(device)
             lengths = torch.tensor([max(1, len(s)) for s in srcs], device=device)
             states = model.encoder(tokens, lengths)  # (B, S, 2H)
-            hyps = beam_search(model.head, states, lengths, dec.max_len([len(s) for s in srcs]), beam, n_best, dec.alpha)
+            hyps = beam_search(
+                model.head, states, lengths, dec.max_len([len(s) for s in srcs]), beam, n_best, dec.alpha
+            )
             for i, h in zip(idx, hyps):
                 out[i] = h
     return out
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def evaluate(model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False) -> dict:
+def evaluate(
+    model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
+) -> dict:
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -231,7 +249,9 @@ def evaluate(model, features: list[dict], labels: list[str], device, batch_token
     def nll_sum(batch: dict) -> tuple[float, int]:
         logits, _ = model(batch)
         target = batch["tgt_out"]
-        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD, reduction="sum")
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD, reduction="sum"
+        )
         return nll.item(), int((target != PAD).sum())
 
     # Model selection during training decodes with select_beam (greedy by default: several times faster,
@@ -279,7 +299,9 @@ def report(metrics: dict, console) -> None:
     console.print(f"sacreBLEU signature: {metrics['signature']}", markup=False, highlight=False, soft_wrap=True)
     console.print(metrics["bleu_detail"], markup=False, highlight=False, soft_wrap=True)
     for s in metrics.get("samples", []):
-        console.print(f"  ref: {s['reference']}\n  hyp: {s['translation']}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"  ref: {s['reference']}\n  hyp: {s['translation']}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 # -- prediction --------------------------------------------------------------------------------------------
@@ -287,7 +309,9 @@ class Predictor:
     """What ``lstmtext.load`` returns for a translation checkpoint."""
 
     task = NAME
-    stream_batch = 64  # lines per predict call (cli.stream_predictions); beam search: its cost grows with the batch's rows
+    stream_batch = (
+        64  # lines per predict call (cli.stream_predictions); beam search: its cost grows with the batch's rows
+    )
     batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
@@ -305,7 +329,9 @@ class Predictor:
         if cut:
             from lstmtext.progress import note
 
-            note(f"{cut} input line(s) longer than {self.recipe.data.max_length} pieces were cut to that length (data.max_length)")
+            note(
+                f"{cut} input line(s) longer than {self.recipe.data.max_length} pieces were cut to that length (data.max_length)"
+            )
         for i, hyps in zip(keep, decode(self.model, feats, self.device, beam, n_best)):
             nbest = [{"text": self.tok.decode(ids), "score": round(score, 4)} for ids, score in hyps[:n_best]]
             out[i] = {"translation": nbest[0]["text"], "n_best": nbest}

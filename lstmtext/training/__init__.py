@@ -25,7 +25,8 @@ from lstmtext.errors import UsageError
 from lstmtext.paths import default_model_path
 from lstmtext.progress import fmt_seconds, note
 from lstmtext.tasks import get_task
-from lstmtext.training import distributed, resume as resume_state
+from lstmtext.training import distributed
+from lstmtext.training import resume as resume_state
 from lstmtext.training.build import build
 from lstmtext.training.evaluation import Evaluator
 from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
@@ -66,14 +67,21 @@ def train(
         return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock)
 
 
-def _train(mod, recipe_path, settings, overrides, output: Output, init_from, resume: bool, show_progress: bool,
-           clock: Clock) -> dict:
+def _train(
+    mod, recipe_path, settings, overrides, output: Output, init_from, resume: bool, show_progress: bool, clock: Clock
+) -> dict:
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
     clock.carry(state)
     init_meta, init_tensors = ckpt.load(init_from) if init_from else ({}, {})
     shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
-    recipe = resolve_recipe(mod.NAME, recipe_path, overrides, settings=settings, stored=stored_meta.get("recipe"),
-                            inherited={"encoder": shape} if shape else None)
+    recipe = resolve_recipe(
+        mod.NAME,
+        recipe_path,
+        overrides,
+        settings=settings,
+        stored=stored_meta.get("recipe"),
+        inherited={"encoder": shape} if shape else None,
+    )
     tc = recipe.train
     device = pick_device(tc.device)
     d = distributed.setup(device)
@@ -83,9 +91,16 @@ def _train(mod, recipe_path, settings, overrides, output: Output, init_from, res
 
     prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta)
     with clock.phase("setup"):
-        run = build(mod, recipe, prepared.tok, prepared.labels, device, d,
-                    init=(init_from, init_meta, init_tensors) if init_from else None,
-                    weights=resume_state.model_weights(stored) if resume else None)
+        run = build(
+            mod,
+            recipe,
+            prepared.tok,
+            prepared.labels,
+            device,
+            d,
+            init=(init_from, init_meta, init_tensors) if init_from else None,
+            weights=resume_state.model_weights(stored) if resume else None,
+        )
     if resume:
         resume_state.restore(run, stored_meta, stored, state)
         note(f"resuming at step {state.step} (epoch {state.epoch + 1}, batch {state.pos}) from {output.resume}")
@@ -104,7 +119,9 @@ def _train(mod, recipe_path, settings, overrides, output: Output, init_from, res
         stop = loop.fit(show_progress)
     except KeyboardInterrupt:
         kept = f"{output.resume} (step {state.last_eval_step}) is kept" if output.resume.exists() else "none was saved"
-        raise Interrupted(f"interrupted twice: stopped at once without saving this step; the last resume state {kept}") from None
+        raise Interrupted(
+            f"interrupted twice: stopped at once without saving this step; the last resume state {kept}"
+        ) from None
     if stop == "interrupted":
         raise Interrupted(
             f"interrupted at step {state.step}; resume state saved to {output.resume}; "
@@ -118,11 +135,15 @@ def _summary(mod, out: Path, state: LoopState, stop: str, clock: Clock, main: bo
     elapsed = clock.elapsed()
     if main:
         if stop == MAX_STEPS:
-            note(f"stopped after {state.step} steps (train.max_steps); continue with: "
-                 f"lstmtext train {mod.NAME} -o {out} --resume --set train.max_steps=0")
+            note(
+                f"stopped after {state.step} steps (train.max_steps); continue with: "
+                f"lstmtext train {mod.NAME} -o {out} --resume --set train.max_steps=0"
+            )
         else:
-            note(f"{stop} after {state.step} steps in {fmt_seconds(elapsed)} ({clock.breakdown()}); "
-                 f"best checkpoint: {out}")
+            note(
+                f"{stop} after {state.step} steps in {fmt_seconds(elapsed)} ({clock.breakdown()}); "
+                f"best checkpoint: {out}"
+            )
     return {
         "task": mod.NAME,
         "checkpoint": str(out),

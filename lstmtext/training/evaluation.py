@@ -44,8 +44,9 @@ class Evaluator:
             state.rate = tok_per_s
         with run.average.applied() if run.average else nullcontext():
             if dev_feats:
-                metrics = mod.evaluate(run.raw_model, dev_feats, run.labels, run.device, tc.batch_tokens * 2, run.tok,
-                                       selection=True)
+                metrics = mod.evaluate(
+                    run.raw_model, dev_feats, run.labels, run.device, tc.batch_tokens * 2, run.tok, selection=True
+                )
                 run.raw_model.train()
                 value = metrics.get(mod.MAIN_METRIC)
             else:
@@ -58,8 +59,13 @@ class Evaluator:
             else:
                 state.bad_evals += 1
         row = {
-            "step": state.step, "epoch": round(state.step / steps_per_epoch, 3), "time": round(elapsed, 1),
-            "lr": state.lr, "train_loss": train_loss, "tokens_per_s": round(tok_per_s), "best": improved,
+            "step": state.step,
+            "epoch": round(state.step / steps_per_epoch, 3),
+            "time": round(elapsed, 1),
+            "lr": state.lr,
+            "train_loss": train_loss,
+            "tokens_per_s": round(tok_per_s),
+            "best": improved,
             **{f"dev_{k}": v for k, v in (mod.summary(metrics) if dev_feats else {}).items()},
         }
         if self.main:

@@ -76,8 +76,10 @@ class CtrlC:
 
     @contextmanager
     def armed(self):
-        usual = threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        usual = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
         if usual:
             signal.signal(signal.SIGINT, self._handler)
         try:
@@ -97,7 +99,9 @@ class Loop:
         self.lengths = [f["length"] for f in self.feats]
         self.steps_per_epoch = len(self.epoch_batches(0))
         if self.steps_per_epoch == 0:
-            raise UsageError(f"{prepared.train_source}: too few examples to make a batch on each of {d.world} processes")
+            raise UsageError(
+                f"{prepared.train_source}: too few examples to make a batch on each of {d.world} processes"
+            )
         self.total_steps = self.steps_per_epoch * self.tc.epochs
         # the dev set's pieces, to reserve time for an evaluation before one has been measured
         self.dev_tokens = sum(f["length"] for f in prepared.dev_feats)
@@ -108,7 +112,9 @@ class Loop:
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         tc, d = self.tc, self.d
-        batches = bucket_batches(self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch)
+        batches = bucket_batches(
+            self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
+        )
         if d.world > 1:  # equal counts on every rank, or DDP's all-reduce would wait forever
             batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
         return batches
@@ -195,10 +201,15 @@ class Loop:
         if epoch_end:
             st.epoch, st.pos = st.epoch + 1, 0
         timeout = bool(self.max_time) and self.clock.elapsed() + self.reserve() >= self.max_time
-        bad, timeout, interrupted = all_flags([int(not finite), int(timeout), int(self.ctrl_c.requested)], d, run.device)
+        bad, timeout, interrupted = all_flags(
+            [int(not finite), int(timeout), int(self.ctrl_c.requested)], d, run.device
+        )
         if bad:
-            kept = f"the last good checkpoint {self.evaluate.out} is kept" if self.evaluate.out.exists() \
+            kept = (
+                f"the last good checkpoint {self.evaluate.out} is kept"
+                if self.evaluate.out.exists()
                 else "no checkpoint was written yet"
+            )
             raise TrainingStopped(
                 f"loss became NaN or infinite at step {st.step}; training stopped and {kept}; "
                 f"try a lower learning rate (--set train.lr={tc.lr / 10:g}) or --set train.clip=1"
@@ -206,7 +217,11 @@ class Loop:
         value, n_tokens, now = loss.item(), int(batch["lengths"].sum()) * d.world, time.perf_counter()
         span = st.span
         span.loss, span.steps, span.tokens, span.seconds = (
-            span.loss + value, span.steps + 1, span.tokens + n_tokens, span.seconds + now - t0)
+            span.loss + value,
+            span.steps + 1,
+            span.tokens + n_tokens,
+            span.seconds + now - t0,
+        )
         self.clock.add("training", now - t0)
         self.show(progress, frac, shown_epoch, value, n_tokens, now)
         return epoch_end, bool(timeout), bool(interrupted)
@@ -223,5 +238,6 @@ class Loop:
         else:
             remaining = self.clock.spent.get("training", 0.0) / max(st.step, 1) * (self.total_steps - st.step)
         loss_avg, rate = self.shown
-        progress.update(st.step, frac, f"epoch {epoch + 1}/{self.tc.epochs} loss {loss_avg:.3f} {rate:,.0f} tok/s",
-                        remaining)
+        progress.update(
+            st.step, frac, f"epoch {epoch + 1}/{self.tc.epochs} loss {loss_avg:.3f} {rate:,.0f} tok/s", remaining
+        )

@@ -21,9 +21,13 @@ class Output:
     lock: Path
 
     @classmethod
-    def at(cls, out: Path) -> "Output":
-        return cls(out, companion(out, "resume.safetensors"), companion(out, "metrics.jsonl"),
-                   out.with_name(out.name + ".lock"))
+    def at(cls, out: Path) -> Output:
+        return cls(
+            out,
+            companion(out, "resume.safetensors"),
+            companion(out, "metrics.jsonl"),
+            out.with_name(out.name + ".lock"),
+        )
 
     def check(self, resume: bool, force: bool) -> None:
         """Refuse an output that is a folder, or that exists without --force or --resume."""
@@ -52,7 +56,7 @@ class OutputLock:
     def __init__(self, path: Path, target: Path):
         self.path, self.target, self.fd = path, target, None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -61,8 +61,12 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
         t0 = time.perf_counter()
         tc, tk = recipe.train, recipe.tokenizer
         proto = Tokenizer.train(
-            mod.tokenizer_texts(train_examples), tk.vocab_size, tk.model_type, tk.character_coverage,
-            tk.max_sentences, tc.init_seed or tc.seed,
+            mod.tokenizer_texts(train_examples),
+            tk.vocab_size,
+            tk.model_type,
+            tk.character_coverage,
+            tk.max_sentences,
+            tc.init_seed or tc.seed,
         ).model_proto
         note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")
     return Tokenizer(broadcast_bytes(proto, d))

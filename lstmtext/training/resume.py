@@ -30,8 +30,10 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
             state.setdefault(int(pid), {})[k] = v
     groups = meta["param_groups"]
     if len(groups) != len(opt.param_groups) or any("lr_scale" not in g for g in groups):
-        raise UsageError("--resume: this resume state's optimizer groups do not match this version of lstmtext; "
-                         "start the run again without --resume (or --init-from its checkpoint)")
+        raise UsageError(
+            "--resume: this resume state's optimizer groups do not match this version of lstmtext; "
+            "start the run again without --resume (or --init-from its checkpoint)"
+        )
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
@@ -72,7 +74,7 @@ def save(path: Path, run, state: LoopState) -> None:
 
 
 def model_weights(tensors: dict) -> dict:
-    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def restore(run, meta: dict, tensors: dict, state: LoopState) -> None:

@@ -42,7 +42,7 @@ class LoopState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LoopState":
+    def from_dict(cls, data: dict) -> LoopState:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["span"] = Span(**values.get("span", {}))
