@@ -37,6 +37,10 @@ def lstmtext_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("LSTMTEXT_HOME", str(home))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from lstmtext import progress
+
+    # a test that calls the library with quiet=True must not silence the notes of the tests after it
+    monkeypatch.setattr(progress, "_quiet", False)
     return home
 
 
