@@ -73,11 +73,13 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
 
 
 def _describe_source(src: str) -> dict:
-    """The source as the user named it; for a file, its size and hash too."""
+    """The source as the user named it; where a name resolved to another path, that path; for a file, its size
+    and hash too."""
     if is_hf(src):
         return {"source": src}
     resolved = resolve_source(src)
+    out = {"source": src} if resolved == src else {"source": src, "resolved": resolved}
     p = Path(resolved)
     if not is_hf(resolved) and p.is_file():
-        return {"source": src, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-    return {"source": src}
+        out.update(sha256=sha256_file(p), bytes=p.stat().st_size)
+    return out
