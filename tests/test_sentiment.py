@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 
 SAMPLE_DEV = REPO / "data" / "sentiment" / "dev.tsv"
@@ -340,3 +341,107 @@ def test_sentiment_tokenizer_commands_train_encode_decode(tmp_path, sentiment_ck
     pieces = run_cli("tokenizer", "encode", "-m", sentiment_ckpt, "--pieces", input="a wonderful film\n")
     assert "▁" in pieces.stdout  # a checkpoint's own tokenizer works too
     assert_usage_error(run_cli("tokenizer", "decode", "-m", model, input="1 2 x\n"), "integer ids")
+
+
+# -- label names ---------------------------------------------------------------------------------------------
+NAMES = ["--set", 'sentiment.label_names={ "0" = "negative", "1" = "positive" }']
+
+
+def _dev_rows() -> list[tuple[str, str]]:
+    lines = SAMPLE_DEV.read_text(encoding="utf-8").splitlines()[1:]
+    return [tuple(line.rsplit("\t", 1)) for line in lines]
+
+
+def test_sentiment_label_names_name_the_ids_in_checkpoint_predictions_and_reports(tmp_path):
+    out = tmp_path / "named.ckpt"
+    train = run_cli("train", "sentiment", "-o", out, "--epochs", "1", "-q", *TINY, *NAMES)
+    assert train.returncode == 0, train.stderr
+    meta = json.loads(run_cli("info", out, "--format", "json").stdout)
+    assert meta["labels"] == ["negative", "positive"]
+    assert meta["recipe"]["sentiment"]["label_names"] == {"0": "negative", "1": "positive"}
+
+    texts = ["what a truly wonderful film !", "the plot is tedious and lifeless ."]
+    pred = run_cli("predict", out, "--format", "jsonl", input="\n".join(texts) + "\n")
+    assert pred.returncode == 0, pred.stderr
+    rows = [json.loads(line) for line in pred.stdout.splitlines()]
+    assert [set(r["scores"]) for r in rows] == [{"negative", "positive"}] * 2
+    assert all(r["label"] in ("negative", "positive") for r in rows)
+
+    # the sample's dev file has ids: the stored mapping reads them as the names the model knows
+    by_id = run_cli("evaluate", out, SAMPLE_DEV, "--format", "json")
+    assert by_id.returncode == 0, by_id.stderr
+    m = json.loads(by_id.stdout)
+    gold = [label for _, label in _dev_rows()]
+    assert m["examples"] == 200 and m["labels"] == ["negative", "positive"]
+    assert {k: v["support"] for k, v in m["per_class"].items()} == {
+        "negative": gold.count("0"),
+        "positive": gold.count("1"),
+    }
+    table = run_cli("evaluate", out, SAMPLE_DEV)
+    assert "negative" in table.stderr and "positive" in table.stderr
+
+    # the same data written with the names, and as JSONL with integer labels (IMDB's form), reads the same
+    named = tmp_path / "dev-named.tsv"
+    named.write_text(
+        "sentence\tlabel\n" + "".join(f"{t}\t{['negative', 'positive'][int(y)]}\n" for t, y in _dev_rows())
+    )
+    jsonl = tmp_path / "dev.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"text": t, "label": int(y), "label_name": "x"}) + "\n" for t, y in _dev_rows())
+    )
+    for other in (named, jsonl):
+        again = run_cli("evaluate", out, other, "--format", "json")
+        assert again.returncode == 0, again.stderr
+        assert {k: v for k, v in json.loads(again.stdout).items() if k != "data"} == {
+            k: v for k, v in m.items() if k != "data"
+        }
+
+
+def test_sentiment_checkpoint_without_label_names_loads_unchanged(sentiment_ckpt, tmp_path):
+    """A checkpoint written before the option existed: its stored recipe has no label_names."""
+    import lstmtext
+    from lstmtext import checkpoint as ckpt
+
+    meta, state = ckpt.load(sentiment_ckpt)
+    del meta["recipe"]["sentiment"]["label_names"]
+    old = tmp_path / "old.ckpt"
+    kept = {k: v for k, v in meta.items() if k not in ("format", "format_version", "tokenizer")}
+    ckpt.save(old, state, kept, ckpt.tokenizer_proto(meta))
+    assert "label_names" not in ckpt.read_meta(old)["recipe"]["sentiment"]
+    model = lstmtext.load(old)
+    assert model.labels == ["0", "1"] and model.recipe.options.label_names == {}
+    assert model.predict("what a truly wonderful film !")["label"] in ("0", "1")
+    from lstmtext import api
+
+    assert api.evaluate(old, str(SAMPLE_DEV)) == api.evaluate(sentiment_ckpt, str(SAMPLE_DEV))
+
+
+def test_sentiment_label_names_in_recipes_and_on_the_command_line(tmp_path):
+    from lstmtext.config import resolve_recipe
+    from lstmtext.errors import UsageError
+
+    for name in ("sst2", "imdb"):
+        recipe = resolve_recipe("sentiment", REPO / "recipes" / f"{name}.toml")
+        assert recipe.options.label_names == {"0": "negative", "1": "positive"}
+    plain = resolve_recipe("sentiment", overrides=["sentiment.label_names=0=neg, 1 = pos"])
+    assert plain.options.label_names == {"0": "neg", "1": "pos"}
+    assert resolve_recipe("sentiment").options.label_names == {}
+
+    path = tmp_path / "bad.toml"
+    path.write_text('task = "sentiment"\n[sentiment]\nlabel_names = 3\n')
+    with pytest.raises(UsageError) as e:
+        resolve_recipe("sentiment", path)
+    assert str(e.value) == (
+        f'recipe {path} sentiment.label_names: expected a table such as {{ "0" = "negative", "1" = "positive" }}, got 3'
+    )
+
+
+def test_sentiment_label_names_of_a_wrong_type_are_one_line_errors():
+    for value, fragment in (
+        ('["negative", "positive"]', "sentiment.label_names: expected a table such as"),
+        ("negative", "or 0=negative,1=positive, got 'negative'"),
+        ('{ "0" = ["negative"] }', "sentiment.label_names.0: expected str, got ['negative']"),
+        ('{ "0" = "" }', "sentiment.label_names: expected a non-empty label and name"),
+    ):
+        proc = run_cli("train", "sentiment", "-q", "--set", f"sentiment.label_names={value}")
+        assert_usage_error(proc, fragment)
