@@ -25,7 +25,7 @@ def test_predict_without_checkpoint_uses_the_one_trained_task(sentiment_ckpt, ls
     assert expected.returncode == 0, expected.stderr
     proc = run_cli("predict", input=REVIEW)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == expected.stdout and proc.stdout.strip() in ("0", "1")
+    assert proc.stdout == expected.stdout and proc.stdout.strip() in ("negative", "positive")
     assert proc.stderr.strip() == f"using {lstmtext_home / 'models' / 'sentiment.ckpt'}"
 
 
@@ -43,7 +43,7 @@ def test_predict_task_option_picks_that_tasks_model(sentiment_ckpt, lstmtext_hom
     expected = run_cli("predict", sentiment_ckpt, input=REVIEW).stdout
     proc = run_cli("predict", "--task", "sentiment", input=REVIEW)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == expected and expected.strip() in ("0", "1")
+    assert proc.stdout == expected and expected.strip() in ("negative", "positive")
     assert proc.stderr.strip() == f"using {lstmtext_home / 'models' / 'sentiment.ckpt'}"
 
 
@@ -60,7 +60,7 @@ def test_predict_task_option_with_a_checkpoint_checks_its_task(sentiment_ckpt):
     proc = run_cli("predict", "-m", sentiment_ckpt, "--task", "ner", input=REVIEW)
     assert_usage_error(proc, "is a 'sentiment' model", "'lstmtext predict --task ner' needs a 'ner' model")
     ok = run_cli("predict", sentiment_ckpt, "--task", "sentiment", input=REVIEW)
-    assert ok.returncode == 0 and ok.stdout.strip() in ("0", "1"), ok.stderr
+    assert ok.returncode == 0 and ok.stdout.strip() in ("negative", "positive"), ok.stderr
 
 
 def test_predict_unknown_task_choice_is_a_usage_error():
@@ -98,5 +98,5 @@ def test_notes_and_progress_print_on_rank_zero_only(monkeypatch, capsys):
 def test_predict_note_is_silent_on_rank_one(sentiment_ckpt, lstmtext_home):
     _trained(lstmtext_home, sentiment_ckpt, "sentiment")
     proc = run_cli("predict", input=REVIEW, RANK="1")
-    assert proc.returncode == 0 and proc.stdout.strip() in ("0", "1")
+    assert proc.returncode == 0 and proc.stdout.strip() in ("negative", "positive")
     assert proc.stderr == ""
