@@ -114,6 +114,9 @@ MIXED = [
 ]
 
 
+SENTIMENT_NAMES = ("negative", "positive")
+
+
 def sentiment_example(rng: random.Random) -> tuple[str, int]:
     r = rng.random()
     label = rng.randrange(2)
@@ -156,8 +159,8 @@ def write_sentiment(n_train: int = 1600, n_dev: int = 200, seed: int = 13) -> No
     for name, part in (("train.tsv", rows[:n_train]), ("dev.tsv", rows[n_train:])):
         with open(out / name, "w", encoding="utf-8") as f:
             f.write("sentence\tlabel\n")
-            for text, label in part:
-                f.write(f"{text}\t{label}\n")
+            for text, label in part:  # the names, as a model trained on the sample predicts them
+                f.write(f"{text}\t{SENTIMENT_NAMES[label]}\n")
     with open(out / "reviews.txt", "w", encoding="utf-8") as f:
         for text, _ in rows[n_train : n_train + 20]:
             f.write(text + "\n")

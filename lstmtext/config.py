@@ -112,6 +112,8 @@ class Recipe:
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Bring a TOML or command-line value to the field's type, or say what was expected."""
     origin = typing.get_origin(typ)
+    if origin is dict:
+        return _coerce_table(value, typ, where)
     if origin is list:
         (item,) = typing.get_args(typ) or (str,)
         if isinstance(value, str):
@@ -141,6 +143,25 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     except (TypeError, ValueError):
         raise UsageError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
     return value
+
+
+def _coerce_table(value: Any, typ: Any, where: str) -> dict:
+    """A TOML inline table (``{ "0" = "negative" }``), or on the command line ``0=negative,1=positive``."""
+    key_type, item_type = typing.get_args(typ) or (str, str)
+    example = 'a table such as { "0" = "negative", "1" = "positive" }'
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise UsageError(f"{where}: expected {example} or 0=negative,1=positive, got {value!r}")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected {example}, got {value!r}")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, (dict, list)):  # a scalar per key; a str() of a table would pass silently
+            raise UsageError(f"{where}.{k}: expected {getattr(item_type, '__name__', item_type)}, got {v!r}")
+        out[_coerce(k, key_type, where)] = _coerce(v, item_type, f"{where}.{k}")
+    return out
 
 
 def _apply(obj: Any, values: dict, where: str, section: str) -> None:

@@ -1,13 +1,19 @@
-"""Everything people read goes to stderr: notes, the training progress bar, metric tables."""
+"""Everything people read goes to stderr: notes, the training progress bar, metric tables.
+
+Under ``torchrun`` every rank runs the same code; only rank 0 prints notes and progress, so each shows once.
+The rank is the one ``set_rank`` was given (training/distributed.py, once the process group is up), else the
+``RANK`` variable torchrun sets, which already holds before then (the device note comes first)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.console import Console
 
 console = Console(stderr=True, highlight=False)
 _quiet = False
+_rank: int | None = None
 
 
 def set_quiet(quiet: bool) -> None:
@@ -15,8 +21,24 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def set_rank(rank: int | None) -> None:
+    """This process's rank in a distributed run; None reads ``RANK`` again."""
+    global _rank
+    _rank = rank
+
+
+def is_main() -> bool:
+    """True outside torchrun and on its rank 0."""
+    if _rank is not None:
+        return _rank == 0
+    try:
+        return int(os.environ.get("RANK", "0") or 0) == 0
+    except ValueError:  # not a rank torchrun wrote: a plain process
+        return True
+
+
 def note(text: str) -> None:
-    if not _quiet:
+    if not _quiet and is_main():
         console.print(text, markup=False, soft_wrap=True)
 
 
@@ -32,7 +54,7 @@ class TrainProgress:
 
     def __init__(self, total_steps: int, enabled: bool = True, interval: float = 30.0):
         self.total = max(1, total_steps)
-        self.enabled = enabled and not _quiet
+        self.enabled = enabled and not _quiet and is_main()
         self.live = self.enabled and console.is_terminal
         self.interval = interval
         self._last_line = time.monotonic()

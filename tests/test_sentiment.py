@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, TINY, assert_usage_error, cli_env, run_cli
 
 SAMPLE_DEV = REPO / "data" / "sentiment" / "dev.tsv"
@@ -17,9 +18,9 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     ev = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json")
     assert ev.returncode == 0, ev.stderr
     m = json.loads(ev.stdout)
-    assert m["examples"] == 200 and m["labels"] == ["0", "1"]
+    assert m["examples"] == 200 and m["labels"] == ["negative", "positive"]
     assert m["accuracy"] > 0.6  # three tiny epochs on the sample already beat chance clearly
-    assert sum(map(sum, m["confusion"])) == 200 and set(m["per_class"]) == {"0", "1"}
+    assert sum(map(sum, m["confusion"])) == 200 and set(m["per_class"]) == {"negative", "positive"}
 
     table = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV)
     assert table.returncode == 0 and table.stdout == ""  # tables are for people: stderr
@@ -32,7 +33,7 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     rows = [json.loads(l) for l in piped.stdout.splitlines()]
     assert [r["text"] for r in rows] == texts  # one object per input line, blank included
     assert rows[1]["label"] is None
-    assert rows[0]["label"] in ("0", "1") and abs(sum(rows[0]["scores"].values()) - 1) < 1e-3
+    assert rows[0]["label"] in ("negative", "positive") and abs(sum(rows[0]["scores"].values()) - 1) < 1e-3
 
     infile = tmp_path / "reviews.txt"
     infile.write_text("\n".join(texts) + "\n")
@@ -46,7 +47,7 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     hrows = [json.loads(l) for l in half.stdout.splitlines()]
     assert [r["text"] for r in hrows] == texts and hrows[1]["label"] is None
     for a, b in ((rows[0], hrows[0]), (rows[2], hrows[2])):
-        assert abs(a["scores"]["1"] - b["scores"]["1"]) < 0.03
+        assert abs(a["scores"]["positive"] - b["scores"]["positive"]) < 0.03
     hev = run_cli("evaluate", sentiment_ckpt, SAMPLE_DEV, "--format", "json", "--precision", "bf16")
     assert hev.returncode == 0 and abs(json.loads(hev.stdout)["accuracy"] - m["accuracy"]) <= 0.03, hev.stderr
 
@@ -58,11 +59,11 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     srows = [json.loads(l) for l in small.stdout.splitlines()]
     assert [r["text"] for r in srows] == texts and srows[1]["label"] is None
     for a, b in ((rows[0], srows[0]), (rows[2], srows[2])):
-        assert abs(a["scores"]["1"] - b["scores"]["1"]) < 0.05
+        assert abs(a["scores"]["positive"] - b["scores"]["positive"]) < 0.05
 
     info = run_cli("info", sentiment_ckpt, "--format", "json")
     meta = json.loads(info.stdout)
-    assert meta["task"] == "sentiment" and meta["labels"] == ["0", "1"]
+    assert meta["task"] == "sentiment" and meta["labels"] == ["negative", "positive"]
     assert meta["provenance"]["seed"] == 1 and len(meta["provenance"]["data"][0]["sha256"]) == 64
     assert meta["recipe"]["encoder"]["hidden_dim"] == 32 and "tokenizer" not in meta
     assert "sentiment" in run_cli("info", sentiment_ckpt).stderr
@@ -115,7 +116,7 @@ def test_sentiment_default_model_place_needs_no_path():
     assert os.path.exists(os.path.join(home, "models", "sentiment.ckpt"))
     pred = run_cli("predict", input="a gorgeous, witty film\n")
     assert pred.returncode == 0, pred.stderr
-    assert pred.stdout.strip() in ("0", "1")
+    assert pred.stdout.strip() in ("negative", "positive")
 
 
 def test_sentiment_string_labels_and_csv_columns(tmp_path):
@@ -163,7 +164,7 @@ def test_sentiment_interactive_pipe_answers_each_line_before_the_next(sentiment_
             proc.stdin.flush()
             ready, _, _ = select.select([proc.stdout], [], [], 60)  # the answer comes while stdin stays open
             assert ready, "no answer before the next line was sent"
-            assert proc.stdout.readline().decode().strip() in ("0", "1")
+            assert proc.stdout.readline().decode().strip() in ("negative", "positive")
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
     finally:
@@ -186,7 +187,7 @@ def test_sentiment_closed_pipe_downstream_exits_quietly(sentiment_ckpt, tmp_path
         timeout=120,
     )
     first, status = proc.stdout.splitlines()
-    assert first in ("0", "1")
+    assert first in ("negative", "positive")
     assert status == "status=0"  # quiet and successful: the reader chose to stop
     assert proc.stderr == ""
 
@@ -227,13 +228,13 @@ def test_sentiment_blank_lines_keep_alignment(sentiment_ckpt):
     proc = run_cli("predict", sentiment_ckpt, input="\n  \na wonderful film .\n\n")
     assert proc.returncode == 0
     lines = proc.stdout.split("\n")
-    assert lines[:2] == ["", ""] and lines[2] in ("0", "1") and lines[3] == ""
+    assert lines[:2] == ["", ""] and lines[2] in ("negative", "positive") and lines[3] == ""
 
 
 def test_sentiment_non_utf8_input(sentiment_ckpt, tmp_path):
     proc = run_cli("predict", sentiment_ckpt, input=b"good film\nbad \xff film\n")
     assert_usage_error(proc, "stdin line 2", "UTF-8")
-    assert proc.stdout.splitlines()[0] in ("0", "1")  # what came before the bad line was answered
+    assert proc.stdout.splitlines()[0] in ("negative", "positive")  # what came before the bad line was answered
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(b"sentence\tlabel\ngood\t1\nbad \xe9\t0\n")
     assert_usage_error(run_cli("train", "sentiment", "--train", bad, "-q"), "bad.tsv line 3", "UTF-8")
@@ -257,7 +258,7 @@ def test_sentiment_one_megabyte_line(sentiment_ckpt):
 
 def test_sentiment_unseen_labels_in_eval_data(sentiment_ckpt, tmp_path):
     data = tmp_path / "eval.tsv"
-    data.write_text("sentence\tlabel\ngood film\t1\nmeh film\t2\n")
+    data.write_text("sentence\tlabel\ngood film\tpositive\nmeh film\t2\n")
     assert_usage_error(run_cli("evaluate", sentiment_ckpt, data), "eval.tsv line 3", "label '2' was never seen")
 
 
@@ -340,3 +341,108 @@ def test_sentiment_tokenizer_commands_train_encode_decode(tmp_path, sentiment_ck
     pieces = run_cli("tokenizer", "encode", "-m", sentiment_ckpt, "--pieces", input="a wonderful film\n")
     assert "▁" in pieces.stdout  # a checkpoint's own tokenizer works too
     assert_usage_error(run_cli("tokenizer", "decode", "-m", model, input="1 2 x\n"), "integer ids")
+
+
+# -- label names ---------------------------------------------------------------------------------------------
+NAMES = ["--set", 'sentiment.label_names={ "0" = "negative", "1" = "positive" }']
+
+
+def _with_ids(source, target):
+    """The sample written as SST-2 is: 0 for negative, 1 for positive."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    rows = [line.rsplit("\t", 1) for line in lines[1:]]
+    ids = {"negative": "0", "positive": "1"}
+    target.write_text(lines[0] + "\n" + "".join(f"{text}\t{ids[label]}\n" for text, label in rows))
+    return [(text, ids[label]) for text, label in rows]
+
+
+def test_sentiment_label_names_name_the_ids_in_checkpoint_predictions_and_reports(tmp_path):
+    train_ids, dev_ids = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    _with_ids(REPO / "data" / "sentiment" / "train.tsv", train_ids)
+    rows_ids = _with_ids(SAMPLE_DEV, dev_ids)
+    out = tmp_path / "named.ckpt"
+    train = run_cli("train", "sentiment", "--train", train_ids, "-o", out, "--epochs", "1", "-q", *TINY, *NAMES)
+    assert train.returncode == 0, train.stderr
+    meta = json.loads(run_cli("info", out, "--format", "json").stdout)
+    assert meta["labels"] == ["negative", "positive"]
+    assert meta["recipe"]["sentiment"]["label_names"] == {"0": "negative", "1": "positive"}
+
+    texts = ["what a truly wonderful film !", "the plot is tedious and lifeless ."]
+    pred = run_cli("predict", out, "--format", "jsonl", input="\n".join(texts) + "\n")
+    assert pred.returncode == 0, pred.stderr
+    rows = [json.loads(line) for line in pred.stdout.splitlines()]
+    assert [set(r["scores"]) for r in rows] == [{"negative", "positive"}] * 2
+    assert all(r["label"] in ("negative", "positive") for r in rows)
+
+    # evaluation data with ids: the stored mapping reads them as the names the model knows
+    by_id = run_cli("evaluate", out, dev_ids, "--format", "json")
+    assert by_id.returncode == 0, by_id.stderr
+    m = json.loads(by_id.stdout)
+    gold = [label for _, label in rows_ids]
+    assert m["examples"] == 200 and m["labels"] == ["negative", "positive"]
+    assert {k: v["support"] for k, v in m["per_class"].items()} == {
+        "negative": gold.count("0"),
+        "positive": gold.count("1"),
+    }
+    table = run_cli("evaluate", out, dev_ids)
+    assert "negative" in table.stderr and "positive" in table.stderr
+
+    # the same data written with the names (the sample), and as JSONL with integer labels (IMDB's form)
+    jsonl = tmp_path / "dev.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": int(y), "label_name": "x"}) + "\n" for t, y in rows_ids))
+    for other in (SAMPLE_DEV, jsonl):
+        again = run_cli("evaluate", out, other, "--format", "json")
+        assert again.returncode == 0, again.stderr
+        assert {k: v for k, v in json.loads(again.stdout).items() if k != "data"} == {
+            k: v for k, v in m.items() if k != "data"
+        }
+
+
+def test_sentiment_checkpoint_without_label_names_loads_unchanged(sentiment_ckpt, tmp_path):
+    """A checkpoint written before the option existed: its stored recipe has no label_names."""
+    import lstmtext
+    from lstmtext import checkpoint as ckpt
+
+    meta, state = ckpt.load(sentiment_ckpt)
+    del meta["recipe"]["sentiment"]["label_names"]
+    old = tmp_path / "old.ckpt"
+    kept = {k: v for k, v in meta.items() if k not in ("format", "format_version", "tokenizer")}
+    ckpt.save(old, state, kept, ckpt.tokenizer_proto(meta))
+    assert "label_names" not in ckpt.read_meta(old)["recipe"]["sentiment"]
+    model = lstmtext.load(old)
+    assert model.labels == ["negative", "positive"] and model.recipe.options.label_names == {}
+    assert model.predict("what a truly wonderful film !")["label"] in ("negative", "positive")
+    from lstmtext import api
+
+    assert api.evaluate(old, str(SAMPLE_DEV)) == api.evaluate(sentiment_ckpt, str(SAMPLE_DEV))
+
+
+def test_sentiment_label_names_in_recipes_and_on_the_command_line(tmp_path):
+    from lstmtext.config import resolve_recipe
+    from lstmtext.errors import UsageError
+
+    for name in ("sst2", "imdb"):
+        recipe = resolve_recipe("sentiment", REPO / "recipes" / f"{name}.toml")
+        assert recipe.options.label_names == {"0": "negative", "1": "positive"}
+    plain = resolve_recipe("sentiment", overrides=["sentiment.label_names=0=neg, 1 = pos"])
+    assert plain.options.label_names == {"0": "neg", "1": "pos"}
+    assert resolve_recipe("sentiment").options.label_names == {}
+
+    path = tmp_path / "bad.toml"
+    path.write_text('task = "sentiment"\n[sentiment]\nlabel_names = 3\n')
+    with pytest.raises(UsageError) as e:
+        resolve_recipe("sentiment", path)
+    assert str(e.value) == (
+        f'recipe {path} sentiment.label_names: expected a table such as {{ "0" = "negative", "1" = "positive" }}, got 3'
+    )
+
+
+def test_sentiment_label_names_of_a_wrong_type_are_one_line_errors():
+    for value, fragment in (
+        ('["negative", "positive"]', "sentiment.label_names: expected a table such as"),
+        ("negative", "or 0=negative,1=positive, got 'negative'"),
+        ('{ "0" = ["negative"] }', "sentiment.label_names.0: expected str, got ['negative']"),
+        ('{ "0" = "" }', "sentiment.label_names: expected a non-empty label and name"),
+    ):
+        proc = run_cli("train", "sentiment", "-q", "--set", f"sentiment.label_names={value}")
+        assert_usage_error(proc, fragment)

@@ -201,7 +201,6 @@ def test_train_distributed_two_cpu_processes(tmp_path):
             str(out),
             "--epochs",
             "2",
-            "-q",
             *TINY,
         ],
         capture_output=True,
@@ -211,6 +210,10 @@ def test_train_distributed_two_cpu_processes(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 alone prints: each note and evaluation line once
+    lines = proc.stderr.splitlines()
+    for start in ("sentiment: 1600 training examples", "  step ", "finished after", "best validation accuracy"):
+        assert sum(line.startswith(start) for line in lines) == 1, (start, proc.stderr[-3000:])
     meta = json.loads(run_cli("info", out, "--format", "json").stdout)
     assert meta["provenance"]["world_size"] == 2
     log = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()

@@ -136,7 +136,9 @@ def formats_help() -> str:
 
 
 def default_model(task: Optional[str]) -> Path:
-    """The checkpoint ``lstmtext train TASK`` last wrote; with no task, the newest of all."""
+    """The checkpoint ``lstmtext train TASK`` last wrote. With no task, the one task's model that is there; when
+    several tasks have one, which is meant is unknown (the newest may be a translation model while the user
+    pipes reviews), so the user is asked to choose."""
     from lstmtext.paths import default_model_path, home
 
     if task:
@@ -146,12 +148,18 @@ def default_model(task: Optional[str]) -> Path:
                 f"no model given and none trained yet at {path}; run 'lstmtext train {task}' or pass -m CKPT"
             )
         return path
-    models = sorted((home() / "models").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    if not models:
+    trained = [name for name in task_names() if default_model_path(name).exists()]
+    if not trained:
         raise UsageError(
-            f"no model given and none trained yet in {home() / 'models'}; run 'lstmtext train sentiment' or pass a checkpoint"
+            f"no model given and none trained yet in {home() / 'models'}; "
+            "run 'lstmtext train sentiment' or pass a checkpoint"
         )
-    return models[0]
+    if len(trained) > 1:
+        raise UsageError(
+            f"no model given and models of several tasks are in {home() / 'models'} ({', '.join(trained)}); "
+            f"pass -m CKPT or --task {trained[0]}"
+        )
+    return default_model_path(trained[0])
 
 
 def model_or_default(model: Optional[str], task: Optional[str]) -> str:

@@ -15,6 +15,7 @@ from lstmtext.cli.common import (
     precision_choice,
     precision_help,
     stream_predictions,
+    task_choice,
     task_formats,
     value,
 )
@@ -39,6 +40,11 @@ def predict(
         None, help="[CHECKPOINT] [INPUT|-]: one text per line; stdin when INPUT is - or missing."
     ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (instead of the first argument)."),
+    task: Optional[task_choice()] = typer.Option(
+        None,
+        "--task",
+        help="Without a checkpoint: the model 'lstmtext train TASK' last wrote. With one: the task it must be.",
+    ),
     fmt: Optional[format_choice()] = typer.Option(
         None, "--format", "-f", help=f"{formats_help()}. Default: the task's first."
     ),
@@ -47,18 +53,20 @@ def predict(
 ) -> None:
     """Run any checkpoint over text, one prediction per input line, streamed to stdout.
 
+    Without a checkpoint, the model of the one task trained in $LSTMTEXT_HOME/models (--task picks one).
+
     Example: cat reviews.txt | lstmtext predict sst2.ckpt --format jsonl
     """
-    fmt, device, precision = value(fmt), value(device), value(precision)
+    fmt, device, precision, task = value(fmt), value(device), value(precision), value(task)
     model, source = split_arguments(list(args or []), model)
     if model is None:
         from lstmtext.progress import note
 
-        model = str(default_model(None))
+        model = str(default_model(task))
         note(f"using {model}")
     from lstmtext.api import inference_precision, load
 
-    predictor = load(model, device=device)
+    predictor = load(model, device=device, task=task, command="predict --task " + task if task else None)
     formats = task_formats(predictor.task)
     fmt = fmt or formats[0]
     if fmt not in formats:

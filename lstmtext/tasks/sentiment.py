@@ -1,13 +1,17 @@
 """Sentiment (any label set): pooled encoder states → MLP → labels.
 
 Data: TSV/CSV with a header or JSONL, text and label columns found by name or given with
-``--set sentiment.text_column=…``; or ``hf:NAME``. Labels may be strings or integers.
+``--set sentiment.text_column=…``; or ``hf:NAME``. Labels may be strings or integers; ``label_names`` maps
+integer ids to names as the data is read (``{ "0" = "negative", "1" = "positive" }``), so the checkpoint's
+labels, predictions and reports show the names. The mapping is stored in the checkpoint's recipe, so
+evaluation data labelled with the same ids reads the same way; a label the mapping does not name (data
+already written with the names) stays as it is.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lstmtext.config import INFERENCE_PRECISIONS, choice
 from lstmtext.data import is_hf, load_hf, pick_column, read_records
@@ -31,6 +35,7 @@ class Options:
     pooling: str = choice(*POOLINGS)
     hidden_dim: int = 256
     dropout: float = 0.3
+    label_names: dict[str, str] = field(default_factory=dict)  # label in the data → the name a model uses
 
 
 DEFAULTS: dict = {}
@@ -39,6 +44,17 @@ DEFAULTS: dict = {}
 def validate(options: Options) -> None:
     if options.hidden_dim < 1:
         raise UsageError(f"sentiment.hidden_dim: must be at least 1, got {options.hidden_dim}")
+    for key, name in options.label_names.items():
+        if not key.strip() or not name.strip():
+            raise UsageError(
+                f"sentiment.label_names: expected a non-empty label and name in each entry, got {key!r} = {name!r}"
+            )
+
+
+def label_name(label, opts: Options) -> str:
+    """The label as the model knows it: its name where ``label_names`` gives one."""
+    label = str(label).strip()
+    return opts.label_names.get(label, label)
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -54,7 +70,9 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
         for i, row in enumerate(ds):
             label = row[label_col]
             label = names[label] if names is not None and isinstance(label, int) and label >= 0 else label
-            examples.append({"text": str(row[text_col]).strip(), "label": str(label), "where": f"{source} row {i}"})
+            examples.append(
+                {"text": str(row[text_col]).strip(), "label": label_name(label, opts), "where": f"{source} row {i}"}
+            )
     else:
         cols = None
         for lineno, rec in read_records(source):
@@ -67,9 +85,9 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
             where = f"{source} line {lineno}"
             if text is None or label is None:
                 raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
-            label = str(label).strip()
-            if not label:
+            if not str(label).strip():
                 raise UsageError(f"{where}: the label is empty")
+            label = label_name(label, opts)
             examples.append({"text": str(text).strip(), "label": label, "where": where})
     kept = [e for e in examples if e["text"]]
     skipped = len(examples) - len(kept)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lstmtext.progress import set_rank
+
 
 @dataclass
 class Dist:
@@ -31,6 +33,7 @@ def setup(device: torch.device) -> Dist:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":  # the ranks share the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // dist.get_world_size()))
+    set_rank(dist.get_rank())  # notes and progress on rank 0 alone
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -40,6 +43,7 @@ def teardown(d: Dist) -> None:
 
         dist.barrier()
         dist.destroy_process_group()
+        set_rank(None)
 
 
 def broadcast_bytes(data: bytes | None, d: Dist) -> bytes:
