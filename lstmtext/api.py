@@ -30,17 +30,7 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
         raise UsageError(f"checkpoint {path}: its labels must be a list of strings")
     # The recipe a file claims is checked against the weights it holds before the model is built for real:
     # a small file claiming a huge encoder is refused instead of allocating that encoder.
-    want = model_shapes(mod, recipe, len(tok), labels)
-    odd = sorted(want.keys() ^ state.keys())
-    if odd:
-        where = "lacks" if odd[0] in want else "has an extra"
-        raise UsageError(f"checkpoint {path}: weights do not fit its own recipe (it {where} weight '{odd[0]}')")
-    for name, shape in want.items():
-        if tuple(state[name].shape) != shape:
-            raise UsageError(
-                f"checkpoint {path}: weights do not fit its own recipe (weight '{name}' is "
-                f"{tuple(state[name].shape)} in the file, {shape} by its recipe)"
-            )
+    check_weights_fit(f"checkpoint {path}", model_shapes(mod, recipe, len(tok), labels), state)
     with _no_weight_init():
         model = mod.build_model(recipe, len(tok), labels)
     model.load_state_dict(state)
@@ -48,6 +38,20 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
     return predictor
+
+
+def check_weights_fit(what: str, want: dict[str, tuple[int, ...]], state: dict) -> None:
+    """Refuse weights whose names or shapes differ from ``want`` (model_shapes of the recipe they came with)."""
+    odd = sorted(want.keys() ^ state.keys())
+    if odd:
+        where = "lacks" if odd[0] in want else "has an extra"
+        raise UsageError(f"{what}: weights do not fit its own recipe (it {where} weight '{odd[0]}')")
+    for name, shape in want.items():
+        if tuple(state[name].shape) != shape:
+            raise UsageError(
+                f"{what}: weights do not fit its own recipe (weight '{name}' is "
+                f"{tuple(state[name].shape)} in the file, {shape} by its recipe)"
+            )
 
 
 def model_shapes(mod, recipe, vocab_size: int, labels: list[str]) -> dict[str, tuple[int, ...]]:

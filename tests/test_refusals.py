@@ -105,20 +105,24 @@ def claim_wide(state, meta):
     meta["recipe"]["encoder"]["hidden_dim"] = 20000
 
 
-def resume_state(drop: str):
-    """A resume file lacking ``drop`` (a meta key or a tensor), beside the output of ``train --resume``."""
+def resume_state(drop: str = "", claim=None):
+    """A resume file lacking ``drop`` (a meta key or a tensor), or with ``claim`` applied to its recipe, beside
+    the output of ``train --resume``."""
 
     def setup(c):
         out = c.tmp / "run.ckpt"
 
         def tamper(state, meta):
+            weights = {f"model.{k}": state.pop(k) for k in list(state)}
+            state.update(weights, **{"rng.torch": torch.zeros(4, dtype=torch.uint8)})
             meta.update(kind="resume", optimizer={"param_groups": []}, loop={"step": 1})
-            state["rng.torch"] = torch.zeros(4, dtype=torch.uint8)
             meta.pop(drop, None)
             state.pop(drop, None)
+            if claim:
+                claim(state, meta)
 
         make_model("sentiment", c.tmp / "run.resume.safetensors", tamper=tamper)
-        return ["train", "sentiment", "-o", out, "--resume"], None
+        return ["train", "sentiment", "-q", "-o", out, "--resume"], None
 
     return setup
 
@@ -224,6 +228,11 @@ ROWS = [
     ("resume-no-rng", resume_state("rng.torch"), ["'rng.torch'"]),
     ("resume-no-optimizer", resume_state("optimizer"), ["optimizer"]),
     ("resume-no-loop", resume_state("loop"), ["'loop'"]),
+    (
+        "resume-claims-wider",
+        resume_state(claim=claim_wide),
+        ["--resume state: weights do not fit", "(64, 16) in the file, (80000, 16) by its recipe"],
+    ),
     ("weights-nan", model_with("sentiment", tamper=nan_weight), ["weight 'encoder.fwd.weight_hh_l0' has NaN"]),
     ("weights-inf", model_with("sentiment", tamper=inf_weight), ["weight 'head.mlp.3.weight' has infinite"]),
     (
