@@ -14,31 +14,54 @@ from lstmtext.tasks import get_task
 
 def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
     """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
-    import torch
-
     from lstmtext.config import build_recipe
+    from lstmtext.device import pick_device
     from lstmtext.tokenizer import Tokenizer
 
+    dev = pick_device(device)  # before the file is read: a missing CUDA is the one line pick_device gives
     meta, state = ckpt.load(path, task=task, command=command)
     if meta.get("kind") == "resume":
         raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
     mod = get_task(meta["task"])
     recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"])
-    tok = Tokenizer(ckpt.tokenizer_proto(meta))
+    tok = Tokenizer(ckpt.tokenizer_proto(meta, path))
     labels = meta.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise UsageError(f"checkpoint {path}: its labels must be a list of strings")
+    # The recipe a file claims is checked against the weights it holds before the model is built for real:
+    # a small file claiming a huge encoder is refused instead of allocating that encoder.
+    check_weights_fit(f"checkpoint {path}", model_shapes(mod, recipe, len(tok), labels), state)
     with _no_weight_init():
         model = mod.build_model(recipe, len(tok), labels)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise UsageError(f"checkpoint {path}: weights do not fit its own recipe ({str(e).splitlines()[0]})") from None
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    model.load_state_dict(state)
     model.to(dev).eval()
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
     return predictor
+
+
+def check_weights_fit(what: str, want: dict[str, tuple[int, ...]], state: dict) -> None:
+    """Refuse weights whose names or shapes differ from ``want`` (model_shapes of the recipe they came with)."""
+    odd = sorted(want.keys() ^ state.keys())
+    if odd:
+        where = "lacks" if odd[0] in want else "has an extra"
+        raise UsageError(f"{what}: weights do not fit its own recipe (it {where} weight '{odd[0]}')")
+    for name, shape in want.items():
+        if tuple(state[name].shape) != shape:
+            raise UsageError(
+                f"{what}: weights do not fit its own recipe (weight '{name}' is "
+                f"{tuple(state[name].shape)} in the file, {shape} by its recipe)"
+            )
+
+
+def model_shapes(mod, recipe, vocab_size: int, labels: list[str]) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of ``mod``'s model for ``recipe``, found without allocating it (built on
+    torch's meta device, where tensors have shapes and no storage)."""
+    import torch
+
+    with torch.device("meta"), _no_weight_init():
+        model = mod.build_model(recipe, vocab_size, labels)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 @contextmanager
@@ -74,8 +97,8 @@ def inference_precision(predictor, precision: str = "auto"):
 
 
 def quantize_int8(predictor) -> None:
-    """Dynamic int8 quantization of every LSTM in the predictor's model (weights int8, activations quantized
-    as they come, gates in fp32): the LSTMs are the time of tagging and classifying, and on a CPU with
+    """Dynamic int8 quantization of every LSTM or GRU in the predictor's model (weights int8, activations quantized
+    as they come, gates in fp32): the recurrent layers are the time of tagging and classifying, and on a CPU with
     AVX-512 VNNI int8 GEMMs run faster than fp32 ones (benchmarks/bench_ner.py --precision int8 measures the
     speed and the F1 it costs). The embedding, heads and CRF stay fp32. Only a task whose PRECISIONS list
     int8 takes it: generation and beam search step LSTM cells, which dynamic quantization leaves alone."""
@@ -97,10 +120,10 @@ def quantize_int8(predictor) -> None:
     engines = torch.backends.quantized.supported_engines
     quantize = getattr(getattr(torch, "ao", None), "quantization", None)
     if quantize is None or not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
-        raise UsageError(f"--precision int8: torch {torch.__version__} here has no int8 LSTM kernels; use fp32")
+        raise UsageError(f"--precision int8: torch {torch.__version__} here has no int8 LSTM/GRU kernels; use fp32")
     with warnings.catch_warnings():  # torch.ao's eager quantization warns that it will move to torchao
         warnings.simplefilter("ignore")
-        quantize.quantize_dynamic(predictor.model, {nn.LSTM}, dtype=torch.qint8, inplace=True)
+        quantize.quantize_dynamic(predictor.model, {nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=True)
 
 
 def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto") -> dict:
@@ -115,6 +138,18 @@ def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = 
     with inference_precision(p, precision):
         # in the batches the predictor predicts in: int8 scales activations batch by batch
         return mod.evaluate(p.model, feats, p.labels, p.device, p.batch_tokens, p.tok)
+
+
+def _check_same_start(first_path, first_meta: dict, path, meta: dict) -> None:
+    """Runs drawn from different initial weights (provenance init_seed) are refused: they lie in different
+    basins, and the mean of their weights is a broken model. Checkpoints that do not record it pass."""
+    a = (first_meta.get("provenance") or {}).get("init_seed")
+    b = (meta.get("provenance") or {}).get("init_seed")
+    if a is not None and b is not None and a != b:
+        raise UsageError(
+            f"{path} started from init_seed {b}, {first_path} from init_seed {a}: only runs that start from the "
+            "same weights can be averaged (train them with the same --set train.init_seed=N)"
+        )
 
 
 def average(paths: list[str | Path], output: str | Path, force: bool = False) -> dict:
@@ -135,6 +170,8 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
     if len(paths) < 2:
         raise UsageError(f"average needs at least two checkpoints, got {len(paths)}")
     output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; pass a file path such as {output / 'soup.ckpt'}")
     if output.exists() and not force:
         raise UsageError(f"output {output} exists; pass --force to overwrite it")
     first_meta, total, dtypes, parts = None, {}, {}, []
@@ -153,6 +190,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
                     )
             if state.keys() != total.keys() or any(state[k].shape != total[k].shape for k in state):
                 raise UsageError(f"{path}: its weights' names or shapes differ from {paths[0]}'s")
+            _check_same_start(paths[0], first_meta, path, meta)
             for k, v in state.items():
                 if v.is_floating_point():
                     total[k] += v.double()
@@ -171,7 +209,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
     meta["metrics"] = {}
     first = first_meta.get("provenance") or {}
     meta["provenance"] = {
-        **{k: first[k] for k in ("data", "init_from") if k in first},
+        **{k: first[k] for k in ("data", "init_from", "init_seed") if k in first},
         "averaged": parts,
         "lstmtext": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

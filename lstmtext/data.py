@@ -73,6 +73,12 @@ def _decode(raw: bytes, name: str, lineno: int) -> str:
             f"{name} line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
             "convert the file to UTF-8, e.g. with iconv"
         ) from None
+    if "\x00" in text:
+        # SentencePiece would take it as a byte piece, but no text holds NUL: the file is binary or UTF-16.
+        raise UsageError(
+            f"{name} line {lineno}: a NUL byte at column {text.index(chr(0)) + 1}; expected UTF-8 text "
+            "(is it a binary or UTF-16 file?)"
+        )
     if lineno == 1 and text.startswith("\ufeff"):
         text = text[1:]
     return text.rstrip("\r\n")

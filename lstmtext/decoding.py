@@ -25,19 +25,31 @@ import torch
 from lstmtext.errors import UsageError
 from lstmtext.tokenizer import BOS, EOS, PAD
 
+# Temperatures sampling stays finite at: logits divided by less overflow float32, and by more (or by inf) turn
+# the -inf of banned pieces into NaN; below the lowest, sampling is greedy in all but name.
+TEMPERATURE_RANGE = (0.01, 100.0)
+SEED_RANGE = (0, 2**64 - 1)  # what torch.Generator.manual_seed takes
+
 
 def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
     """The user-facing rules, one clear line each (the CLI turns them into exit code 2)."""
-    if temperature != temperature or temperature < 0:  # NaN fails the first test
-        raise UsageError(f"--temperature {temperature}: expected 0 (greedy) or a positive number")
+    low, high = TEMPERATURE_RANGE
+    if not (temperature == 0 or low <= temperature <= high):  # NaN fails both tests
+        raise UsageError(f"--temperature {temperature}: expected 0 (greedy) or a number from {low} to {high:g}")
     if top_k < 0:
         raise UsageError(f"--top-k {top_k}: expected 0 (off) or a positive number of candidates")
     if not (0 < top_p <= 1):
         raise UsageError(f"--top-p {top_p}: expected a probability mass in (0, 1]; 1 turns it off")
 
 
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UsageError(f"--seed {seed}: expected an integer from 0 to 2**64 - 1")
+
+
 def make_generator(seed: int | None, device="cpu") -> torch.Generator:
     """A generator of its own, so sampling neither reads nor disturbs the global RNG (None = a fresh seed)."""
+    check_seed(seed)
     g = torch.Generator(device=device)
     if seed is None:
         g.seed()

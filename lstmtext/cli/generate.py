@@ -53,18 +53,22 @@ def generate(
         None, "--model", "-m", help="An LM checkpoint. Default: the one 'lstmtext train lm' last wrote."
     ),
     max_tokens: int = typer.Option(
-        100, "--max-tokens", "-n", help="Most pieces to generate per sample (a line may end sooner)."
+        100, "--max-tokens", "-n", help="Most pieces to generate per sample, 1 to 10,000 (a line may end sooner)."
     ),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", help="Sampling temperature; 0 = greedy."),
+    temperature: float = typer.Option(
+        0.8, "--temperature", "-t", help="Sampling temperature, 0.01 to 100; 0 = greedy."
+    ),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the K most likely pieces; 0 = off."),
     top_p: float = typer.Option(
         0.95,
         "--top-p",
         help="Sample only from the most likely pieces holding this probability mass, in (0, 1]; 1 = off.",
     ),
-    num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt, decoded together as one batch."),
+    num_samples: int = typer.Option(
+        1, "--num-samples", help="Samples per prompt (1 to 1,000), decoded together as one batch."
+    ),
     seed: Optional[int] = typer.Option(
-        None, "--seed", help="Random seed: the same seed gives the same text. Default: a fresh one."
+        None, "--seed", help="Random seed, 0 to 2**64 - 1: the same seed gives the same text. Default: a fresh one."
     ),
     stop: Optional[str] = typer.Option(
         None, "--stop", help="End a sample where this text appears (it is not written)."
@@ -74,7 +78,8 @@ def generate(
 ) -> None:
     """Continue text with a language model, streamed to stdout as it is produced.
 
-    Output: one line per sample, the prompt followed by its continuation.
+    Output: one line per sample, the prompt followed by its continuation. A prompt longer than 4,096 pieces is
+    read from its last 4,096 (a note says so): the continuation depends on those.
 
     With --num-samples N each prompt gives N consecutive lines (prompt i, sample j → line i*N + j + 1).
 
@@ -85,10 +90,7 @@ def generate(
     from lstmtext.tasks.lm import check_generate
 
     device, precision = value(device), value(precision)
-    if prompt is not None:
-        check_generate([prompt], max_tokens, temperature, top_k, top_p, num_samples)
-    else:
-        check_generate([], max_tokens, temperature, top_k, top_p, num_samples)
+    check_generate([prompt] if prompt is not None else [], max_tokens, temperature, top_k, top_p, num_samples, seed)
     if stop == "":
         raise UsageError("--stop: expected a non-empty string")
     from lstmtext.api import inference_precision, load
@@ -122,5 +124,7 @@ def generate(
     from lstmtext.data import InputLines
 
     with inference_precision(predictor, precision):
-        for lines in [[prompt]] if prompt is not None else InputLines(None).batches(64):
+        # up to 64 rows decoded together (more where one prompt's samples are more): each row costs every step
+        prompts_per_batch = max(1, 64 // num_samples)
+        for lines in [[prompt]] if prompt is not None else InputLines(None).batches(prompts_per_batch):
             run(lines)

@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from lstmtext.cli.common import device_choice, format_choice, model_or_default, precision_choice, precision_help, value
-from lstmtext.errors import UsageError
 
 
 def translate(
@@ -18,9 +17,15 @@ def translate(
         None, "--model", "-m", help="A translate checkpoint. Default: the one 'lstmtext train translate' last wrote."
     ),
     beam: Optional[int] = typer.Option(
-        None, "--beam", "-b", help="Beam size; 1 = greedy. Default: the model's translate.beam (5)."
+        None, "--beam", "-b", help="Beam size, 1 (greedy) to 64. Default: the model's translate.beam (5)."
     ),
-    n_best: int = typer.Option(1, "--n-best", "-n", help="Hypotheses kept per sentence (listed in --format jsonl)."),
+    n_best: int = typer.Option(
+        1,
+        "--n-best",
+        "-n",
+        help="Hypotheses kept per sentence (listed in --format jsonl), at most --beam; without --beam the beam "
+        "widens to hold them.",
+    ),
     fmt: format_choice("translate") = typer.Option(
         "text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."
     ),
@@ -33,19 +38,14 @@ def translate(
     Example: echo "Ein Mann fährt Fahrrad." | lstmtext translate -m de-en.ckpt --beam 5
     """
     fmt, device, precision = value(fmt), value(device), value(precision)
-    if beam is not None and beam < 1:
-        raise UsageError(f"--beam {beam}: expected a beam size of at least 1")
-    if n_best < 1:
-        raise UsageError(f"--n-best {n_best}: expected at least 1")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: expected at least 1")
+    from lstmtext.tasks.translate import check_decoding
+
+    check_decoding(beam, n_best, batch_size)
     model = model_or_default(model, "translate")
     from lstmtext.api import inference_precision, load
     from lstmtext.data import InputLines, write_line
 
     predictor = load(model, device=device, task="translate", command="translate")
-    if beam is not None and beam < n_best:
-        beam = n_best  # a beam keeps at most K hypotheses; --n-best 3 needs at least 3
     reader = InputLines(source)
     with inference_precision(predictor, precision):
         for lines in reader.batches(batch_size):

@@ -9,6 +9,14 @@ from lstmtext.tokenizer import BOS, EOS, PAD, UNK
 # Sampling defaults of ``generate`` and ``predict``: a little below temperature 1 with nucleus 0.95 keeps a
 # small LM's text readable without making it repeat itself the way greedy decoding does.
 GEN_DEFAULTS = {"max_tokens": 100, "temperature": 0.8, "top_k": 0, "top_p": 0.95}
+# Bounds that keep generation's memory in proportion to its output: a row is decoded again as it grows, and
+# each row holds a vocabulary-wide row of logits at every step.
+MAX_TOKENS = 10_000
+MAX_SAMPLES = 1_000
+# A prompt runs through the LSTMs at once, its activations held for the whole prompt; only its last pieces are
+# read (the state after them is what the continuation depends on, and a few thousand pieces reach far past what
+# an LSTM carries).
+MAX_PROMPT_PIECES = 4096
 
 
 class Generator:
@@ -83,9 +91,9 @@ class Generator:
 
         from lstmtext.decoding import make_generator, sample
 
-        check_generate(prompts, max_tokens, temperature, top_k, top_p, num_samples)
+        check_generate(prompts, max_tokens, temperature, top_k, top_p, num_samples, seed)
         N = num_samples
-        prompt_ids = [[EOS] + self.tok.encode_one(p.strip()) for p in prompts]
+        prompt_ids = [[EOS] + self._prompt_pieces(p) for p in prompts]
         prefix_text = [self.tok.decode(p) for p in prompt_ids]
         rows = len(prompts) * N
         gen: list[list[int]] = [[] for _ in range(rows)]
@@ -137,6 +145,16 @@ class Generator:
                     break
                 state, logits = self._step(ids, state)
 
+    def _prompt_pieces(self, prompt: str) -> list[int]:
+        """The prompt's pieces, its last MAX_PROMPT_PIECES of them where it is longer (with a note)."""
+        from lstmtext.progress import note
+
+        ids = self.tok.encode_one(prompt.strip())
+        if len(ids) > MAX_PROMPT_PIECES:
+            note(f"a prompt of {len(ids)} pieces: generating from its last {MAX_PROMPT_PIECES}")
+            ids = ids[-MAX_PROMPT_PIECES:]
+        return ids
+
     def generate_text(self, prompts: list[str], **kwargs) -> list[list[str]]:
         """The whole lines: [prompt][sample] → text (prompt included)."""
         n = kwargs.get("num_samples", 1)
@@ -147,15 +165,22 @@ class Generator:
 
 
 def check_generate(
-    prompts: list[str], max_tokens: int, temperature: float, top_k: int, top_p: float, num_samples: int
+    prompts: list[str],
+    max_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    num_samples: int,
+    seed: int | None = None,
 ) -> None:
-    from lstmtext.decoding import check_sampling
+    from lstmtext.decoding import check_sampling, check_seed
 
     for p in prompts:
         if not p.strip():
             raise UsageError("empty prompt: give some text to continue, e.g. --prompt 'The history of'")
-    if max_tokens <= 0:
-        raise UsageError(f"--max-tokens {max_tokens}: expected a positive number of pieces to generate")
-    if num_samples < 1:
-        raise UsageError(f"--num-samples {num_samples}: expected at least 1")
+    if not 1 <= max_tokens <= MAX_TOKENS:
+        raise UsageError(f"--max-tokens {max_tokens}: expected a number of pieces from 1 to {MAX_TOKENS:,}")
+    if not 1 <= num_samples <= MAX_SAMPLES:
+        raise UsageError(f"--num-samples {num_samples}: expected from 1 to {MAX_SAMPLES:,} samples per prompt")
     check_sampling(temperature, top_k, top_p)
+    check_seed(seed)

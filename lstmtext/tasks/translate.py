@@ -63,10 +63,20 @@ DEFAULTS: dict = {
 }
 
 
+# The widest beam: a beam of K decodes K rows per sentence, each holding the source's attention keys and a
+# vocabulary-wide row of scores, so memory grows with K (and wider beams rarely translate better).
+MAX_BEAM = 64
+# Hypothesis rows decoded together: batches of sentences shrink as the beam widens, so memory stays bounded.
+MAX_ROWS = 512
+
+
 def validate(options: Options) -> None:
     for key in ("beam", "select_beam", "hidden_dim", "num_layers", "max_output_length"):
         if getattr(options, key) < 1:
             raise UsageError(f"translate.{key}: must be at least 1")
+    for key in ("beam", "select_beam"):
+        if getattr(options, key) > MAX_BEAM:
+            raise UsageError(f"translate.{key}: expected a beam of 1 to {MAX_BEAM}, got {getattr(options, key)}")
     if options.label_smoothing < 0 or options.label_smoothing >= 1:
         raise UsageError(f"translate.label_smoothing: expected a number in [0, 1), got {options.label_smoothing}")
 
@@ -205,11 +215,22 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     return model
 
 
+def check_decoding(beam: int | None, n_best: int, batch_size: int) -> None:
+    """``lstmtext translate``'s --beam, --n-best and --batch-size, one line each where they are out of range."""
+    if beam is not None and not 1 <= beam <= MAX_BEAM:
+        raise UsageError(f"--beam {beam}: expected a beam size from 1 (greedy) to {MAX_BEAM}")
+    if not 1 <= n_best <= (beam or MAX_BEAM):
+        most = f"--beam ({beam})" if beam else MAX_BEAM
+        raise UsageError(f"--n-best {n_best}: expected from 1 to {most} hypotheses per sentence")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: expected at least 1")
+
+
 def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64):
     """Beam-search every feature's source; the one decoder behind both evaluate and translate.
 
-    Sentences are sorted by length and decoded ~64 at a time: one batched step costs little more than one
-    sentence's, so batches are much faster than one sentence at a time.
+    Sentences are sorted by length and decoded ~64 at a time (fewer with a wide beam, MAX_ROWS): one batched
+    step costs little more than one sentence's, so batches are much faster than one sentence at a time.
     Returns, per feature, its hypotheses [(ids, score), …] best first.
     """
     import torch
@@ -219,6 +240,7 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
 
     dec = model.decoding
     model.eval()
+    max_batch = max(1, min(max_batch, MAX_ROWS // max(beam, n_best)))
     order = sorted(range(len(features)), key=lambda i: len(features[i]["src"]))
     out: list = [None] * len(features)
     with torch.inference_mode():
@@ -319,7 +341,7 @@ class Predictor:
 
     def translate(self, lines: list[str], beam: int | None = None, n_best: int = 1) -> list[dict | None]:
         """Per line {"translation", "n_best": [{"text", "score"}, …]} best first; None for an empty line."""
-        beam = beam or self.recipe.options.beam
+        beam = max(beam or self.recipe.options.beam, n_best)  # a beam keeps at most K hypotheses
         out: list[dict | None] = [None] * len(lines)
         keep = [i for i, t in enumerate(lines) if t.strip()]
         if not keep:

@@ -10,7 +10,7 @@ import torch
 
 from lstmtext.device import autocast_for
 from lstmtext.training.distributed import Dist
-from lstmtext.transfer import copy_encoder
+from lstmtext.transfer import check_fits, copy_encoder
 
 
 class WeightAverage:
@@ -103,6 +103,13 @@ def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, in
     """The model and its optimizer. ``init`` = (path, meta, tensors) of --init-from; ``weights``: a resumed
     run's model, loaded before DDP spreads rank 0's weights."""
     tc = recipe.train
+    # Before anything is allocated, the recipe a file claims must match the weights it holds.
+    if init:
+        check_fits(mod, recipe, len(tok), labels, init[2], init[0], init[1])
+    if weights is not None:
+        from lstmtext.api import check_weights_fit, model_shapes
+
+        check_weights_fit("--resume state", model_shapes(mod, recipe, len(tok), labels), weights)
     model = build_model_seeded(mod, recipe, len(tok), labels)
     if init:
         path, meta, tensors = init
