@@ -18,7 +18,7 @@ def load(path, device: str = "cpu", int8: bool = False):
     >>> model.predict(["a gorgeous, witty film", "", "the plot is tedious ."])
     [{'label': '1', 'score': 0.9848, 'scores': {'0': 0.0152, '1': 0.9848}}, None, {'label': '0', 'score': 0.9492, 'scores': {'0': 0.9492, '1': 0.0508}}]
 
-    int8=True runs the model's LSTMs with int8 weights on the CPU (``--precision int8``), for the tasks whose
+    int8=True runs the model's LSTMs (or GRUs) with int8 weights on the CPU (``--precision int8``), for the tasks whose
     PRECISIONS list int8 (sentiment and ner).
     """
     from lstmtext.api import load as _load

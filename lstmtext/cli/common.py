@@ -25,7 +25,7 @@ PRECISION_NOTES = {
     "auto": "bf16 on CUDA, fp32 on CPU",
     "bf16": "faster only on a CPU with AVX-512 BF16 or AMX",
     "fp16": "CUDA",
-    "int8": "CPU, int8 LSTM weights",
+    "int8": "CPU, int8 LSTM or GRU weights",
 }
 
 
