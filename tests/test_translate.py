@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import zlib
 
 import pytest
 import torch
@@ -202,6 +204,65 @@ def test_beam_search_n_best_sorted_distinct_and_bounded(tiny):
         assert len(hyps) == 3 and scores == sorted(scores, reverse=True)
         assert len({tuple(ids) for ids, _ in hyps}) == 3
         assert all(len(ids) <= limit for ids, _ in hyps)
+
+
+class TableDecoder:
+    """A decoder whose next-piece log-probabilities are a fixed random function of (sentence, prefix), over a
+    vocabulary of the four special ids and two pieces: few enough sequences to enumerate them all."""
+
+    V = 6
+
+    def logp(self, sentence: int, prefix: tuple) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(repr((sentence, prefix)).encode()))
+        return (2 * torch.randn(self.V, generator=g)).log_softmax(-1)
+
+    def start(self, states, lengths, K):
+        B = states.size(0)
+        return {"K": K, "sentences": list(range(B)), "rows": [(b, ()) for b in range(B) for _ in range(K)]}
+
+    def step(self, tokens, st):
+        rows = []
+        for r, ((b, prefix), token) in enumerate(zip(st["rows"], tokens.tolist())):
+            assert b == st["sentences"][r // st["K"]]  # a sentence's rows stay together, in the sentence's place
+            rows.append((b, (*prefix, token)))
+        return torch.stack([self.logp(b, p) for b, p in rows]), {**st, "rows": rows}
+
+    def reorder(self, st, rows, sentences):
+        kept = st["sentences"] if sentences is None else [st["sentences"][i] for i in sentences.tolist()]
+        return {**st, "sentences": kept, "rows": [st["rows"][i] for i in rows.tolist()]}
+
+
+def brute_force(dec: TableDecoder, sentence: int, limit: int, alpha: float) -> list[tuple[list[int], float]]:
+    """Every output of at most ``limit`` pieces (any piece but PAD and BOS, then EOS), scored as the GNMT
+    length penalty says: the sum of log-probabilities / ((5 + pieces + 1) / 6) ** alpha; best first."""
+    from lstmtext.tokenizer import BOS, EOS, UNK
+
+    hyps = []
+    for n in range(limit + 1):
+        for seq in itertools.product([UNK, 4, 5], repeat=n):
+            fed, total = (BOS,), 0.0
+            for token in (*seq, EOS):
+                total += float(dec.logp(sentence, fed)[token])
+                fed = (*fed, token)
+            hyps.append((list(seq), total / ((5 + n + 1) / 6) ** alpha))
+    return sorted(hyps, key=lambda h: -h[1])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
+def test_beam_search_wide_enough_finds_exactly_the_brute_force_ranking(alpha):
+    from lstmtext.decoding import beam_search
+
+    dec, limits = TableDecoder(), [3, 2]  # 1 + 3 + 9 + 27 = 40 outputs for the first sentence, 13 for the second
+    states, lengths = torch.zeros(2, 1, 1), torch.tensor([1, 1])
+    every = beam_search(dec, states, lengths, limits, beam=40, n_best=40, alpha=alpha)
+    top = beam_search(dec, states, lengths, limits, beam=40, n_best=3, alpha=alpha)
+    for b, limit in enumerate(limits):
+        want = brute_force(dec, b, limit, alpha)
+        assert len(want) == (40, 13)[b]
+        assert min(x[1] - y[1] for x, y in zip(want, want[1:])) > 1e-4  # no near-ties to reorder by rounding
+        assert [ids for ids, _ in every[b]] == [ids for ids, _ in want]
+        assert [s for _, s in every[b]] == pytest.approx([s for _, s in want], rel=1e-5)
+        assert [ids for ids, _ in top[b]] == [ids for ids, _ in want[:3]]
 
 
 def test_translate_evaluate_selects_with_select_beam_and_reports_with_beam(tiny):
