@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The benchmark data the slow tests train on: $LSTMTEXT_DATA, as for the CLI, else ../shared/data beside the repo.
+SHARED_DATA = Path(os.environ.get("LSTMTEXT_DATA") or REPO.parent / "shared" / "data")
 
 # Settings that make a training run take seconds: tiny encoder, small vocabulary, few epochs.
 TINY = [

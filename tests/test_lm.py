@@ -9,11 +9,12 @@ import pytest
 import torch
 from conftest import REPO, TINY, assert_usage_error, run_cli
 
+import lstmtext
 from lstmtext.config import build_recipe
 from lstmtext.decoding import filter_logits, make_generator, sample, top_k_filter, top_p_filter
 from lstmtext.errors import UsageError
 from lstmtext.tasks import lm
-from lstmtext.tokenizer import EOS, Tokenizer
+from lstmtext.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SAMPLE = REPO / "data" / "lm" / "train.txt"
 
@@ -211,27 +212,98 @@ def test_lm_stateful_step_equals_recomputing_prefix(tok, cell):
     assert torch.allclose(stepped, full, atol=1e-5)
 
 
-def test_lm_generate_same_seed_same_text_and_batch_independent(tok):
+def _never_ends(p):
+    """The predictor's LM with EOS made impossible: every row then runs to max_tokens."""
+    with torch.no_grad():
+        p.model.head.bias[EOS] = -1e4
+    return p
+
+
+def _record_draws(monkeypatch) -> list[list[int]]:
+    """Every sample() call's ids, in order (generation calls it once per prompt per step)."""
+    from lstmtext import decoding
+
+    draws, real = [], decoding.sample
+
+    def spy(*args, **kwargs):
+        ids = real(*args, **kwargs)
+        draws.append(ids.tolist())
+        return ids
+
+    monkeypatch.setattr(decoding, "sample", spy)
+    return draws
+
+
+def _line(p, prompt: str, pieces: list[int]) -> str:
+    """The output line for ``prompt`` continued by ``pieces``, decoded with the model's tokenizer."""
+    ids = [EOS] + p.tok.encode_one(prompt)
+    text = p.tok.decode(ids + pieces)[len(p.tok.decode(ids)) :]
+    return prompt + text.replace("\n", " ").replace("\r", " ")
+
+
+def test_lm_generate_writes_exactly_max_tokens_pieces(tok, monkeypatch):
+    p = _never_ends(tiny_predictor(tok))
+    draws = _record_draws(monkeypatch)
+    lines = p.generate_text(["The town"], num_samples=3, max_tokens=7, temperature=1.0, seed=5)[0]
+    assert len(draws) == 7 and all(len(d) == 3 for d in draws)  # 7 steps, one piece per sample each
+    for j, line in enumerate(lines):
+        pieces = [d[j] for d in draws]
+        assert line == _line(p, "The town", pieces) and line != "The town"
+    assert p.stats["pieces"] == 3 * 7
+
+
+def test_lm_generate_greedy_is_the_argmax_chain_of_max_tokens_pieces(tok):
+    p = _never_ends(tiny_predictor(tok))
+    prefix = [EOS] + tok.encode_one("Anna")
+    pieces = []
+    for _ in range(9):  # the reference: recompute each next piece from the whole prefix, PAD/UNK/BOS banned
+        logits = p.next_logits(prefix + pieces).clone()
+        logits[[PAD, UNK, BOS]] = float("-inf")
+        pieces.append(int(logits.argmax()))
+    assert len(pieces) == 9 and EOS not in pieces
+    assert p.generate_text(["Anna"], max_tokens=9, temperature=0) == [[_line(p, "Anna", pieces)]]
+
+
+def test_lm_generate_ends_a_row_at_eos(tok):
     p = tiny_predictor(tok)
+    with torch.no_grad():
+        p.model.head.bias[EOS] = 1e4  # the first piece is EOS: nothing is added to the prompt
+    assert p.generate_text(["The town", "Anna"], num_samples=2, max_tokens=5, seed=1) == [
+        ["The town", "The town"],
+        ["Anna", "Anna"],
+    ]
+
+
+def test_lm_generate_same_seed_same_text_and_batch_independent(tok):
+    p = _never_ends(tiny_predictor(tok))
     kw = dict(max_tokens=20, temperature=1.0, top_p=0.9, seed=3)
     a = p.generate_text(["The town", "Anna"], num_samples=2, **kw)
     b = p.generate_text(["The town", "Anna"], num_samples=2, **kw)
     alone = p.generate_text(["Anna"], num_samples=2, **kw)
     assert a == b and a[1] == alone[0]
-    assert all(line.startswith("The town") for line in a[0])
+    # an untrained model's next piece is spread over hundreds: 20 draws cannot repeat by chance
+    assert a[0][0] != a[0][1] and a[1][0] != a[1][1]  # the samples of one prompt differ
+    other = p.generate_text(["The town", "Anna"], num_samples=2, **{**kw, "seed": 4})
+    assert all(x != y for xs, ys in zip(a, other) for x, y in zip(xs, ys))  # another seed, other text
     greedy = p.generate_text(["The town"], num_samples=2, max_tokens=10, temperature=0)
-    assert greedy[0][0] == greedy[0][1]
+    assert greedy[0][0] == greedy[0][1] != "The town"
 
 
-def test_lm_generate_stop_string_is_not_written(tok):
-    p = tiny_predictor(tok)
-    full = p.generate_text(["The"], max_tokens=30, temperature=0)[0][0]
+def _stop_in(cont: str) -> str:
+    """Two printable ASCII characters from a continuation, not at its start, to use as a stop string."""
+    pairs = (cont[i : i + 2] for i in range(len(cont) - 1))
+    return next(s for s in pairs if s.isascii() and s.isprintable() and s.strip() and cont.index(s) > 0)
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=0), dict(temperature=1.0, seed=9)])
+def test_lm_generate_stop_string_is_not_written(tok, kw):
+    p = _never_ends(tiny_predictor(tok))
+    full = p.generate_text(["The"], max_tokens=30, **kw)[0][0]
     cont = full[len("The") :]
-    stop = cont[3:5] if len(cont) >= 5 else None
-    if stop is None or not stop.strip():
-        pytest.skip("greedy continuation too short to cut")
-    cut = p.generate_text(["The"], max_tokens=30, temperature=0, stop=stop)[0][0]
-    assert cut == "The" + cont[: cont.index(stop)]
+    stop = _stop_in(cont)
+    cut = p.generate_text(["The"], max_tokens=30, stop=stop, **kw)[0][0]
+    # the same pieces up to the stop string; the line ends just before its first occurrence
+    assert cut == "The" + cont[: cont.index(stop)] and stop not in cut
 
 
 def test_lm_generate_unseen_characters_use_byte_fallback(tok):
@@ -307,6 +379,7 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
         "generate", "-m", lm_ckpt, "--prompt", "The", "--max-tokens", "12", "--seed", "1", "--precision", "bf16"
     )
     assert gen.returncode == 0 and gen.stdout.startswith("The") and gen.stdout.count("\n") == 1, gen.stderr
+    assert gen.stdout != "The\n"  # something was generated
     # int8 is for one-pass models; generation steps LSTM cells, so it is refused in one line (by the
     # --precision choice where the lm module names its PRECISIONS, else when the model loads)
     gen = run_cli("generate", "-m", lm_ckpt, "--prompt", "The", "--precision", "int8")
@@ -315,9 +388,17 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     # no -m: the model `train lm` wrote to its default place
     gen = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))
     assert gen.returncode == 0, gen.stderr
-    assert gen.stdout.startswith("The") and gen.stdout.count("\n") == 1
+    # the CLI writes what the library generates with the same settings (its defaults: GEN_DEFAULTS)
+    model = lstmtext.load(lm_ckpt)
+    assert gen.stdout == model.generate_text(["The"], max_tokens=12, seed=1)[0][0] + "\n" != "The\n"
     again = run_cli("generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", LSTMTEXT_HOME=str(lm_home))
     assert again.stdout == gen.stdout
+    cont = gen.stdout[len("The") : -1]
+    stop = _stop_in(cont)
+    cut = run_cli(
+        "generate", "--prompt", "The", "--max-tokens", "12", "--seed", "1", "--stop", stop, LSTMTEXT_HOME=str(lm_home)
+    )
+    assert cut.returncode == 0 and cut.stdout == "The" + cont[: cont.index(stop)] + "\n", (stop, cut.stdout)
 
     piped = run_cli(
         "generate",
@@ -339,18 +420,24 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     )
     assert piped.returncode == 0, piped.stderr
     lines = piped.stdout.split("\n")[:-1]
-    assert len(lines) == 6
-    assert lines[0].startswith("The war") and lines[1].startswith("The war")
-    assert lines[2] == lines[3] == ""
-    assert lines[4].startswith("In 1990 ,") and lines[5].startswith("In 1990 ,")
+    sampled = model.generate_text(
+        ["The war", "In 1990 ,"], num_samples=2, max_tokens=8, seed=2, top_k=50, top_p=0.9, temperature=0.7
+    )
+    assert lines == [*sampled[0], "", "", *sampled[1]]  # two samples per line; a blank line gives two blank ones
+    assert sampled[0][0] != "The war" and sampled[1][0] != "In 1990 ,"
 
     pred = run_cli("predict", lm_ckpt, "-", "--format", "jsonl", input="The town\n\nAnna\n")
     assert pred.returncode == 0, pred.stderr
     rows = [json.loads(l) for l in pred.stdout.splitlines()]
-    assert [r["prompt"] for r in rows] == ["The town", "", "Anna"]
-    assert rows[0]["text"].startswith("The town") and rows[1]["text"] is None
+    expected = model.predict(["The town", "", "Anna"])
+    assert rows == [
+        {"prompt": "The town", **expected[0]},
+        {"prompt": "", "text": None},
+        {"prompt": "Anna", **expected[2]},
+    ]
+    assert expected[0]["text"] == "The town" + expected[0]["continuation"] and expected[0]["continuation"]
     text = run_cli("predict", lm_ckpt, input="The town\n")
-    assert text.returncode == 0 and text.stdout.startswith("The town")
+    assert text.returncode == 0 and text.stdout == expected[0]["text"] + "\n"
 
 
 def test_cli_lm_generate_unseen_characters(lm_ckpt):

@@ -502,9 +502,16 @@ def test_ner_bioes_model_evaluates_and_tags_in_bio():
     model = ner.build_model(recipe, 32, LABELS)
     with torch.no_grad():  # untrained, but pushed to open entities everywhere: output must still be valid BIO
         model.head.proj.bias[[i for i, t in enumerate(BIOES) if t[:2] in ("B-", "I-")]] += 5.0
-    examples = [{"tokens": ["Angela", "Merkel", "met", "Macron"], "tags": ["B-PER", "I-PER", "O", "B-PER"]}] * 3
+    words = ["Angela", "Merkel", "met", "Macron"]
+    # pushed this way, the model tags these words as one entity: right for the first sentence's gold only
+    tagged = ner.Predictor(model, Tok(), LABELS, recipe, "cpu", pretokenized=True).predict([" ".join(words)])
+    assert tagged[0]["tags"] == ["B-PER", "I-PER", "I-PER", "I-PER"]
+    examples = [{"tokens": words, "tags": ["B-PER", "I-PER", "I-PER", "I-PER"]}]
+    examples += [{"tokens": words, "tags": ["B-PER", "I-PER", "O", "B-PER"]}] * 2
     metrics = ner.evaluate(model, ner.featurize(examples, Tok(), LABELS, recipe), LABELS, "cpu", 1000)
-    assert metrics["entities"] == 6 and 0.0 <= metrics["f1"] <= 1.0
+    # 3 entities predicted, 1 of them right; 5 in the gold
+    assert metrics["entities"] == 5
+    assert (metrics["precision"], metrics["recall"], metrics["f1"]) == pytest.approx((1 / 3, 1 / 5, 1 / 4))
     out = ner.Predictor(model, Tok(), LABELS, recipe, "cpu").predict(["Angela Merkel met Emmanuel Macron in Paris."])
     tags = out[0]["tags"]
     assert len(tags) == 8 and set(tags) <= set(LABELS) and valid_bio(tags) and any(t != "O" for t in tags)

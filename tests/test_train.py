@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,20 +181,43 @@ def test_train_ema_checkpoint_holds_the_average_and_resume_keeps_it(tmp_path):
     assert _same(saved, _weights(part))
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not (REPO / ".venv/bin/torchrun").exists(), reason="torchrun missing"
-)
+def test_train_ranks_split_each_epochs_batches_without_overlap():
+    """Loop.epoch_batches under two processes: each epoch's batches of one process, minus the odd one out, dealt
+    alternately, so the ranks train on disjoint examples and the same number of steps."""
+    from types import SimpleNamespace
+
+    from lstmtext.training.distributed import Dist
+    from lstmtext.training.loop import Loop
+
+    lengths = [3 + (i * 7) % 23 for i in range(301)]
+    tc = SimpleNamespace(batch_tokens=120, max_batch_size=16, seed=5)
+    one, two = Dist(), [Dist(rank, 2) for rank in range(2)]
+    for epoch in range(4):
+        alone = Loop.epoch_batches(SimpleNamespace(tc=tc, d=one, lengths=lengths), epoch)
+        r0, r1 = (Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths), epoch) for d in two)
+        assert len(alone) > 10 and len(r0) == len(r1) == len(alone) // 2
+        assert sorted(r0 + r1) == sorted(alone[: len(alone) // 2 * 2])
+        assert not {i for b in r0 for i in b} & {i for b in r1 for i in b}
+    # every epoch deals another order
+    assert Loop.epoch_batches(SimpleNamespace(tc=tc, d=two[0], lengths=lengths), 1) != r0
+
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"  # beside the interpreter: the venv's, on CI too
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason=f"torchrun missing: no {TORCHRUN} beside this Python")
 def test_train_distributed_two_cpu_processes(tmp_path):
-    torchrun = shutil.which("torchrun") or str(REPO / ".venv/bin/torchrun")
+    """One torchrun launch of two CPU ranks: they train on disjoint halves of every epoch's batches, end with
+    identical weights (DDP keeps them in sync), and only rank 0 writes the checkpoint and the log."""
     out = tmp_path / "ddp.ckpt"
     proc = subprocess.run(
         [
-            torchrun,
+            str(TORCHRUN),
             "--standalone",
             "--nproc_per_node",
             "2",
-            "-m",
-            "lstmtext",
+            str(REPO / "tests" / "ddp_probe.py"),
+            str(tmp_path),
             "train",
             "sentiment",
             "-o",
@@ -214,6 +237,16 @@ def test_train_distributed_two_cpu_processes(tmp_path):
     lines = proc.stderr.splitlines()
     for start in ("sentiment: 1600 training examples", "  step ", "finished after", "best validation accuracy"):
         assert sum(line.startswith(start) for line in lines) == 1, (start, proc.stderr[-3000:])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["lengths"] == ranks[1]["lengths"]  # the same features, so indices mean the same examples
+    assert ranks[0]["one_process"] == ranks[1]["one_process"] and sorted(ranks[0]["one_process"]) == ["0", "1"]
+    for epoch, alone in ranks[0]["one_process"].items():
+        trained = [[b for e, b in r["steps"] if e == int(epoch)] for r in ranks]
+        assert len(trained[0]) == len(trained[1]) == len(alone) // 2 > 0
+        assert sorted(trained[0] + trained[1]) == sorted(alone[: len(alone) // 2 * 2])
+        assert not {i for b in trained[0] for i in b} & {i for b in trained[1] for i in b}
+    w0, w1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2))
+    assert _same(w0, w1)
     meta = json.loads(run_cli("info", out, "--format", "json").stdout)
     assert meta["provenance"]["world_size"] == 2
     log = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()

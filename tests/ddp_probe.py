@@ -1,0 +1,45 @@
+"""``torchrun ... tests/ddp_probe.py OUT lstmtext-args...`` runs ``lstmtext ARGS`` on each rank as ``-m lstmtext``
+does, and records for tests/test_train.py what the library keeps to itself: the example indices of every
+batch the rank trains on (with the batches one process would train on in the same epoch) and the rank's
+weights when training ends, in OUT/rankR.json and OUT/rankR.safetensors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from safetensors.torch import save_file
+
+from lstmtext.cli.app import main
+from lstmtext.training.distributed import Dist
+from lstmtext.training.loop import Loop
+
+OUT = Path(sys.argv.pop(1))
+RANK = int(os.environ["RANK"])
+seen: dict = {"steps": [], "one_process": {}}
+_step, _fit = Loop.step, Loop.fit
+
+
+def step(self, batches, progress):
+    epoch = self.state.epoch
+    seen["steps"].append([epoch, batches[self.state.pos]])
+    if str(epoch) not in seen["one_process"]:  # the same epoch's batches for a world of one
+        alone = SimpleNamespace(tc=self.tc, d=Dist(), lengths=self.lengths)
+        seen["one_process"][str(epoch)] = Loop.epoch_batches(alone, epoch)
+    return _step(self, batches, progress)
+
+
+def fit(self, show_progress):
+    stop = _fit(self, show_progress)
+    seen["lengths"] = self.lengths
+    weights = {k: v.detach().cpu().contiguous() for k, v in self.run.raw_model.state_dict().items()}
+    save_file(weights, str(OUT / f"rank{RANK}.safetensors"))
+    (OUT / f"rank{RANK}.json").write_text(json.dumps(seen))
+    return stop
+
+
+Loop.step, Loop.fit = step, fit
+main()
