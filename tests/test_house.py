@@ -19,14 +19,8 @@ TASK_OWNED = ("lstmtext/tasks/", "lstmtext/cli/tag.py", "lstmtext/cli/generate.p
 INFERENCE_ROOTS = ("lstmtext.api", "lstmtext.tasks", "lstmtext.heads", "lstmtext.cli")
 # Known excesses, each capped where it stands so it cannot grow; an entry that no longer exceeds the rule fails
 # test_exemptions_are_still_needed, so the list only shrinks.
-LONG_FUNCTIONS = {
-    # its Typer signature alone takes 47 lines (one option per flag); the body is 39
-    "lstmtext/cli/train.py:train": 86,
-}
-LONG_FILES = {
-    # the whole NER task (reader, features, CRF decoding, entity metrics, report, predictor); 7 lines over
-    "lstmtext/tasks/ner.py": 407,
-}
+LONG_FUNCTIONS: dict[str, int] = {}  # "path:function": its allowed length, with the reason beside it
+LONG_FILES: dict[str, int] = {}  # "path": its allowed length, with the reason beside it
 
 
 def module_name(path: Path) -> str:

@@ -27,7 +27,7 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on labelled data with the task's standard metrics.
 
-    Example: lstmtext evaluate sst2.ckpt ../shared/data/sst2/dev.tsv
+    Example: lstmtext evaluate sst2.ckpt sst2:dev --data-dir DIR
     """
     fmt, device, precision = value(fmt), value(device), value(precision)
     if data_dir is not None:

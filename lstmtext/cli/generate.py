@@ -106,25 +106,27 @@ def generate(
         stop=stop,
     )
 
-    def run(lines: list[str]) -> None:
-        keep = [i for i, line in enumerate(lines) if line.strip()]
-        rows = len(lines) * num_samples
-        finished = [True] * rows
-        for i in keep:
-            for j in range(num_samples):
-                finished[i * num_samples + j] = False
-        events = ()
-        if keep:
-            events = (
-                (keep[i] * num_samples + j, text, done)
-                for i, j, text, done in predictor.generate([lines[i] for i in keep], **kwargs)
-            )
-        _write_rows(events, rows, finished)
-
     from lstmtext.data import InputLines
 
     with inference_precision(predictor, precision):
         # up to 64 rows decoded together (more where one prompt's samples are more): each row costs every step
         prompts_per_batch = max(1, 64 // num_samples)
         for lines in [[prompt]] if prompt is not None else InputLines(None).batches(prompts_per_batch):
-            run(lines)
+            _generate_lines(predictor, lines, num_samples, kwargs)
+
+
+def _generate_lines(predictor, lines: list[str], num_samples: int, kwargs: dict) -> None:
+    """Continue a batch of prompt lines, ``num_samples`` rows each; a blank prompt gives blank rows in place."""
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    rows = len(lines) * num_samples
+    finished = [True] * rows
+    for i in keep:
+        for j in range(num_samples):
+            finished[i * num_samples + j] = False
+    events = ()
+    if keep:
+        events = (
+            (keep[i] * num_samples + j, text, done)
+            for i, j, text, done in predictor.generate([lines[i] for i in keep], **kwargs)
+        )
+    _write_rows(events, rows, finished)

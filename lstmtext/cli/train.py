@@ -44,6 +44,16 @@ def run_training(
     return {}  # not reached: fail() raises
 
 
+def note_best(summary: dict) -> None:
+    """The run's best dev score, the line people look for at the end."""
+    from lstmtext.progress import note
+
+    metric = summary.get("main_metric")
+    best = (summary.get("best") or {}).get(metric)
+    if best is not None:
+        note(f"best validation {metric}: {best:.4f}")
+
+
 def train(
     task: task_choice() = typer.Argument(..., help="The task to train a model for."),
     recipe: Optional[str] = typer.Option(
@@ -93,40 +103,29 @@ def train(
 ) -> None:
     """Train a model and write its best checkpoint.
 
-    Example: lstmtext train sentiment --train ../shared/data/sst2/train.tsv -o sst2.ckpt --max-time 20m
+    Example: lstmtext train sentiment --train sst2:train --data-dir DIR -o sst2.ckpt --max-time 20m
     """
-    from lstmtext.progress import note, set_quiet
+    from lstmtext.progress import set_quiet
 
     if data_dir is not None:
         os.environ["LSTMTEXT_DATA"] = str(data_dir)
     set_quiet(quiet)
-    task, device = value(task), value(device)
-    typed = {
-        "data.train": train_data,
-        "data.dev": dev_data,
-        "train.epochs": epochs,
-        "train.max_time": max_time,
-        "train.seed": seed,
-        "train.device": device,
-        f"{task}.text_column": text_column,
-        f"{task}.label_column": label_column,
-        f"{task}.source_lang": source_lang,
-        f"{task}.target_lang": target_lang,
-    }
-    settings = {key: value for key, value in typed.items() if value is not None}
-    summary = run_training(
-        task,
-        recipe,
-        settings=settings,
-        overrides=list(set_),
-        out=output,
-        init_from=init_from,
-        resume=resume,
-        force=force,
-        show_progress=not quiet,
+    task = value(task)
+    typed = {"data.train": train_data, "data.dev": dev_data, "train.epochs": epochs, "train.max_time": max_time}
+    typed |= {"train.seed": seed, "train.device": value(device), f"{task}.text_column": text_column}
+    typed |= {f"{task}.label_column": label_column, f"{task}.source_lang": source_lang}
+    typed |= {f"{task}.target_lang": target_lang}
+    settings = {key: v for key, v in typed.items() if v is not None}
+    note_best(
+        run_training(
+            task,
+            recipe,
+            settings=settings,
+            overrides=list(set_),
+            out=output,
+            init_from=init_from,
+            resume=resume,
+            force=force,
+            show_progress=not quiet,
+        )
     )
-    if summary.get("best"):
-        metric = summary["main_metric"]
-        best = summary["best"].get(metric)
-        if best is not None:
-            note(f"best validation {metric}: {best:.4f}")

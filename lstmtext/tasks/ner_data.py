@@ -250,3 +250,35 @@ def entities(tags: list[str], spans: list[tuple[int, int]], text: str) -> list[d
     for ent in out:
         ent["text"] = text[ent["start"] : ent["end"]]
     return out
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval entity-level P/R/F1 (strict span match, IOB2), micro and per type, plus token accuracy."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    rep = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    micro = rep.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
+    per_type = {
+        k: {
+            "precision": float(v["precision"]),
+            "recall": float(v["recall"]),
+            "f1": float(v["f1-score"]),
+            "support": int(v["support"]),
+        }
+        for k, v in rep.items()
+        if not k.endswith(" avg")
+    }
+    tokens = sum(len(g) for g in gold)
+    correct = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p))
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "entities": int(micro["support"]),
+        "sentences": len(gold),
+        "tokens": tokens,
+        "token_accuracy": correct / tokens if tokens else 0.0,
+        "per_type": dict(sorted(per_type.items())),
+    }
