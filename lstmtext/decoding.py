@@ -16,6 +16,11 @@ finished hypotheses (or reached its length limit), so a long sentence does not k
 
 Scores: the sum of log-probabilities divided by the GNMT length penalty ((5 + length) / 6) ** alpha, length
 counting the end-of-sentence piece; alpha = 0 compares raw sums (which favour short outputs).
+
+Attention: ``beam_search(..., attention=True)`` starts the decoder with ``attention=True`` (its states then
+carry the step's weights over the source as ``weights``, (N, S)) and keeps one row of weights per emitted piece
+beside each hypothesis' pieces, gathered by the same backpointers, so a finished hypothesis holds the weights of
+its own path: (pieces + 1, S), the last row being the step that emitted EOS. Without it nothing is kept.
 """
 
 from __future__ import annotations
@@ -159,19 +164,22 @@ def beam_search(
     beam: int = 5,
     n_best: int = 1,
     alpha: float = 1.0,
-) -> list[list[Hypothesis]]:
-    """For each sentence of the batch, its ``n_best`` hypotheses, best first (beam 1 is greedy decoding)."""
+    attention: bool = False,
+) -> list[list]:
+    """For each sentence of the batch, its ``n_best`` hypotheses, best first (beam 1 is greedy decoding):
+    (ids, score), or with ``attention`` (ids, score, weights (len(ids) + 1, S)) where S is the padded source."""
     K = max(1, beam, n_best)
     B = states.size(0)
     dev = states.device
     limit = torch.tensor(max_len, device=dev)
-    st = decoder.start(states, lengths, K)
+    st = decoder.start(states, lengths, K, attention=True) if attention else decoder.start(states, lengths, K)
+    kept = states.new_zeros((B * K, 0, states.size(1)), dtype=torch.float) if attention else None  # (N, t, S)
     active = torch.arange(B, device=dev)  # original index of each sentence still searching
     scores = torch.full((B, K), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first, or the beam fills with copies
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
     seqs = torch.empty((B * K, 0), dtype=torch.long, device=dev)  # pieces so far, one row per hypothesis
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    finished: list[list] = [[] for _ in range(B)]
     offsets = torch.arange(B, device=dev).unsqueeze(1) * K  # (B, 1)
     for t in range(int(limit.max()) + 1):
         logp, st = decoder.step(tokens, st)  # (Ba*K, V)
@@ -185,8 +193,12 @@ def beam_search(
         is_eos = (tok == EOS) & torch.isfinite(top_scores)
         for a, r in is_eos[:, :K].nonzero().tolist():  # an EOS among the best K ends a hypothesis
             b = int(active[a])
-            ids = seqs[a * K + int(beam_idx[a, r])].tolist()
-            finished[b].append((ids, top_scores[a, r].item() / length_penalty(len(ids) + 1, alpha)))
+            row = a * K + int(beam_idx[a, r])
+            ids = seqs[row].tolist()
+            hyp = (ids, top_scores[a, r].item() / length_penalty(len(ids) + 1, alpha))
+            if kept is not None:  # the path's weights, then the step that chose EOS
+                hyp = (*hyp, torch.cat([kept[row], st.weights[row : row + 1]]))
+            finished[b].append(hyp)
         rank = torch.arange(2 * K, device=dev).expand(Ba, 2 * K) + is_eos.long() * 2 * K
         sel = rank.topk(K, dim=1, largest=False).indices  # (Ba, K) the best K that do not end
         new_scores = top_scores.gather(1, sel)
@@ -203,10 +215,13 @@ def beam_search(
             active = active[sentences]
         flat = rows.reshape(-1)  # (Ba'·K,)
         seqs = torch.cat([seqs.index_select(0, flat), new_tok.reshape(-1, 1)], dim=1)
+        if kept is not None:  # the weights follow the same backpointers as the pieces
+            kept = torch.cat([kept.index_select(0, flat), st.weights.index_select(0, flat).unsqueeze(1)], dim=1)
         st = decoder.reorder(st, flat, sentences)
         scores, tokens = new_scores, new_tok.reshape(-1)
     out = []
     for b in range(B):
         hyps = sorted(finished[b], key=lambda h: -h[1])
-        out.append(hyps[: max(1, n_best)] if hyps else [([], float("-inf"))])
+        empty = ([], float("-inf")) if kept is None else ([], float("-inf"), states.new_zeros((0, states.size(1))))
+        out.append(hyps[: max(1, n_best)] if hyps else [empty])
     return out

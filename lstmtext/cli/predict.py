@@ -48,6 +48,18 @@ def predict(
     fmt: Optional[format_choice()] = typer.Option(
         None, "--format", "-f", help=f"{formats_help()}. Default: the task's first."
     ),
+    attention: bool = typer.Option(
+        False,
+        "--attention",
+        help="Add the model's attention weights to each JSONL line (models without attention refuse). "
+        "Needs --format jsonl.",
+    ),
+    plot: Optional[str] = typer.Option(
+        None,
+        "--plot",
+        metavar="DIR",
+        help="Draw each line's attention weights, DIR/0001.png for line 1 (none for an empty line); stdout is unchanged.",
+    ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
 ) -> None:
@@ -59,6 +71,11 @@ def predict(
     """
     fmt, device, precision, task = value(fmt), value(device), value(precision), value(task)
     model, source = split_arguments(list(args or []), model)
+    if attention and fmt not in (None, "jsonl"):
+        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
+    from lstmtext.viz.attention import plot_dir
+
+    folder = plot_dir(plot) if plot is not None else None
     if model is None:
         from lstmtext.progress import note
 
@@ -71,5 +88,17 @@ def predict(
     fmt = fmt or formats[0]
     if fmt not in formats:
         raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(formats)}")
+    if attention or folder is not None:
+        show_attention(predictor, attention, folder, fmt)
     with inference_precision(predictor, precision):
         stream_predictions(predictor, source, fmt)
+
+
+def show_attention(predictor, attention: bool, folder, fmt: str) -> None:
+    """Ask the task's predictor for its attention weights; a task without any refuses in one line."""
+    show = getattr(predictor, "show_attention", None)
+    if show is None:
+        raise UsageError(f"--attention/--plot: a {predictor.task} model has no attention weights to show")
+    if attention and fmt != "jsonl":
+        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
+    show(jsonl=attention, plot_dir=folder)

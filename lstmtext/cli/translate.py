@@ -29,6 +29,19 @@ def translate(
     fmt: format_choice("translate") = typer.Option(
         "text", "--format", "-f", help="text (the best translation per line) | jsonl (source, translation, n_best)."
     ),
+    attention: bool = typer.Option(
+        False,
+        "--attention",
+        help="Add the best hypothesis' attention weights to each JSONL line: source and target pieces (the last "
+        "target row is </s>) and one row of weights over the source per target piece. Needs --format jsonl.",
+    ),
+    plot: Optional[str] = typer.Option(
+        None,
+        "--plot",
+        metavar="DIR",
+        help="Draw each line's attention as a heatmap, DIR/0001.png for line 1 (none for an empty line); "
+        "stdout is unchanged.",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences decoded together (sorted by length)."),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice("translate") = typer.Option("auto", "--precision", help=precision_help("translate")),
@@ -41,13 +54,22 @@ def translate(
     from lstmtext.tasks.translate import check_decoding
 
     check_decoding(beam, n_best, batch_size)
+    if attention and fmt != "jsonl":
+        from lstmtext.errors import UsageError
+
+        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
+    from lstmtext.viz.attention import plot_dir
+
+    folder = plot_dir(plot) if plot is not None else None
     model = model_or_default(model, "translate")
     from lstmtext.api import inference_precision, load
     from lstmtext.data import InputLines, write_line
 
     predictor = load(model, device=device, task="translate", command="translate")
+    if folder is not None:
+        predictor.show_attention(jsonl=False, plot_dir=folder)
     reader = InputLines(source)
     with inference_precision(predictor, precision):
         for lines in reader.batches(batch_size):
-            for text, result in zip(lines, predictor.translate(lines, beam=beam, n_best=n_best)):
+            for text, result in zip(lines, predictor.translate(lines, beam, n_best, attention)):
                 write_line(predictor.format(text, result, fmt))

@@ -25,11 +25,15 @@ class ClassifyHead(nn.Module):
             nn.Linear(pooled_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, num_labels)
         )
 
+    def attention_weights(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attention pooling's weights (B, T): a softmax over the real tokens, zero on padding."""
+        mask = lengths_to_mask(lengths.to(states.device), states.size(1))  # (B, T)
+        return self.score(states).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(dim=1)
+
     def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = lengths_to_mask(lengths.to(states.device), states.size(1)).unsqueeze(-1)  # (B, T, 1)
         if self.pooling == "attention":
-            scores = self.score(states).masked_fill(~mask, float("-inf"))  # (B, T, 1)
-            return (scores.softmax(dim=1) * states).sum(dim=1)  # (B, D)
+            return (self.attention_weights(states, lengths).unsqueeze(-1) * states).sum(dim=1)  # (B, D)
+        mask = lengths_to_mask(lengths.to(states.device), states.size(1)).unsqueeze(-1)  # (B, T, 1)
         parts = []
         if self.pooling in ("max", "maxmean"):
             parts.append(states.masked_fill(~mask, float("-inf")).amax(dim=1))  # (B, D)

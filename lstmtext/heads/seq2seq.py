@@ -16,6 +16,11 @@ Decoding never recomputes a prefix: ``start`` builds a DecoderState, ``step`` ad
 carrying (h, c) (and the fed attentional state). Encoder memory stays at one row per sentence; the decoder
 rows (beams) of a sentence are contiguous, so attention views them as (sentences, beams, ·) and the memory
 is never copied per beam.
+
+Attention weights: a state started with ``attention=True`` carries each step's weights over the source
+(``weights``, (N, S), zero on padding) so a search can keep them along its chosen hypotheses; otherwise they are
+dropped as soon as the step has used them. ``attention_weights`` gives the teacher-forced weights of whole
+targets, to show or to check a decoded hypothesis against.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class DecoderState:
     memory: torch.Tensor  # (B, S, 2H) encoder states, one row per sentence
     keys: torch.Tensor  # (B, S, Hd or A) memory projected once for scoring
     mask: torch.Tensor  # (B, S) True on real source tokens
+    attention: bool = False  # keep each step's attention weights (only when asked: they cost a copy per step)
+    weights: torch.Tensor | None = None  # (N, S) the last step's weights over the source, when kept
 
 
 class Seq2SeqHead(nn.Module):
@@ -102,16 +109,18 @@ class Seq2SeqHead(nn.Module):
 
     def _attend(
         self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """query (B, U, Hd) over keys (B, S, ·) → attentional state (B, U, Hd). Padding gets zero weight."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, U, Hd) over keys (B, S, ·) → attentional state (B, U, Hd) and the weights (B, U, S).
+        Padding gets zero weight."""
         if self.attention == "bahdanau":
             q = self.query_proj(query)  # (B, U, Hd)
             scores = self.score_v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # (B, U, S)
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))  # (B, U, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        ctx = torch.bmm(scores.softmax(-1), memory)  # (B, U, 2H)
-        return torch.tanh(self.combine(torch.cat([query, ctx], dim=-1)))  # (B, U, Hd)
+        weights = scores.softmax(-1)  # (B, U, S)
+        ctx = torch.bmm(weights, memory)  # (B, U, 2H)
+        return torch.tanh(self.combine(torch.cat([query, ctx], dim=-1))), weights  # (B, U, Hd), (B, U, S)
 
     def _logits(self, att: torch.Tensor) -> torch.Tensor:
         return F.linear(self.out_proj(self.dropout(att)), self.embed.weight, self.out_bias)  # (…, V)
@@ -139,26 +148,31 @@ class Seq2SeqHead(nn.Module):
         return x, hs, cs
 
     # -- training: teacher forcing ----------------------------------------------------------------------
-    def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """states (B, S, 2H); batch["tgt_in"] (B, U) = BOS + target → logits (B, U, V), loss vs batch["tgt_out"]."""
+    def _teacher(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attentional states (B, U, Hd) and attention weights (B, U, S) of batch["tgt_in"], teacher-forced."""
         lengths = batch["lengths"]
         mask = lengths_to_mask(lengths.to(states.device), states.size(1))  # (B, S)
         keys = self._keys(states)
         h, c = self._init_hidden(states, lengths)
         emb = self.dropout(self.embed(batch["tgt_in"]))  # (B, U, E)
-        if self.input_feeding:
-            B, U = emb.shape[:2]
-            feed = emb.new_zeros(B, self.hidden_dim)
-            h, c = list(h), list(c)
-            outs = []
-            for t in range(U):
-                out, h, c = self._cells(torch.cat([emb[:, t], feed], dim=-1), h, c)
-                feed = self._attend(out.unsqueeze(1), keys, states, mask).squeeze(1)  # (B, Hd)
-                outs.append(feed)
-            att = torch.stack(outs, dim=1)  # (B, U, Hd)
-        else:
+        if not self.input_feeding:
             out, _ = self.rnn(emb, (h, c))  # (B, U, Hd)
-            att = self._attend(out, keys, states, mask)  # (B, U, Hd)
+            return self._attend(out, keys, states, mask)
+        B, U = emb.shape[:2]
+        feed = emb.new_zeros(B, self.hidden_dim)
+        h, c = list(h), list(c)
+        outs, weights = [], []
+        for t in range(U):
+            out, h, c = self._cells(torch.cat([emb[:, t], feed], dim=-1), h, c)
+            feed, w = self._attend(out.unsqueeze(1), keys, states, mask)
+            feed = feed.squeeze(1)  # (B, Hd)
+            outs.append(feed)
+            weights.append(w.squeeze(1))
+        return torch.stack(outs, dim=1), torch.stack(weights, dim=1)  # (B, U, Hd), (B, U, S)
+
+    def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """states (B, S, 2H); batch["tgt_in"] (B, U) = BOS + target → logits (B, U, V), loss vs batch["tgt_out"]."""
+        att, _ = self._teacher(states, batch)
         logits = self._logits(att)  # (B, U, V)
         target = batch.get("tgt_out")
         loss = None
@@ -171,16 +185,24 @@ class Seq2SeqHead(nn.Module):
             )
         return logits, loss
 
+    def attention_weights(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The teacher-forced attention weights (B, U, S) of batch["tgt_in"]: row u is the weights while
+        predicting tgt_out[u] (the last real row predicts EOS)."""
+        return self._teacher(states, batch)[1]
+
     # -- decoding: one token at a time, state carried ---------------------------------------------------
-    def start(self, states: torch.Tensor, lengths: torch.Tensor, rows_per_sentence: int = 1) -> DecoderState:
-        """The state before the first target token, with ``rows_per_sentence`` hypotheses per sentence."""
+    def start(
+        self, states: torch.Tensor, lengths: torch.Tensor, rows_per_sentence: int = 1, attention: bool = False
+    ) -> DecoderState:
+        """The state before the first target token, with ``rows_per_sentence`` hypotheses per sentence;
+        ``attention`` keeps each step's weights in the state (``weights``)."""
         mask = lengths_to_mask(lengths.to(states.device), states.size(1))
         h, c = self._init_hidden(states, lengths)
         if rows_per_sentence > 1:
             h = h.repeat_interleave(rows_per_sentence, dim=1)  # (L, B*K, Hd)
             c = c.repeat_interleave(rows_per_sentence, dim=1)
         feed = h.new_zeros(h.size(1), self.hidden_dim) if self.input_feeding else None
-        return DecoderState(h, c, feed, states, self._keys(states), mask)
+        return DecoderState(h, c, feed, states, self._keys(states), mask, attention)
 
     def step(self, tokens: torch.Tensor, st: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """tokens (N,) → log-probabilities of the next token (N, V) and the advanced state."""
@@ -190,10 +212,18 @@ class Seq2SeqHead(nn.Module):
         out, hs, cs = self._cells(x, st.h, st.c)  # (N, Hd)
         B = st.memory.size(0)
         K = out.size(0) // B  # hypotheses per sentence; rows of one sentence are contiguous
-        att = self._attend(out.view(B, K, -1), st.keys, st.memory, st.mask).reshape(B * K, -1)  # (N, Hd)
+        att, weights = self._attend(out.view(B, K, -1), st.keys, st.memory, st.mask)
+        att = att.reshape(B * K, -1)  # (N, Hd)
         logp = self._logits(att).float().log_softmax(-1)  # (N, V)
         new = DecoderState(
-            torch.stack(hs), torch.stack(cs), att if self.input_feeding else None, st.memory, st.keys, st.mask
+            torch.stack(hs),
+            torch.stack(cs),
+            att if self.input_feeding else None,
+            st.memory,
+            st.keys,
+            st.mask,
+            st.attention,
+            weights.reshape(B * K, -1).float() if st.attention else None,  # (N, S)
         )
         return logp, new
 
@@ -208,4 +238,4 @@ class Seq2SeqHead(nn.Module):
                 mask.index_select(0, sentences),
             )
         feed = st.feed.index_select(0, rows) if st.feed is not None else None
-        return DecoderState(st.h.index_select(1, rows), st.c.index_select(1, rows), feed, mem, keys, mask)
+        return DecoderState(st.h.index_select(1, rows), st.c.index_select(1, rows), feed, mem, keys, mask, st.attention)

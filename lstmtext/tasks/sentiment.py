@@ -230,6 +230,7 @@ class Predictor:
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
+        self.attention, self.plot_dir, self.lines_seen = False, None, 0  # show_attention; lines so far (PNG names)
 
     @one_or_many
     def predict(self, texts: list[str]) -> list[dict | None]:
@@ -252,7 +253,44 @@ class Predictor:
                     "score": round(p[best], 4),
                     "scores": {name: round(q, 4) for name, q in zip(self.labels, p)},
                 }
+        if self.attention or self.plot_dir is not None:
+            self._add_attention(texts, keep, feats, out)
         return out
+
+    def show_attention(self, jsonl: bool = True, plot_dir=None) -> None:
+        """``predict --attention`` / ``--plot DIR``: attention pooling's weights per piece (JSONL, one PNG a line)."""
+        pooling = self.model.head.pooling
+        if pooling != "attention":
+            raise UsageError(
+                f"--attention/--plot: this model pools with '{pooling}', which has no attention weights; "
+                "train it with --set sentiment.pooling=attention"
+            )
+        from lstmtext.viz.attention import plot_dir as folder
+
+        self.attention, self.plot_dir = jsonl, folder(plot_dir) if plot_dir is not None else None
+
+    def _add_attention(self, texts: list[str], keep: list[int], feats: list[dict], out: list) -> None:
+        """[[piece, weight], …] over each text's real pieces (summing to 1), in the result and/or as a PNG."""
+        from lstmtext.tasks.common import map_batches
+        from lstmtext.viz.attention import picture_name, strip
+
+        model, first = self.model, self.lines_seen + 1
+        self.lines_seen += len(texts)
+
+        def run(batch: dict) -> list[list[float]]:
+            states = model.encoder(batch["tokens"], batch["lengths"])
+            w = model.head.attention_weights(states, batch["lengths"]).float()
+            return [row[:n] for row, n in zip(w.tolist(), batch["lengths"].tolist())]
+
+        for idx, rows in map_batches(run, feats, collate, self.batch_tokens, self.device, workers=self.workers):
+            for j, row in zip(idx, rows):
+                pieces = [self.tok.sp.IdToPiece(i) for i in feats[j]["ids"]]
+                result, line = out[keep[j]], first + keep[j]
+                if self.plot_dir is not None:
+                    title = f"{line}: {result['label']} ({result['score']:.2f}): {texts[keep[j]].strip()}"
+                    strip(picture_name(self.plot_dir, line), pieces, row, title)
+                if self.attention:
+                    result["attention"] = [[p, round(w, 4)] for p, w in zip(pieces, row)]
 
     __call__ = predict
 

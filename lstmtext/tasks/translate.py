@@ -22,6 +22,7 @@ from lstmtext.config import choice
 from lstmtext.data import file_kind, is_hf, load_hf, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import ATTENTIONS
+from lstmtext.tasks import translate_data as TD
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.translate_data import columns, from_record, lang_suffix, parallel_paths, read_parallel
 
@@ -226,12 +227,15 @@ def check_decoding(beam: int | None, n_best: int, batch_size: int) -> None:
         raise UsageError(f"--batch-size {batch_size}: expected at least 1")
 
 
-def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64):
+def decode(
+    model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64, attention: bool = False
+):
     """Beam-search every feature's source; the one decoder behind both evaluate and translate.
 
     Sentences are sorted by length and decoded ~64 at a time (fewer with a wide beam, MAX_ROWS): one batched
     step costs little more than one sentence's, so batches are much faster than one sentence at a time.
-    Returns, per feature, its hypotheses [(ids, score), …] best first.
+    Returns, per feature, its hypotheses [(ids, score), …] best first; with ``attention`` each also holds its
+    attention weights over the source, (ids, score, weights (len(ids) + 1, len(src)) as a tensor).
     """
     import torch
 
@@ -250,11 +254,11 @@ def decode(model, features: list[dict], device, beam: int, n_best: int = 1, max_
             tokens = pad(srcs).to(device)
             lengths = torch.tensor([max(1, len(s)) for s in srcs], device=device)
             states = model.encoder(tokens, lengths)  # (B, S, 2H)
-            hyps = beam_search(
-                model.head, states, lengths, dec.max_len([len(s) for s in srcs]), beam, n_best, dec.alpha
-            )
+            limits = dec.max_len([len(s) for s in srcs])
+            hyps = beam_search(model.head, states, lengths, limits, beam, n_best, dec.alpha, attention=attention)
             for i, h in zip(idx, hyps):
-                out[i] = h
+                # padding columns (zero weight) go: each sentence's weights cover its own pieces
+                out[i] = [(x[0], x[1], x[2][:, : len(features[i]["src"])]) for x in h] if attention else h
     return out
 
 
@@ -338,12 +342,19 @@ class Predictor:
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
+        self.attention, self.plot_dir, self.lines_seen = False, None, 0  # show_attention; lines so far (PNG names)
 
-    def translate(self, lines: list[str], beam: int | None = None, n_best: int = 1) -> list[dict | None]:
-        """Per line {"translation", "n_best": [{"text", "score"}, …]} best first; None for an empty line."""
+    def translate(
+        self, lines: list[str], beam: int | None = None, n_best: int = 1, attention: bool = False
+    ) -> list[dict | None]:
+        """Per line {"translation", "n_best": [{"text", "score"}, …]} best first; None for an empty line.
+        ``attention`` adds {"source", "target", "weights"} for the best hypothesis (translate_data.attention_record).
+        With ``plot_dir`` set, each line's heatmap goes there as NNNN.png (its number among all lines so far)."""
         beam = max(beam or self.recipe.options.beam, n_best)  # a beam keeps at most K hypotheses
         out: list[dict | None] = [None] * len(lines)
         keep = [i for i, t in enumerate(lines) if t.strip()]
+        plot, first = self.plot_dir, self.lines_seen + 1
+        self.lines_seen += len(lines)
         if not keep:
             return out
         feats = featurize([{"source": lines[i].strip()} for i in keep], self.tok, [], self.recipe)
@@ -354,14 +365,27 @@ class Predictor:
             note(
                 f"{cut} input line(s) longer than {self.recipe.data.max_length} pieces were cut to that length (data.max_length)"
             )
-        for i, hyps in zip(keep, decode(self.model, feats, self.device, beam, n_best)):
-            nbest = [{"text": self.tok.decode(ids), "score": round(score, 4)} for ids, score in hyps[:n_best]]
+        weigh = attention or plot is not None
+        for i, f, hyps in zip(keep, feats, decode(self.model, feats, self.device, beam, n_best, attention=weigh)):
+            nbest = [{"text": self.tok.decode(h[0]), "score": round(h[1], 4)} for h in hyps[:n_best]]
             out[i] = {"translation": nbest[0]["text"], "n_best": nbest}
+            if weigh:
+                record = TD.attention_record(self.tok, f["src"], hyps[0][0], hyps[0][2])
+                if plot is not None:
+                    TD.plot_attention(plot, first + i, lines[i].strip(), record)
+                if attention:
+                    out[i]["attention"] = record
         return out
+
+    def show_attention(self, jsonl: bool = True, plot_dir=None) -> None:
+        """``predict --attention`` / ``--plot DIR``: add the weights to each result, draw one heatmap per line."""
+        from lstmtext.viz.attention import plot_dir as folder
+
+        self.attention, self.plot_dir = jsonl, folder(plot_dir) if plot_dir is not None else None
 
     @one_or_many
     def predict(self, lines: list[str]) -> list[dict | None]:
-        return self.translate(lines)
+        return self.translate(lines, attention=self.attention)
 
     __call__ = predict
 

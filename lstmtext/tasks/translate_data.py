@@ -1,5 +1,5 @@
 """Translation's reading helpers: line-aligned file pairs (a PREFIX, either file, or a folder of splits) and
-records with source and target columns or a ``translation`` object."""
+records with source and target columns or a ``translation`` object; and its attention output (JSONL, PNG)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,24 @@ def from_record(rec: dict, opts: Any, cols, where: str) -> dict:
         if s is None or t is None:
             raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
     return {"source": str(s).strip(), "target": str(t).strip(), "where": where}
+
+
+# -- attention output --------------------------------------------------------------------------------------
+EOS_PIECE = "</s>"  # the label of the last target row: the weights of the step that ended the sentence
+
+
+def attention_record(tok, src_ids: list[int], ids: list[int], weights) -> dict:
+    """{"source": pieces, "target": pieces + ["</s>"], "weights"}: one row per target piece and one for EOS
+    (len(target) rows), one column per source piece, each row summing to 1 (4 decimals)."""
+    return {
+        "source": [tok.sp.IdToPiece(i) for i in src_ids],
+        "target": [tok.sp.IdToPiece(i) for i in ids] + [EOS_PIECE],
+        "weights": [[round(w, 4) for w in row] for row in weights.tolist()],
+    }
+
+
+def plot_attention(folder: Path, line: int, source: str, record: dict) -> None:
+    """DIR/NNNN.png for input line ``line``: the record's heatmap, titled with the source sentence."""
+    from lstmtext.viz.attention import heatmap, picture_name
+
+    heatmap(picture_name(folder, line), record["source"], record["target"], record["weights"], f"{line}: {source}")
