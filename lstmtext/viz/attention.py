@@ -6,6 +6,7 @@ marks a word start with "▁"; the labels keep it, so a reader sees where words 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lstmtext.errors import UsageError
@@ -33,6 +34,18 @@ def _short(text: str, most: int = 90) -> str:
 
 
 def heatmap(path: Path, source: list[str], target: list[str], weights: list[list[float]], title: str = "") -> None:
+    with warnings.catch_warnings():  # a control character in a title has no glyph: a stray warning per line
+        warnings.simplefilter("ignore", UserWarning)
+        _heatmap(path, source, target, weights, title)
+
+
+def strip(path: Path, pieces: list[str], weights: list[float], title: str = "") -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _strip(path, pieces, weights, title)
+
+
+def _heatmap(path: Path, source: list[str], target: list[str], weights: list[list[float]], title: str) -> None:
     """Source pieces on x, target pieces on y (first at the top), one cell per weight, and a colour bar.
 
     The colours run from 0 to the largest weight of the picture, so a spread-out attention still shows its
@@ -47,7 +60,8 @@ def heatmap(path: Path, source: list[str], target: list[str], weights: list[list
     height = min(24.0, 1.8 + 0.32 * rows)
     fig, ax = plt.subplots(figsize=(width, height), dpi=100, layout="constrained")
     top = max((w for row in weights for w in row), default=0.0) or 1.0
-    image = ax.imshow(weights or [[0.0]], cmap="viridis", vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
+    data = weights if source and target else [[0.0]]  # a line of no source pieces: one empty cell
+    image = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(source)), source, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
     ax.set_yticks(range(len(target)), target, fontsize=9)
     ax.set_xlabel("source pieces")
@@ -63,7 +77,7 @@ def heatmap(path: Path, source: list[str], target: list[str], weights: list[list
     plt.close(fig)
 
 
-def strip(path: Path, pieces: list[str], weights: list[float], title: str = "") -> None:
+def _strip(path: Path, pieces: list[str], weights: list[float], title: str) -> None:
     """A classifier's attention pooling: one bar per piece, labelled with the piece, and a dashed line at the
     uniform weight 1/n, so the pieces the model singles out stand above it."""
     import matplotlib
