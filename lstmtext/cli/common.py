@@ -192,11 +192,11 @@ def stream_predictions(predictor, source: Optional[str], fmt: str) -> None:
     from lstmtext.data import InputLines, write_lines
 
     reader = InputLines(source)
-    header = predictor.header(fmt)
-    if header:
-        write_lines([header])
+    header = predictor.header(fmt)  # written with the first batch: input that turns out empty writes nothing
     for lines in reader.batches(predictor.stream_batch):
-        write_lines([predictor.format(text, result, fmt) for text, result in zip(lines, predictor.predict(lines))])
+        out = [predictor.format(text, result, fmt) for text, result in zip(lines, predictor.predict(lines))]
+        write_lines([header, *out] if header else out)
+        header = ""
     footer = predictor.footer(fmt)
     if footer:
         write_lines([footer])
