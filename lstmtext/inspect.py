@@ -154,7 +154,7 @@ def labels(pieces: list[str], spans: list[tuple[int, int]], text: str) -> list[s
 
 
 # -- features and ranking ----------------------------------------------------------------------------------
-def check_feature(name: str, task: str) -> str:
+def check_feature(name: str, predictor) -> str:
     if name in ("quote", "position") or name.startswith("regex:"):
         if name.startswith("regex:"):
             try:
@@ -163,8 +163,10 @@ def check_feature(name: str, task: str) -> str:
                 raise UsageError(f"--rank-by {name}: not a regular expression ({e})") from None
         return name
     if name == "entity":
-        if task != "ner":
-            raise UsageError(f"--rank-by entity: needs an NER checkpoint (this one is {task})")
+        # a model that tags entities says so in its results (asked of the model, not of its task's name)
+        probe = predictor.predict("A")
+        if not (isinstance(probe, dict) and "entities" in probe):
+            raise UsageError(f"--rank-by entity: needs a model that tags entities (this is a {predictor.task} model)")
         return name
     raise UsageError(f"--rank-by {name}: expected quote, position, entity (NER models) or regex:PATTERN")
 

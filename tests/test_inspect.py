@@ -132,7 +132,7 @@ def test_cli_ranks_over_an_input_file(sentiment_ckpt, tmp_path):
     "args, fragment",
     [
         (["--text", "no quotes here", "--rank-by", "quote"], "the feature is the same on every piece"),
-        (["--text", "x y", "--rank-by", "entity"], "needs an NER checkpoint"),
+        (["--text", "x y", "--rank-by", "entity"], "needs a model that tags entities (this is a sentiment model)"),
         (["--text", "x y", "--rank-by", "colour"], "expected quote, position, entity"),
         (["--text", "x y", "--rank-by", "regex:("], "not a regular expression"),
         (["--text", "x y", "--layer", "3"], "this encoder has 1 layer"),

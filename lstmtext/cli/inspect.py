@@ -88,23 +88,23 @@ def inspect(
         )
     ranking = None
     if rank_by is not None:
-        core.check_feature(rank_by, predictor.task)
+        core.check_feature(rank_by, predictor)
         ranking = rank(core, predictor, rank_by, [text] if source is None else lines_of(source), layer)
     report: dict = {}
     if text is not None:
         tr = core.trace(predictor, text, layer)
-        n = top or DEFAULT_TOP
-        if unit_list is not None:
-            chosen = [(d, u) for d in tr.states for u in unit_list]
-        elif ranking is not None:
-            chosen = [(row["direction"], row["unit"]) for row in ranking[:n]]
-        else:
-            chosen = core.most_active(tr, n)
+        chosen = choose_units(core, tr, unit_list, ranking, top or DEFAULT_TOP)
         report = core.dump(tr, chosen)
         if plot is not None:
             from lstmtext.viz.cells import plot_cells
 
-            plot_cells(tr, chosen, plot, title=f"{Path(checkpoint).name}: encoder layer {tr.layer}")
+            plot_cells(
+                tr,
+                chosen,
+                plot,
+                title=f"{Path(checkpoint).name}: encoder layer {tr.layer}"
+                + (f", the units that follow {rank_by} most" if ranking is not None and unit_list is None else ""),
+            )
     if ranking is not None:
         report["rank_by"] = rank_by
         report["ranking"] = ranking[: top or DEFAULT_TOP]
@@ -112,6 +112,15 @@ def inspect(
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
         show(report, ranking is not None)
+
+
+def choose_units(core, tr, unit_list, ranking, n: int) -> list[tuple[str, int]]:
+    """--units in every direction; else the n that follow --rank-by's feature most; else the n most active."""
+    if unit_list is not None:
+        return [(d, u) for d in tr.states for u in unit_list]
+    if ranking is not None:
+        return [(row["direction"], row["unit"]) for row in ranking[:n]]
+    return core.most_active(tr, n)
 
 
 def lines_of(source: str):
