@@ -145,8 +145,8 @@ def dump(tr: Trace, units: list[tuple[str, int]]) -> dict:
 
 
 def labels(pieces: list[str], spans: list[tuple[int, int]], text: str) -> list[str]:
-    """What to print for each piece: its text in the line (a byte-fallback piece shows as the character it
-    belongs to; a lone word-start mark as '▁')."""
+    """What to print for each piece: its text in the line; a lone word-start mark '▁' as '_', and the bytes of a
+    character spelled in byte pieces as '<0xNN>' but the last, which shows the character."""
     return [
         text[s:e].strip() or p.replace("\u2581", "_") if e > s else p.replace("\u2581", "_")
         for p, (s, e) in zip(pieces, spans)
