@@ -104,6 +104,7 @@ def test_help_lists_every_command_and_completion_and_each_command_has_an_example
         ["tag"],
         ["generate"],
         ["translate"],
+        ["inspect"],
         ["tokenizer", "train"],
         ["tokenizer", "encode"],
         ["tokenizer", "decode"],
@@ -118,7 +119,7 @@ def test_help_shows_the_choices_and_precision_help_comes_from_the_task_modules()
     assert "--data-dir" in train
     predict = " ".join(run_cli("predict", "--help").stdout.split())
     assert "text | jsonl (sentiment, translate, lm)" in predict
-    assert "conll | jsonl | inline (ner)" in predict
+    assert "conll | jsonl | inline | html (ner)" in predict
     from lstmtext.cli.common import all_precisions, precision_help
 
     text = precision_help()
@@ -179,7 +180,18 @@ def _top_level_lstmtext_imports(path) -> set[str]:
 
 def test_cli_modules_import_downward_only():
     cli = REPO / "lstmtext" / "cli"
-    commands = {"train", "evaluate", "predict", "info", "average", "tag", "generate", "translate", "tokenizer"}
+    commands = {
+        "train",
+        "evaluate",
+        "predict",
+        "info",
+        "average",
+        "tag",
+        "generate",
+        "translate",
+        "tokenizer",
+        "inspect",
+    }
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}
     assert _top_level_lstmtext_imports(cli / "common.py") <= {"lstmtext.errors"}
     for name in commands:

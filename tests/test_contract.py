@@ -57,8 +57,18 @@ def test_the_protocol_lists_every_member():
         "device",
         "predict",
         "format",
+        "header",
+        "footer",
     }
-    assert set(PREDICTOR_CLASS_MEMBERS) == {"task", "stream_batch", "batch_tokens", "predict", "format"}
+    assert set(PREDICTOR_CLASS_MEMBERS) == {
+        "task",
+        "stream_batch",
+        "batch_tokens",
+        "predict",
+        "format",
+        "header",
+        "footer",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

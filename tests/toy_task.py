@@ -151,3 +151,9 @@ class Predictor:
         if fmt == "jsonl":
             return json.dumps({"text": text, "words": result})
         return "" if result is None else f"{result:.2f}"
+
+    def header(self, fmt: str) -> str:
+        return ""  # every format is line by line
+
+    def footer(self, fmt: str) -> str:
+        return ""

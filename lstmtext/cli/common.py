@@ -185,9 +185,18 @@ def looks_like_checkpoint(path: str) -> bool:
 
 def stream_predictions(predictor, source: Optional[str], fmt: str) -> None:
     """Files and fast pipes fill batches of up to the predictor's stream_batch lines (or 1 MiB of text), which
-    it sorts by length, so the LSTMs see few part-filled length buckets. An interactive line comes alone, at once."""
+    it sorts by length, so the LSTMs see few part-filled length buckets. An interactive line comes alone, at once.
+
+    A format that is a document rather than lines (NER's html) gets the predictor's header before the first line
+    and its footer after the last."""
     from lstmtext.data import InputLines, write_lines
 
     reader = InputLines(source)
+    header = predictor.header(fmt)  # written with the first batch: input that turns out empty writes nothing
     for lines in reader.batches(predictor.stream_batch):
-        write_lines([predictor.format(text, result, fmt) for text, result in zip(lines, predictor.predict(lines))])
+        out = [predictor.format(text, result, fmt) for text, result in zip(lines, predictor.predict(lines))]
+        write_lines([header, *out] if header else out)
+        header = ""
+    footer = predictor.footer(fmt)
+    if footer:
+        write_lines([footer])

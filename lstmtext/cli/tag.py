@@ -25,7 +25,11 @@ def tag(
         None, "--model", "-m", help="An NER checkpoint. Default: the one 'lstmtext train ner' last wrote."
     ),
     fmt: format_choice("ner") = typer.Option(
-        "conll", "--format", "-f", help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline."
+        "conll",
+        "--format",
+        "-f",
+        help="conll (token<TAB>tag, blank line after each sentence) | jsonl | inline (coloured on a terminal) | "
+        "html (a page, entities highlighted by type).",
     ),
     pretokenized: bool = typer.Option(
         False, "--pretokenized", help="Split words on whitespace only (the input is already tokenized)."

@@ -35,6 +35,13 @@ class Predictor(Protocol):
     def format(self, text: str, result: Any, fmt: str) -> str:
         """One output line for ``fmt`` (one of the task's FORMATS)."""
 
+    def header(self, fmt: str) -> str:
+        """What a stream in ``fmt`` starts with, written once before the first line ('' for nothing; an HTML
+        page's head)."""
+
+    def footer(self, fmt: str) -> str:
+        """What a stream in ``fmt`` ends with, written once after the last line ('' for nothing)."""
+
 
 @runtime_checkable
 class Task(Protocol):

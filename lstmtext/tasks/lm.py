@@ -327,3 +327,9 @@ class Predictor(Generator):
         if fmt == "text":
             return "" if result is None else result["text"]
         raise UsageError(f"--format {fmt}: language-model output is written as text or jsonl")
+
+    def header(self, fmt: str) -> str:
+        return ""  # every format is line by line
+
+    def footer(self, fmt: str) -> str:
+        return ""

@@ -15,6 +15,7 @@ from lstmtext.config import INFERENCE_PRECISIONS, choice
 from lstmtext.data import file_kind, is_hf
 from lstmtext.errors import UsageError
 from lstmtext.heads import WORD_STATES
+from lstmtext.tasks import ner_format
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.ner_data import (
     detect_scheme,
@@ -34,7 +35,7 @@ from lstmtext.tasks.ner_data import (
 NAME = "ner"
 MAIN_METRIC = "f1"
 HIGHER_IS_BETTER = True
-FORMATS = ("conll", "jsonl", "inline")
+FORMATS = ("conll", "jsonl", "inline", "html")
 PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass, a linear layer and a CRF
 
 
@@ -306,6 +307,7 @@ class Predictor:
         # its paragraph (a blank text ends one), carried from call to call: the texts are lines of one stream.
         self.context = False
         self._paragraph: list[list[str]] = []  # the words of the current paragraph's latest lines
+        self.colour: bool | None = None  # inline in colour; None: when stdout is a terminal (ner_format)
 
     @one_or_many
     def predict(self, texts: list[str]) -> list[dict]:
@@ -367,11 +369,15 @@ class Predictor:
         if fmt == "inline":
             if not result["tokens"]:
                 return ""
-            parts, pos = [], 0
-            for ent in result["entities"]:
-                parts.append(text[pos : ent["start"]])
-                parts.append(f"[{ent['label']} {ent['text']}]")
-                pos = ent["end"]
-            parts.append(text[pos:])
-            return "".join(parts)
-        raise UsageError(f"--format {fmt}: NER predictions are written as conll, jsonl or inline")
+            if self.colour is None:
+                self.colour = ner_format.use_colour()
+            return ner_format.inline(text, result, self.colour)
+        if fmt == "html":
+            return ner_format.html_line(text, result)
+        raise UsageError(f"--format {fmt}: NER predictions are written as conll, jsonl, inline or html")
+
+    def header(self, fmt: str) -> str:
+        return ner_format.HEADER if fmt == "html" else ""
+
+    def footer(self, fmt: str) -> str:
+        return ner_format.FOOTER if fmt == "html" else ""

@@ -302,3 +302,9 @@ class Predictor:
         if fmt == "text":
             return "" if result is None else result["label"]
         raise UsageError(f"--format {fmt}: sentiment predictions are written as text or jsonl")
+
+    def header(self, fmt: str) -> str:
+        return ""  # every format is line by line
+
+    def footer(self, fmt: str) -> str:
+        return ""

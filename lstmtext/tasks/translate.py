@@ -397,3 +397,9 @@ class Predictor:
         if fmt == "text":
             return "" if result is None else result["translation"]
         raise UsageError(f"--format {fmt}: translations are written as text or jsonl")
+
+    def header(self, fmt: str) -> str:
+        return ""  # every format is line by line
+
+    def footer(self, fmt: str) -> str:
+        return ""
