@@ -17,7 +17,8 @@ the integral's ``steps``-point quadrature, which Captum reports as the convergen
   score(input) − score(baseline) and the attributions are those of the emissions.
 - Pieces → words: a sentiment word starts at a piece that begins with SentencePiece's "▁" (punctuation after
   a word without a space stays with it, as the text has it); NER words are the words the tagger read. A
-  word's attribution is the sum of its pieces', so words keep the completeness of the pieces.
+  word's attribution is the sum of its pieces', so words keep the completeness of the pieces. A text longer than
+  data.max_length is explained as the model read it: its head and tail.
 
 The model runs in eval mode (no dropout) and in fp32 whatever the inference precision, so the gradients are
 those of the function that predicted. Steps are evaluated in chunks of at most ``BATCH_PIECES`` pieces.
@@ -254,13 +255,14 @@ def plot_attributions(pairs: list, path, title: str = "") -> None:
 
     words = [w for w, _ in pairs]
     scores = [s for _, s in pairs]
-    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.3 * max(1, len(words))))
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.3 * max(1, len(words))))
     ax.barh(range(len(words)), scores, color=["#2a9d2a" if s >= 0 else "#d03030" for s in scores])
     ax.set_yticks(range(len(words)), words)
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("attribution (Integrated Gradients, PAD baseline)")
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("attribution (+ toward the prediction, − against)")
+    method = "Integrated Gradients from an all-PAD baseline"
+    ax.set_title(f"{title}\n{method}" if title else method, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
