@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -20,6 +21,12 @@ from lstmtext.cli.common import (
     value,
 )
 from lstmtext.errors import UsageError
+
+EXPLAIN_HELP = (
+    "Attribute each prediction to its words (Integrated Gradients from an all-PAD baseline, for models that "
+    'offer it): jsonl adds "attributions" [[word, score], ...], "pieces" and "ig"; text adds the words '
+    "after a tab, shaded green (+) / red (-) on a terminal, word(+0.123) when piped."
+)
 
 
 def split_arguments(args: list[str], model: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -62,6 +69,8 @@ def predict(
     ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
+    explain: bool = typer.Option(False, "--explain", help=EXPLAIN_HELP),
+    explain_steps: int = typer.Option(50, "--explain-steps", help="Integration steps of --explain (1-1000)."),
 ) -> None:
     """Run any checkpoint over text, one prediction per input line, streamed to stdout.
 
@@ -88,6 +97,10 @@ def predict(
     fmt = fmt or formats[0]
     if fmt not in formats:
         raise UsageError(f"--format {fmt}: a {predictor.task} model writes {' or '.join(formats)}")
+    if explain:
+        from lstmtext.explain import configure
+
+        configure(predictor, explain_steps, sys.stdout.isatty(), precision, fmt)
     if attention or folder is not None:
         show_attention(predictor, attention, folder, fmt)
     with inference_precision(predictor, precision):

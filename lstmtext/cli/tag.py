@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -42,6 +43,15 @@ def tag(
     ),
     device: device_choice() = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: precision_choice("ner") = typer.Option("auto", "--precision", help=precision_help("ner")),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="Attribute each entity to the words of its sentence (Integrated Gradients of the entity's share of "
+        'the CRF path score, from an all-PAD baseline): jsonl adds "attributions" [[word, score], ...] and '
+        '"ig" to each entity; inline adds a line per entity, words shaded green (+) / red (-) on a terminal, '
+        "word(+0.123) when piped. Not with conll or --context.",
+    ),
+    explain_steps: int = typer.Option(50, "--explain-steps", help="Integration steps of --explain (1-1000)."),
 ) -> None:
     """Tag named entities (PER, LOC, ORG, …) in raw text.
 
@@ -53,9 +63,20 @@ def tag(
     predictor = load(model or str(default_model("ner")), device=device, task="ner", command="tag")
     predictor.pretokenized = pretokenized
     predictor.context = context
+    if explain:
+        _explain(predictor, fmt, context, explain_steps, precision)
     if context and predictor.recipe.options.context <= 0:
         from lstmtext.progress import note
 
         note("--context: this model was trained without ner.context, so each line is read alone")
     with inference_precision(predictor, precision):
         stream_predictions(predictor, source, fmt)
+
+
+def _explain(predictor, fmt: str, context: bool, steps: int, precision: str) -> None:
+    from lstmtext.errors import UsageError
+    from lstmtext.explain import configure
+
+    if context:
+        raise UsageError("--explain reads each line alone; leave out --context")
+    configure(predictor, steps, sys.stdout.isatty(), precision, fmt)

@@ -298,10 +298,13 @@ class Predictor:
     # pieces per batch, small so an LSTM step's activations stay in cache (benchmarks/bench_ner.py --only
     # batching compares sizes); evaluate scores in the same batches
     batch_tokens = 2048
+    explain_formats = ("jsonl", "inline")
+    explain = 0  # >0: Integrated Gradients with this many steps adds each entity's word attributions (explain.py)
 
     def __init__(self, model, tok, labels: list[str], recipe, device, pretokenized: bool = False):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.pretokenized = pretokenized
+        self.explain_color = False  # explained entities' words shaded for a terminal (format "inline")
         self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
         # With context (and a model trained with ner.context), each text is read after the texts before it in
         # its paragraph (a blank text ends one), carried from call to call: the texts are lines of one stream.
@@ -329,6 +332,10 @@ class Predictor:
             out[i]["tokens"] = [w for w, _, _ in words[i]]
             out[i]["tags"] = tags
             out[i]["entities"] = entities(tags, [(s, e) for _, s, e in words[i]], texts[i])
+        if self.explain:
+            from lstmtext.explain import explain_entities
+
+            explain_entities(self, feats, keep, out)
         return out
 
     __call__ = predict
@@ -371,7 +378,12 @@ class Predictor:
                 return ""
             if self.colour is None:
                 self.colour = ner_format.use_colour()
-            return ner_format.inline(text, result, self.colour)
+            line = ner_format.inline(text, result, self.colour)
+            if any("attributions" in e for e in result["entities"]):
+                from lstmtext.explain import entity_lines
+
+                line += entity_lines(result, self.explain_color)
+            return line
         if fmt == "html":
             return ner_format.html_line(text, result)
         raise UsageError(f"--format {fmt}: NER predictions are written as conll, jsonl, inline or html")

@@ -226,11 +226,14 @@ class Predictor:
     task = NAME
     stream_batch = 8192  # lines per predict call from a file or a fast pipe (cli.stream_predictions)
     batch_tokens = 16384  # pieces per batch in predict and evaluate
+    explain_formats = FORMATS
+    explain = 0  # >0: Integrated Gradients with this many steps adds word attributions (lstmtext/explain.py)
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
         self.workers: int | None = None  # threads of map_batches: None = one per intra-op thread on a CPU
         self.attention, self.plot_dir, self.lines_seen = False, None, 0  # show_attention; lines so far (PNG names)
+        self.explain_color = False  # explained words shaded for a terminal (format "text")
 
     @one_or_many
     def predict(self, texts: list[str]) -> list[dict | None]:
@@ -255,6 +258,10 @@ class Predictor:
                 }
         if self.attention or self.plot_dir is not None:
             self._add_attention(texts, keep, feats, out)
+        if self.explain:
+            from lstmtext.explain import explain_sentiment
+
+            explain_sentiment(self, feats, [out[i] for i in keep])
         return out
 
     def show_attention(self, jsonl: bool = True, plot_dir=None) -> None:
@@ -300,6 +307,10 @@ class Predictor:
                 return json.dumps({"text": text, "label": None}, ensure_ascii=False)
             return json.dumps({"text": text, **result}, ensure_ascii=False)
         if fmt == "text":
+            if result is not None and "attributions" in result:
+                from lstmtext.explain import shade
+
+                return f"{result['label']}\t{shade(result['attributions'], self.explain_color)}"
             return "" if result is None else result["label"]
         raise UsageError(f"--format {fmt}: sentiment predictions are written as text or jsonl")
 
