@@ -21,7 +21,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from lstmtext.cli import average, evaluate, generate, info, predict, tag, tokenizer, train, translate
+from lstmtext.cli import average, evaluate, generate, info, plot, predict, tag, tokenizer, train, translate
 from lstmtext.cli.common import error
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
@@ -171,6 +171,7 @@ for command in (
     tag.tag,
     generate.generate,
     translate.translate,
+    plot.plot,
 ):
     app.command()(command)
 app.add_typer(tokenizer.app, name="tokenizer", cls=Group)

@@ -161,7 +161,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
     tgt = tok.encode([e["target"] for e in examples]) if has_tgt else [None] * len(examples)
     feats = []
     for e, s, t in zip(examples, src, tgt):
-        f = {"src": s[:L], "cut": len(s) > L}
+        f = {"src": s[:L], "cut": len(s) > L, "src_words": len(e["source"].split())}
         if t is not None:
             f["tgt"] = t[: L - 1]
             f["ref"] = e["target"]
@@ -265,7 +265,7 @@ def evaluate(
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
 
-    from lstmtext.tasks.common import map_batches
+    from lstmtext.tasks.common import length_buckets, map_batches
     from lstmtext.tokenizer import PAD
 
     def nll_sum(batch: dict) -> tuple[float, int]:
@@ -300,12 +300,32 @@ def evaluate(
         "beam": beam,
         "examples": len(features),
         "samples": [{"reference": r, "translation": h} for r, h in list(zip(refs, hyps))[:3]],
+        "by_length": [
+            {
+                "bucket": name,
+                "sentences": len(idx),
+                "bleu": bleu.corpus_score([hyps[i] for i in idx], [[refs[i] for i in idx]]).score,
+            }
+            for name, idx in length_buckets([f["src_words"] for f in features])
+        ],
     }
 
 
 def summary(metrics: dict) -> dict:
     """The scalar metrics shown after each evaluation during training (loss: teacher-forced NLL per piece)."""
     return {k: metrics[k] for k in ("loss", "bleu", "chrf", "bleu_lc") if k in metrics}
+
+
+def plots(metrics: dict, out_dir) -> list:
+    """``evaluate --plot DIR``: sacreBLEU of the sentences in each source-length bucket."""
+    from pathlib import Path
+
+    from lstmtext.viz import charts
+
+    title = (
+        f"BLEU by source length: {metrics['examples']} sentences, BLEU {metrics['bleu']:.1f}, beam {metrics['beam']}"
+    )
+    return [charts.by_length(metrics["by_length"], Path(out_dir) / "bleu_by_length.png", title)]
 
 
 def report(metrics: dict, console) -> None:
