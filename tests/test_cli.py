@@ -179,7 +179,7 @@ def _top_level_lstmtext_imports(path) -> set[str]:
 
 def test_cli_modules_import_downward_only():
     cli = REPO / "lstmtext" / "cli"
-    commands = {"train", "evaluate", "predict", "info", "average", "tag", "generate", "translate", "tokenizer"}
+    commands = {"train", "evaluate", "predict", "info", "average", "tag", "generate", "translate", "tokenizer", "plot"}
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}
     assert _top_level_lstmtext_imports(cli / "common.py") <= {"lstmtext.errors"}
     for name in commands:

@@ -176,3 +176,42 @@ def test_evaluate_plot_refuses_a_file(sentiment_ckpt, tmp_path):
     (tmp_path / "f.png").write_text("")
     proc = run_cli("evaluate", sentiment_ckpt, REPO / "data/sentiment/dev.tsv", "--plot", tmp_path / "f.png")
     assert_usage_error(proc, "--plot", "is a file")
+
+
+def test_bleu_by_length_is_sacrebleu_on_each_bucket(monkeypatch):
+    """Known answers: the decoder "outputs" fixed hypotheses; each bucket's score is sacreBLEU's corpus BLEU on
+    exactly the pairs whose source has that many words."""
+    import sacrebleu
+    import torch
+
+    from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import translate as T
+    from lstmtext.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    recipe = resolve_recipe(
+        "translate", None, ["encoder.embed_dim=16", "encoder.hidden_dim=16", "translate.hidden_dim=16"]
+    )
+    examples = T.read(str(REPO / "data" / "translate" / "train.tsv"), recipe.options)[:300]
+    tok = Tokenizer.train(T.tokenizer_texts(examples), 400, "bpe")
+    model = T.build_model(recipe, len(tok), []).eval()
+    pairs = [  # (source words, reference, hypothesis)
+        (3, "A dog runs .", "A dog runs ."),
+        (12, "Two men are playing music on a busy street at night .", "Two men play music on a street ."),
+        (4, "A cat is sleeping .", "A cat sleeps ."),
+        (8, "A woman is singing on a stage .", "A woman is singing on a stage ."),
+    ]
+    feats = T.featurize([{"source": " ".join(["Wort"] * n), "target": r} for n, r, _ in pairs], tok, [], recipe)
+    encoded = [tok.encode_one(h) for _, _, h in pairs]
+    monkeypatch.setattr(T, "decode", lambda model, features, *a, **k: [[(ids, 0.0)] for ids in encoded])
+    got = T.evaluate(model, feats, [], torch.device("cpu"), 4096, tok)["by_length"]
+
+    def bleu(rows):
+        return sacrebleu.corpus_bleu([pairs[i][2] for i in rows], [[pairs[i][1] for i in rows]]).score
+
+    assert got == [
+        {"bucket": "1-5", "sentences": 2, "bleu": bleu([0, 2])},
+        {"bucket": "6-10", "sentences": 1, "bleu": bleu([3])},
+        {"bucket": "11-15", "sentences": 1, "bleu": bleu([1])},
+    ]
+    assert got[1]["bleu"] == pytest.approx(100.0)
