@@ -29,7 +29,8 @@ def evaluate(
         None,
         "--plot",
         metavar="DIR",
-        help="Also draw the task's pictures into DIR (PNG): a confusion matrix, per-type bars, BLEU by length.",
+        help="Also draw the task's pictures into DIR (PNG): a confusion matrix, per-type P/R/F1 bars or BLEU by "
+        "source length (none for a language model).",
     ),
 ) -> None:
     """Score a checkpoint on labelled data with the task's standard metrics.

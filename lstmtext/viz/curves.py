@@ -150,7 +150,8 @@ def draw(data: dict, path: str | Path) -> Path:
             _plot_series(ax, run, key, colour)
             if key == "train_loss" and "dev_loss" in data["series"]:
                 _plot_series(ax, run, "dev_loss", colour, dashed=True)
-        ax.set_title(panel_title(key), fontsize=10)
+        title = panel_title(key) if key != "train_loss" or "dev_loss" in data["series"] else "train loss"
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -163,7 +164,8 @@ def draw(data: dict, path: str | Path) -> Path:
     handles = [
         Line2D([], [], color=c, marker="o", markersize=3, label=r["name"]) for r, c in zip(data["runs"], colours)
     ]
-    handles.append(Line2D([], [], ls="", marker="*", color="black", markersize=9, label="kept checkpoint"))
+    if any(k.startswith("dev_") for k in keys):  # the stars sit on the dev panels
+        handles.append(Line2D([], [], ls="", marker="*", color="black", markersize=9, label="kept checkpoint"))
     fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4), frameon=False, fontsize=9)
     return save(fig, path, data)
 
