@@ -318,8 +318,6 @@ def summary(metrics: dict) -> dict:
 
 def plots(metrics: dict, out_dir) -> list:
     """``evaluate --plot DIR``: sacreBLEU of the sentences in each source-length bucket."""
-    from pathlib import Path
-
     from lstmtext.viz import charts
 
     title = (
