@@ -191,6 +191,7 @@ def test_cli_modules_import_downward_only():
         "translate",
         "tokenizer",
         "inspect",
+        "plot",
     }
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}
     assert _top_level_lstmtext_imports(cli / "common.py") <= {"lstmtext.errors"}

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from lstmtext.cli import average, evaluate, generate, info, inspect, predict, tag, tokenizer, train, translate
+from lstmtext.cli import average, evaluate, generate, info, inspect, plot, predict, tag, tokenizer, train, translate
 from lstmtext.cli.common import error
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
@@ -172,6 +172,7 @@ for command in (
     generate.generate,
     translate.translate,
     inspect.inspect,
+    plot.plot,
 ):
     app.command()(command)
 app.add_typer(tokenizer.app, name="tokenizer", cls=Group)

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from lstmtext.cli.common import device_choice, precision_choice, precision_help, report_choice, value
+from lstmtext.errors import UsageError
 
 
 def evaluate(
@@ -24,21 +25,35 @@ def evaluate(
     ),
     device: device_choice() = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
+    plot: Optional[Path] = typer.Option(
+        None,
+        "--plot",
+        metavar="DIR",
+        help="Also draw the task's pictures into DIR (PNG): a confusion matrix, per-type P/R/F1 bars or BLEU by "
+        "source length (none for a language model).",
+    ),
 ) -> None:
     """Score a checkpoint on labelled data with the task's standard metrics.
 
-    Example: lstmtext evaluate sst2.ckpt sst2:dev --data-dir DIR
+    Example: lstmtext evaluate sst2.ckpt sst2:dev --data-dir DIR --plot pictures/
     """
     fmt, device, precision = value(fmt), value(device), value(precision)
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise UsageError(f"--plot {plot} is a file; pass a folder for the pictures (it is created if missing)")
     if data_dir is not None:
         os.environ["LSTMTEXT_DATA"] = str(data_dir)
     from lstmtext.api import evaluate as run
     from lstmtext.checkpoint import read_meta
-    from lstmtext.progress import console
+    from lstmtext.progress import console, note
     from lstmtext.tasks import get_task
 
     metrics = run(checkpoint, data, device=device, precision=precision)
+    mod = get_task(read_meta(checkpoint)["task"])
     if fmt == "json":
         sys.stdout.write(json.dumps({"checkpoint": checkpoint, "data": data, **metrics}) + "\n")
     else:
-        get_task(read_meta(checkpoint)["task"]).report(metrics, console)
+        mod.report(metrics, console)
+    if plot is not None:
+        plot.mkdir(parents=True, exist_ok=True)
+        for path in mod.plots(metrics, plot):
+            note(f"wrote {path}")

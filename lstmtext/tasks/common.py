@@ -103,3 +103,16 @@ def classification_metrics(gold: list[int], pred: list[int], labels: list[str]) 
         "labels": list(labels),
         "confusion": cm,
     }
+
+
+LENGTH_EDGES = (5, 10, 15, 20, 30, 40, 60)  # upper ends (inclusive) of the length buckets; longer ones share the last
+
+
+def length_buckets(lengths: list[int], edges: tuple[int, ...] = LENGTH_EDGES) -> list[tuple[str, list[int]]]:
+    """The indices of ``lengths`` grouped into buckets ("1-5", "6-10", ..., "61+"), shortest first; empty
+    buckets are left out."""
+    names = [f"{lo + 1}-{hi}" for lo, hi in zip((0, *edges), edges)] + [f"{edges[-1] + 1}+"]
+    groups: list[list[int]] = [[] for _ in names]
+    for i, n in enumerate(lengths):
+        groups[next((k for k, hi in enumerate(edges) if n <= hi), len(edges))].append(i)
+    return [(name, idx) for name, idx in zip(names, groups) if idx]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
@@ -101,6 +102,10 @@ class Task(Protocol):
 
     def report(self, metrics: dict, console: Any) -> None:
         """The tables ``lstmtext evaluate`` prints."""
+
+    def plots(self, metrics: dict, out_dir: Path) -> list[Path]:
+        """``lstmtext evaluate --plot DIR``: draw the task's pictures of ``metrics`` (evaluate's result) into
+        ``out_dir`` (lstmtext/viz/charts.py) and return the files written ([] for a task with none)."""
 
 
 def one_or_many(predict: Callable) -> Callable:

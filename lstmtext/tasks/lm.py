@@ -274,6 +274,19 @@ def summary(metrics: dict) -> dict:
     return {k: round(metrics[k], d) for k, d in digits.items() if k in metrics}
 
 
+def plots(metrics: dict, out_dir) -> list:
+    """``evaluate --plot DIR`` draws nothing for a language model: its scores (perplexity, bits per character)
+    are single numbers over the whole text, which the table shows; ``lstmtext plot RUN.metrics.jsonl`` draws
+    them over training."""
+    from lstmtext.progress import note
+
+    note(
+        "--plot: a language model's evaluation has no picture (its scores are single numbers); "
+        "'lstmtext plot RUN.metrics.jsonl' draws them over training"
+    )
+    return []
+
+
 def report(metrics: dict, console) -> None:
     from rich.table import Table
 

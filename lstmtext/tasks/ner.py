@@ -263,6 +263,16 @@ def summary(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("loss", "precision", "recall", "f1") if k in metrics}
 
 
+def plots(metrics: dict, out_dir) -> list:
+    """``evaluate --plot DIR``: precision, recall and F1 of each entity type as bars."""
+    from pathlib import Path
+
+    from lstmtext.viz import charts
+
+    title = f"Entities by type: {metrics['entities']} gold entities, micro-F1 {100 * metrics['f1']:.1f}%"
+    return [charts.per_type(metrics["per_type"], Path(out_dir) / "per_type.png", title)]
+
+
 def report(metrics: dict, console) -> None:
     from rich.table import Table
 

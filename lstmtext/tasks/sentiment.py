@@ -193,6 +193,16 @@ def summary(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("loss", "accuracy", "macro_f1") if k in metrics}
 
 
+def plots(metrics: dict, out_dir) -> list:
+    """``evaluate --plot DIR``: the confusion matrix (counts; colour: each gold label's row shares)."""
+    from pathlib import Path
+
+    from lstmtext.viz import charts
+
+    title = f"Confusion matrix: {metrics['examples']} examples, accuracy {100 * metrics['accuracy']:.1f}%"
+    return [charts.confusion(metrics["confusion"], metrics["labels"], Path(out_dir) / "confusion.png", title)]
+
+
 def report(metrics: dict, console) -> None:
     from rich.table import Table
 

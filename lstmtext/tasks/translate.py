@@ -25,6 +25,7 @@ from lstmtext.heads import ATTENTIONS
 from lstmtext.tasks import translate_data as TD
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.translate_data import columns, from_record, lang_suffix, parallel_paths, read_parallel
+from lstmtext.tasks.translate_decode import MAX_BEAM, check_decoding, decode  # noqa: F401 (the CLI's)
 
 NAME = "translate"
 MAIN_METRIC = "bleu"
@@ -62,13 +63,6 @@ DEFAULTS: dict = {
     "tokenizer": {"model_type": "bpe"},
     "train": {"batch_tokens": 800, "lr": 0.003, "epochs": 8},
 }
-
-
-# The widest beam: a beam of K decodes K rows per sentence, each holding the source's attention keys and a
-# vocabulary-wide row of scores, so memory grows with K (and wider beams rarely translate better).
-MAX_BEAM = 64
-# Hypothesis rows decoded together: batches of sentences shrink as the beam widens, so memory stays bounded.
-MAX_ROWS = 512
 
 
 def validate(options: Options) -> None:
@@ -162,7 +156,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
     tgt = tok.encode([e["target"] for e in examples]) if has_tgt else [None] * len(examples)
     feats = []
     for e, s, t in zip(examples, src, tgt):
-        f = {"src": s[:L], "cut": len(s) > L}
+        f = {"src": s[:L], "cut": len(s) > L, "src_words": len(e["source"].split())}
         if t is not None:
             f["tgt"] = t[: L - 1]
             f["ref"] = e["target"]
@@ -216,52 +210,6 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     return model
 
 
-def check_decoding(beam: int | None, n_best: int, batch_size: int) -> None:
-    """``lstmtext translate``'s --beam, --n-best and --batch-size, one line each where they are out of range."""
-    if beam is not None and not 1 <= beam <= MAX_BEAM:
-        raise UsageError(f"--beam {beam}: expected a beam size from 1 (greedy) to {MAX_BEAM}")
-    if not 1 <= n_best <= (beam or MAX_BEAM):
-        most = f"--beam ({beam})" if beam else MAX_BEAM
-        raise UsageError(f"--n-best {n_best}: expected from 1 to {most} hypotheses per sentence")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: expected at least 1")
-
-
-def decode(
-    model, features: list[dict], device, beam: int, n_best: int = 1, max_batch: int = 64, attention: bool = False
-):
-    """Beam-search every feature's source; the one decoder behind both evaluate and translate.
-
-    Sentences are sorted by length and decoded ~64 at a time (fewer with a wide beam, MAX_ROWS): one batched
-    step costs little more than one sentence's, so batches are much faster than one sentence at a time.
-    Returns, per feature, its hypotheses [(ids, score), …] best first; with ``attention`` each also holds its
-    attention weights over the source, (ids, score, weights (len(ids) + 1, len(src)) as a tensor).
-    """
-    import torch
-
-    from lstmtext.decoding import beam_search
-    from lstmtext.tasks.common import pad
-
-    dec = model.decoding
-    model.eval()
-    max_batch = max(1, min(max_batch, MAX_ROWS // max(beam, n_best)))
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["src"]))
-    out: list = [None] * len(features)
-    with torch.inference_mode():
-        for k in range(0, len(order), max_batch):
-            idx = order[k : k + max_batch]
-            srcs = [features[i]["src"] for i in idx]
-            tokens = pad(srcs).to(device)
-            lengths = torch.tensor([max(1, len(s)) for s in srcs], device=device)
-            states = model.encoder(tokens, lengths)  # (B, S, 2H)
-            limits = dec.max_len([len(s) for s in srcs])
-            hyps = beam_search(model.head, states, lengths, limits, beam, n_best, dec.alpha, attention=attention)
-            for i, h in zip(idx, hyps):
-                # padding columns (zero weight) go: each sentence's weights cover its own pieces
-                out[i] = [(x[0], x[1], x[2][:, : len(features[i]["src"])]) for x in h] if attention else h
-    return out
-
-
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(
     model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
@@ -269,7 +217,7 @@ def evaluate(
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
 
-    from lstmtext.tasks.common import map_batches
+    from lstmtext.tasks.common import length_buckets, map_batches
     from lstmtext.tokenizer import PAD
 
     def nll_sum(batch: dict) -> tuple[float, int]:
@@ -304,12 +252,30 @@ def evaluate(
         "beam": beam,
         "examples": len(features),
         "samples": [{"reference": r, "translation": h} for r, h in list(zip(refs, hyps))[:3]],
+        "by_length": [
+            {
+                "bucket": name,
+                "sentences": len(idx),
+                "bleu": bleu.corpus_score([hyps[i] for i in idx], [[refs[i] for i in idx]]).score,
+            }
+            for name, idx in length_buckets([f["src_words"] for f in features])
+        ],
     }
 
 
 def summary(metrics: dict) -> dict:
     """The scalar metrics shown after each evaluation during training (loss: teacher-forced NLL per piece)."""
     return {k: metrics[k] for k in ("loss", "bleu", "chrf", "bleu_lc") if k in metrics}
+
+
+def plots(metrics: dict, out_dir) -> list:
+    """``evaluate --plot DIR``: sacreBLEU of the sentences in each source-length bucket."""
+    from lstmtext.viz import charts
+
+    title = (
+        f"BLEU by source length: {metrics['examples']} sentences, BLEU {metrics['bleu']:.1f}, beam {metrics['beam']}"
+    )
+    return [charts.by_length(metrics["by_length"], Path(out_dir) / "bleu_by_length.png", title)]
 
 
 def report(metrics: dict, console) -> None:
