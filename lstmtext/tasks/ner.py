@@ -274,29 +274,7 @@ def plots(metrics: dict, out_dir) -> list:
 
 
 def report(metrics: dict, console) -> None:
-    from rich.table import Table
-
-    t = Table(
-        title=f"{metrics['sentences']} sentences, {metrics['tokens']} tokens, {metrics['entities']} entities "
-        "(seqeval, strict spans)"
-    )
-    for c in ("type", "precision", "recall", "F1", "support"):
-        t.add_column(c, justify="left" if c == "type" else "right")
-    for kind, m in metrics["per_type"].items():
-        t.add_row(
-            kind, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"])
-        )
-    t.add_section()
-    t.add_row(
-        "micro",
-        f"{100 * metrics['precision']:.2f}",
-        f"{100 * metrics['recall']:.2f}",
-        f"{100 * metrics['f1']:.2f}",
-        str(metrics["entities"]),
-        style="bold",
-    )
-    console.print(t)
-    console.print(f"token accuracy {100 * metrics['token_accuracy']:.2f}")
+    ner_format.report(metrics, console)
 
 
 # -- prediction --------------------------------------------------------------------------------------------

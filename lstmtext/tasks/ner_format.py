@@ -77,3 +77,30 @@ def inline(text: str, result: dict, colour_on: bool = False) -> str:
         pos = ent["end"]
     parts.append(text[pos:])
     return "".join(parts)
+
+
+def report(metrics: dict, console) -> None:
+    """The tables ``lstmtext evaluate`` prints for an NER model: per type, then micro, then token accuracy."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"{metrics['sentences']} sentences, {metrics['tokens']} tokens, {metrics['entities']} entities "
+        "(seqeval, strict spans)"
+    )
+    for c in ("type", "precision", "recall", "F1", "support"):
+        t.add_column(c, justify="left" if c == "type" else "right")
+    for kind, m in metrics["per_type"].items():
+        t.add_row(
+            kind, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}", str(m["support"])
+        )
+    t.add_section()
+    t.add_row(
+        "micro",
+        f"{100 * metrics['precision']:.2f}",
+        f"{100 * metrics['recall']:.2f}",
+        f"{100 * metrics['f1']:.2f}",
+        str(metrics["entities"]),
+        style="bold",
+    )
+    console.print(t)
+    console.print(f"token accuracy {100 * metrics['token_accuracy']:.2f}")
