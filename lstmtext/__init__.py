@@ -1,7 +1,8 @@
 """lstmtext: one SentencePiece tokenizer and one BiLSTM encoder feeding four task heads.
 
 The package import is kept light (no torch) so that the CLI's ``--help`` stays fast;
-``lstmtext.load`` imports torch when it is called.
+``lstmtext.load`` imports torch when it is called. docs/design.md describes how the package is arranged:
+its layers, the data path, the task contract, the encoder and heads, recipes, training and the checkpoint.
 """
 
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ satisfies ``Task`` (PEP 544 lets a module implement a protocol), and ``get_task`
 ``isinstance``, so a missing member fails loudly instead of falling back to a default. Every member is required.
 
 Task modules import torch inside their functions only, so the CLI reads their names, formats and options for
-``--help`` and for its checks without paying for torch.
+``--help`` and for its checks without paying for torch. docs/design.md §3 says what each member is for and why.
 """
 
 from __future__ import annotations
