@@ -65,7 +65,7 @@ def test_json_has_one_row_per_precision_and_thread_count(sentiment_ckpt, data):
 def test_table_goes_to_stderr(sentiment_ckpt, data):
     proc = run_cli("benchmark", "speed", sentiment_ckpt, data, "--repeats", "2")
     assert proc.returncode == 0 and proc.stdout == ""
-    assert "in process" in proc.stderr and "words/s" in proc.stderr and "fp32" in proc.stderr
+    assert "words/s" in proc.stderr and "fp32" in proc.stderr and "95 % CI" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,12 @@ def test_int8_is_refused_for_a_task_without_it(monkeypatch, sentiment_ckpt, data
     monkeypatch.setattr(sentiment, "PRECISIONS", ("auto", "fp32", "bf16", "fp16"))
     proc = run_cli("benchmark", "speed", sentiment_ckpt, data, "--precision", "int8", "--repeats", "2")
     assert_usage_error(proc, "--precision int8", "a sentiment model runs in auto, fp32, bf16, fp16")
+
+
+def test_pieces_are_counted_from_the_generated_continuations():
+    class Tok:
+        def encode_one(self, text):
+            return list(text)  # one piece per character
+
+    results = [{"continuation": "abc"}, None, {"continuation": ""}, {"continuation": "de"}]
+    assert speed.count_units("pieces", ["p", "", "q", "r"], results, Tok()) == 5

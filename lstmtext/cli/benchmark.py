@@ -62,19 +62,21 @@ def show(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="prediction speed (95 % CI of the mean over the timed passes)")
-    for name in ("run", "precision", "threads", "unit/s", "mean", "median", "95 % CI", "passes"):
-        table.add_column(name, justify="left" if name in ("run", "precision", "unit/s") else "right")
+    table = Table(title="prediction speed: mean, median and 95 % CI of the mean over the timed passes")
+    for name in ("precision", "threads", "mean", "median", "95 % CI", "unit", "passes"):
+        table.add_column(name, justify="left" if name in ("precision", "unit") else "right", no_wrap=True)
     for r in rows:
         lo, hi = r["ci95"]
         table.add_row(
-            "end-to-end" if r.get("end_to_end") else "in process",
             r["precision"],
             str(r["threads"]),
-            f"{r['unit']}/s",
-            f"{r['mean']:,.1f}",
-            f"{r['median']:,.1f}",
-            f"{lo:,.1f} - {hi:,.1f}",
+            f"{r['mean']:,.0f}",
+            f"{r['median']:,.0f}",
+            f"{lo:,.0f}-{hi:,.0f}",
+            f"{r['unit']}/s" + (" (end to end)" if r.get("end_to_end") else ""),
             str(r["passes"]),
         )
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file or pipe: keep each row on one line rather than 80 columns
+        console.width = 120
+    console.print(table)
