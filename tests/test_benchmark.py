@@ -63,8 +63,9 @@ def test_json_has_one_row_per_precision_and_thread_count(sentiment_ckpt, data):
 
 
 def test_table_goes_to_stderr(sentiment_ckpt, data):
-    proc = run_cli("benchmark", "speed", sentiment_ckpt, data, "--repeats", "2")
+    proc = run_cli("benchmark", "speed", sentiment_ckpt, data, "--repeats", "2", "--end-to-end")
     assert proc.returncode == 0 and proc.stdout == ""
+    assert "lines/s (end to end, best " in proc.stderr
     assert "words/s" in proc.stderr and "fp32" in proc.stderr and "95 % CI" in proc.stderr
 
 

@@ -73,7 +73,7 @@ def show(rows: list[dict]) -> None:
             f"{r['mean']:,.0f}",
             f"{r['median']:,.0f}",
             f"{lo:,.0f}-{hi:,.0f}",
-            f"{r['unit']}/s" + (" (end to end)" if r.get("end_to_end") else ""),
+            f"{r['unit']}/s" + (f" (end to end, best {r['best_seconds']:.2f} s)" if r.get("end_to_end") else ""),
             str(r["passes"]),
         )
     console = Console(stderr=True)
