@@ -131,10 +131,10 @@ def load_for(path: str, precision: str):
     from lstmtext.tasks import get_task
 
     predictor = load(path)
-    allowed = get_task(predictor.task).PRECISIONS
-    if precision not in allowed:
-        raise UsageError(f"--precision {precision}: a {predictor.task} model runs in {', '.join(allowed)}")
-    if predictor.task == "lm":  # a fixed generation length, so passes over the same prompts compare
+    mod = get_task(predictor.task)
+    if precision not in mod.PRECISIONS:
+        raise UsageError(f"--precision {precision}: a {predictor.task} model runs in {', '.join(mod.PRECISIONS)}")
+    if mod.SPEED_UNIT == "pieces":  # a fixed generation length, so passes over the same prompts compare
         predictor.generate_text = functools.partial(type(predictor).generate_text, predictor, max_tokens=LM_MAX_TOKENS)
     return predictor
 
