@@ -108,6 +108,7 @@ def test_help_lists_every_command_and_completion_and_each_command_has_an_example
         ["tokenizer", "train"],
         ["tokenizer", "encode"],
         ["tokenizer", "decode"],
+        ["benchmark", "speed"],
     ):
         text = " ".join(run_cli(*command, "--help").stdout.split())
         assert "Example: " in text and f"lstmtext {' '.join(command)} " in text, command
@@ -192,6 +193,7 @@ def test_cli_modules_import_downward_only():
         "tokenizer",
         "inspect",
         "plot",
+        "benchmark",
     }
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}
     assert _top_level_lstmtext_imports(cli / "common.py") <= {"lstmtext.errors"}

@@ -25,6 +25,7 @@ EXPECTED_MEMBERS = {
     "HIGHER_IS_BETTER",
     "FORMATS",
     "PRECISIONS",
+    "SPEED_UNIT",
     "Options",
     "DEFAULTS",
     "Predictor",
@@ -80,6 +81,7 @@ def test_every_task_module_is_a_task(name):
     assert all(hasattr(mod.Predictor, m) for m in PREDICTOR_CLASS_MEMBERS)
     assert isinstance(mod.HIGHER_IS_BETTER, bool) and mod.FORMATS and set(mod.PRECISIONS) >= {"auto", "fp32"}
     assert ("int8" in mod.PRECISIONS) == (name in ("sentiment", "ner"))
+    assert {"sentiment": "words", "ner": "words", "lm": "pieces", "translate": "sentences"}[name] == mod.SPEED_UNIT
     mod.validate(mod.Options())  # the defaults are valid
 
 

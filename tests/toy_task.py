@@ -18,6 +18,7 @@ MAIN_METRIC = "mae"
 HIGHER_IS_BETTER = False
 FORMATS = ("text", "jsonl")
 PRECISIONS = TRAIN_PRECISIONS
+SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
 DEFAULTS: dict = {"train": {"lr": 0.01}}
 
 

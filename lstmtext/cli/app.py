@@ -21,7 +21,20 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from lstmtext.cli import average, evaluate, generate, info, inspect, plot, predict, tag, tokenizer, train, translate
+from lstmtext.cli import (
+    average,
+    benchmark,
+    evaluate,
+    generate,
+    info,
+    inspect,
+    plot,
+    predict,
+    tag,
+    tokenizer,
+    train,
+    translate,
+)
 from lstmtext.cli.common import error
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
 
@@ -176,6 +189,7 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(tokenizer.app, name="tokenizer", cls=Group)
+app.add_typer(benchmark.app, name="benchmark", cls=Group)
 
 
 def command() -> Group:

@@ -51,6 +51,7 @@ class Task(Protocol):
     HIGHER_IS_BETTER: bool  # the direction of MAIN_METRIC
     FORMATS: tuple[str, ...]  # predict --format choices; the first is the default
     PRECISIONS: tuple[str, ...]  # inference precisions its models run in (int8 only where an LSTM pass is all)
+    SPEED_UNIT: str  # what ``benchmark speed`` counts per second: "words", "pieces" (generated) or "sentences"
     Options: type  # dataclass: the recipe section named after the task ([sentiment]); its defaults live there
     DEFAULTS: dict  # {section: {key: value}}: the task's own defaults for the shared sections
     Predictor: type  # Predictor(model, tok, labels, recipe, device) satisfying the Predictor protocol

@@ -35,6 +35,7 @@ MAIN_METRIC = "ppl_word"
 HIGHER_IS_BETTER = False
 FORMATS = ("text", "jsonl")
 PRECISIONS = TRAIN_PRECISIONS  # no int8: generation steps LSTM cells one piece at a time
+SPEED_UNIT = "pieces"  # benchmark speed counts pieces generated
 TEXT_COLUMNS = ("text", "content", "document", "sentence")
 
 
