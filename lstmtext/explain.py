@@ -38,10 +38,10 @@ WORD_START = "\u2581"  # SentencePiece's word-start mark
 def configure(predictor, steps: int, color: bool, precision: str, fmt: str) -> None:
     """Turn on explanations for a loaded predictor (the CLI's ``--explain``), or refuse in one line. A predictor
     that explains has ``explain`` (the steps, 0 = off) and ``explain_formats`` (the formats that show them)."""
-    if getattr(type(predictor), "explain", None) is None:
+    if not predictor.explain_formats:
         from lstmtext.tasks import TASKS, get_task
 
-        takers = [name for name in TASKS if getattr(get_task(name).Predictor, "explain", None) is not None]
+        takers = [name for name in TASKS if get_task(name).Predictor.explain_formats]
         raise UsageError(f"--explain: for {' and '.join(takers)} models; this is a {predictor.task} model")
     if fmt not in predictor.explain_formats:
         shown = " or ".join(predictor.explain_formats)

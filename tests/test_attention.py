@@ -236,5 +236,13 @@ def test_predict_attention_refusals(sentiment_ckpt, attentive_ckpt, tmp_path):
     assert_usage_error(proc, "pools with 'maxmean'", "sentiment.pooling=attention")
     proc = run_cli("predict", attentive_ckpt, "--attention", input="good\n")  # the default format is text
     assert_usage_error(proc, "--attention", "--format jsonl")
-    with pytest.raises(UsageError, match="a ner model has no attention weights"):
-        show_attention(SimpleNamespace(task="ner"), True, None, "jsonl")
+    from lstmtext.tasks import lm, ner
+
+    for predictor, name in ((ner.Predictor, "NER model"), (lm.Predictor, "language model")):
+        with pytest.raises(UsageError, match=f"a {name} has no attention weights"):
+            show_attention(
+                SimpleNamespace(show_attention=lambda p=predictor, **kw: p.show_attention(None, **kw)),
+                True,
+                None,
+                "jsonl",
+            )

@@ -61,6 +61,8 @@ def test_the_protocol_lists_every_member():
         "format",
         "header",
         "footer",
+        "explain_formats",
+        "show_attention",
     }
     assert set(PREDICTOR_CLASS_MEMBERS) == {
         "task",
@@ -70,6 +72,8 @@ def test_the_protocol_lists_every_member():
         "format",
         "header",
         "footer",
+        "explain_formats",
+        "show_attention",
     }
 
 

@@ -133,6 +133,7 @@ class Predictor:
     task = NAME
     stream_batch = 256
     batch_tokens = 4096
+    explain_formats = ()  # a toy without explanations
 
     def __init__(self, model, tok, labels, recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
@@ -162,3 +163,6 @@ class Predictor:
 
     def footer(self, fmt: str) -> str:
         return ""
+
+    def show_attention(self, jsonl: bool, plot_dir=None) -> None:
+        raise UsageError("--attention/--plot: a toy model has no attention weights to show")

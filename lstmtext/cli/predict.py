@@ -108,10 +108,7 @@ def predict(
 
 
 def show_attention(predictor, attention: bool, folder, fmt: str) -> None:
-    """Ask the task's predictor for its attention weights; a task without any refuses in one line."""
-    show = getattr(predictor, "show_attention", None)
-    if show is None:
-        raise UsageError(f"--attention/--plot: a {predictor.task} model has no attention weights to show")
+    """Ask the task's predictor for its attention weights (Predictor.show_attention; one without refuses)."""
     if attention and fmt != "jsonl":
         raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
-    show(jsonl=attention, plot_dir=folder)
+    predictor.show_attention(jsonl=attention, plot_dir=folder)

@@ -23,6 +23,7 @@ class Predictor(Protocol):
     task: ClassVar[str]
     stream_batch: ClassVar[int]  # lines per predict() call when reading a file or a fast pipe
     batch_tokens: ClassVar[int]  # pieces per batch in predict() and in ``lstmtext evaluate``
+    explain_formats: ClassVar[tuple[str, ...]]  # formats that show --explain's attributions; () = no explanations
     model: Any
     tok: Any
     labels: list[str]
@@ -42,6 +43,10 @@ class Predictor(Protocol):
 
     def footer(self, fmt: str) -> str:
         """What a stream in ``fmt`` ends with, written once after the last line ('' for nothing)."""
+
+    def show_attention(self, jsonl: bool, plot_dir: Any) -> None:
+        """``--attention``/``--plot DIR``: add attention weights to JSONL and/or draw them; a model without
+        attention weights raises UsageError naming why."""
 
 
 @runtime_checkable

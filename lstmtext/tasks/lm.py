@@ -314,6 +314,7 @@ class Predictor(Generator):
         64  # lines per predict call (cli.stream_predictions); prompts generated as one batch: rows cost every step
     )
     batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
+    explain_formats = ()  # no --explain: generation and beam search have no single score to attribute
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         super().__init__(model, tok, device)
@@ -347,3 +348,6 @@ class Predictor(Generator):
 
     def footer(self, fmt: str) -> str:
         return ""
+
+    def show_attention(self, jsonl: bool, plot_dir=None) -> None:
+        raise UsageError("--attention/--plot: a language model has no attention weights to show")

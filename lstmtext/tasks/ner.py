@@ -382,3 +382,6 @@ class Predictor:
 
     def footer(self, fmt: str) -> str:
         return ner_format.FOOTER if fmt == "html" else ""
+
+    def show_attention(self, jsonl: bool, plot_dir=None) -> None:
+        raise UsageError("--attention/--plot: a NER model has no attention weights to show")

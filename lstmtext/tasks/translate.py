@@ -306,6 +306,7 @@ class Predictor:
         64  # lines per predict call (cli.stream_predictions); beam search: its cost grows with the batch's rows
     )
     batch_tokens = 16384  # pieces per batch when lstmtext evaluate scores the checkpoint
+    explain_formats = ()  # no --explain: generation and beam search have no single score to attribute
 
     def __init__(self, model, tok, labels: list[str], recipe, device):
         self.model, self.tok, self.labels, self.recipe, self.device = model, tok, labels, recipe, device
