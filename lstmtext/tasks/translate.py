@@ -218,7 +218,7 @@ def evaluate(
     import torch.nn.functional as F
     from sacrebleu.metrics import BLEU, CHRF
 
-    from lstmtext.tasks.common import length_buckets, map_batches
+    from lstmtext.tasks.common import map_batches
     from lstmtext.tokenizer import PAD
 
     def nll_sum(batch: dict) -> tuple[float, int]:
@@ -253,15 +253,23 @@ def evaluate(
         "beam": beam,
         "examples": len(features),
         "samples": [{"reference": r, "translation": h} for r, h in list(zip(refs, hyps))[:3]],
-        "by_length": [
-            {
-                "bucket": name,
-                "sentences": len(idx),
-                "bleu": bleu.corpus_score([hyps[i] for i in idx], [[refs[i] for i in idx]]).score,
-            }
-            for name, idx in length_buckets([f["src_words"] for f in features])
-        ],
+        # the pictures' data: only for `lstmtext evaluate`, not for every model selection during training
+        "by_length": [] if selection else by_length(bleu, hyps, refs, [f["src_words"] for f in features]),
     }
+
+
+def by_length(bleu, hyps: list[str], refs: list[str], src_words: list[int]) -> list[dict]:
+    """sacreBLEU of the sentences in each source-length bucket."""
+    from lstmtext.tasks.common import length_buckets
+
+    return [
+        {
+            "bucket": name,
+            "sentences": len(idx),
+            "bleu": bleu.corpus_score([hyps[i] for i in idx], [[refs[i] for i in idx]]).score,
+        }
+        for name, idx in length_buckets(src_words)
+    ]
 
 
 def summary(metrics: dict) -> dict:
