@@ -10,7 +10,6 @@ written beside the checkpoint as ``NAME.resume.safetensors`` at every evaluation
 
 from __future__ import annotations
 
-import os
 import random
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,7 +22,7 @@ from lstmtext.config import ENCODER_SHAPE, parse_duration, resolve_recipe
 from lstmtext.device import pick_device
 from lstmtext.errors import UsageError
 from lstmtext.paths import default_model_path
-from lstmtext.progress import fmt_seconds, note
+from lstmtext.progress import fmt_seconds, is_main, note
 from lstmtext.tasks import get_task
 from lstmtext.training import distributed
 from lstmtext.training import resume as resume_state
@@ -58,7 +57,7 @@ def train(
     output = Output.at(Path(out) if out else default_model_path(task))
     if resume and init_from:
         raise UsageError("--resume continues a run; --init-from starts a new one: pass only one of them")
-    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone writes
+    main = is_main()  # under torchrun, rank 0 alone writes
     with ExitStack() as stack:
         if main:
             stack.enter_context(OutputLock(output.lock, output.checkpoint))

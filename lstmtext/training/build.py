@@ -30,7 +30,7 @@ class WeightAverage:
     def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+        torch._foreach_lerp_(self.shadow, self.params, 1 - decay)
 
     @contextmanager
     def applied(self):

@@ -52,9 +52,10 @@ class Evaluator:
             else:
                 metrics, value = {}, None
             improved = not dev_feats or better(value, state.best, mod.HIGHER_IS_BETTER)
+            scalars = mod.summary(metrics) if dev_feats else {}
             if improved:
                 state.best, state.bad_evals = value, 0
-                state.best_metrics = mod.summary(metrics) if dev_feats else None
+                state.best_metrics = scalars if dev_feats else None
                 self.save_best(state, steps_per_epoch, elapsed)
             else:
                 state.bad_evals += 1
@@ -66,7 +67,7 @@ class Evaluator:
             "train_loss": train_loss,
             "tokens_per_s": round(tok_per_s),
             "best": improved,
-            **{f"dev_{k}": v for k, v in (mod.summary(metrics) if dev_feats else {}).items()},
+            **{f"dev_{k}": v for k, v in scalars.items()},
         }
         if self.main:
             with open(self.log_file, "a", encoding="utf-8") as f:

@@ -140,10 +140,10 @@ class Loop:
     def run_eval(self, progress) -> bool:
         """An evaluation and the resume state after it; True when patience has run out."""
         st = self.state
-        t0 = time.perf_counter()
+        before = self.clock.spent.get("evaluation", 0.0)
         with self.clock.phase("evaluation"):
             stop = self.evaluate(st, self.steps_per_epoch, self.clock.elapsed(), progress)
-        st.last_eval_seconds = time.perf_counter() - t0
+        st.last_eval_seconds = self.clock.spent["evaluation"] - before
         st.last_eval_step = st.step
         self.save_resume()
         return stop
@@ -156,7 +156,7 @@ class Loop:
     def fit(self, show_progress: bool) -> str:
         """Train until a stop; returns its reason (FINISHED, MAX_STEPS, "interrupted" or a sentence)."""
         st, tc = self.state, self.tc
-        progress = TrainProgress(self.total_steps, enabled=show_progress and self.d.main)
+        progress = TrainProgress(self.total_steps, enabled=show_progress)  # TrainProgress prints on rank 0 alone
         self.run.model.train()
         stop = None
         try:
