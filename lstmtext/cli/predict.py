@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 
 from lstmtext.cli.common import (
-    default_model,
     device_choice,
     format_choice,
     formats_help,
     looks_like_checkpoint,
+    model_or_default,
     precision_choice,
     precision_help,
     stream_predictions,
@@ -85,11 +85,7 @@ def predict(
     from lstmtext.viz.attention import plot_dir
 
     folder = plot_dir(plot) if plot is not None else None
-    if model is None:
-        from lstmtext.progress import note
-
-        model = str(default_model(task))
-        note(f"using {model}")
+    model = model_or_default(model, task)
     from lstmtext.api import inference_precision, load
 
     predictor = load(model, device=device, task=task, command="predict --task " + task if task else None)

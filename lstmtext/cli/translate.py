@@ -63,7 +63,7 @@ def translate(
     folder = plot_dir(plot) if plot is not None else None
     model = model_or_default(model, "translate")
     from lstmtext.api import inference_precision, load
-    from lstmtext.data import InputLines, write_line
+    from lstmtext.data import InputLines, write_lines
 
     predictor = load(model, device=device, task="translate", command="translate")
     if folder is not None:
@@ -71,5 +71,5 @@ def translate(
     reader = InputLines(source)
     with inference_precision(predictor, precision):
         for lines in reader.batches(batch_size):
-            for text, result in zip(lines, predictor.translate(lines, beam, n_best, attention)):
-                write_line(predictor.format(text, result, fmt))
+            results = predictor.translate(lines, beam, n_best, attention)
+            write_lines([predictor.format(text, result, fmt) for text, result in zip(lines, results)])
