@@ -38,7 +38,9 @@ def check_precision(precision: str, option: str = "--precision", choices: tuple 
 
 @dataclass
 class DataConfig:
-    train: str = ""  # a file, a folder, a PREFIX or hf:NAME[:CONFIG]; empty = the sample in data/
+    # files, folders, glob patterns, PREFIXes, hf:NAME[:CONFIG] or DATASET:SPLIT, read one after another;
+    # empty = the sample in data/
+    train: list[str] = field(default_factory=list)
     dev: str = ""  # empty = a seeded slice of train (never the split that is reported)
     valid_fraction: float = 0.05
     valid_max: int = 2000  # cap on the slice taken from train, in examples

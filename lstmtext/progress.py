@@ -92,3 +92,40 @@ class TrainProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class ByteProgress:
+    """A pass over text: MB done and MB/s, as a rich bar on a terminal and a line every ``interval`` s otherwise."""
+
+    def __init__(self, what: str, total: int | None, enabled: bool = True, interval: float = 30.0):
+        self.what, self.total = what, total
+        self.enabled = enabled and not _quiet and is_main()
+        self.start = self._last = time.monotonic()
+        self.interval, self.done, self.pieces = interval, 0, 0
+        self._bar = None
+        if self.enabled and console.is_terminal:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self._bar = Progress(
+                TextColumn(f"[bold]{what}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
+            )
+            self._task = self._bar.add_task(what, total=total)
+            self._bar.start()
+
+    def advance(self, n_bytes: int, pieces: int) -> None:
+        self.done += n_bytes
+        self.pieces = pieces
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self.enabled and time.monotonic() - self._last >= self.interval:
+            self._last = time.monotonic()
+            of = f" of {self.total / 1e6:,.0f}" if self.total else ""
+            note(f"{self.what}: {self.done / 1e6:,.0f}{of} MB, {self.rate():.1f} MB/s, {pieces:,} pieces")
+
+    def rate(self) -> float:
+        return self.done / 1e6 / max(1e-9, time.monotonic() - self.start)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -117,8 +117,9 @@ def _go_offline() -> None:
     datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
-def load_hf(source: str, split: str):
-    """``hf:NAME[:CONFIG][@SPLIT]`` → a datasets.Dataset. Unreachable hubs become one clear line."""
+def load_hf(source: str, split: str, streaming: bool = False):
+    """``hf:NAME[:CONFIG][@SPLIT]`` → a datasets.Dataset (an IterableDataset read as it downloads, with
+    ``streaming``). Unreachable hubs become one clear line."""
     spec = source[3:]
     if "@" in spec:
         spec, split = spec.split("@", 1)
@@ -135,7 +136,7 @@ def load_hf(source: str, split: str):
             _go_offline()
         disable_progress_bar()
         datasets.logging.set_verbosity_error()
-        ds = datasets.load_dataset(name, config or None)
+        ds = datasets.load_dataset(name, config or None, streaming=streaming)
     except Exception as e:  # the hub client raises many kinds: ConnectionError, OfflineModeIsEnabled, …
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = f"{_NAMED[source]}; " if source in _NAMED else ""

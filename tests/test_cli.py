@@ -312,7 +312,7 @@ def test_train_passes_typed_options_as_settings_and_only_set_strings_as_override
             "recipe": None,
             "LSTMTEXT_DATA": str(tmp_path / "data"),
             "settings": {
-                "data.train": "a b.tsv",
+                "data.train": ["a b.tsv"],
                 "data.dev": "dev.tsv",
                 "train.epochs": 3,
                 "train.max_time": "20m",

@@ -59,14 +59,17 @@ def train(
     recipe: Optional[str] = typer.Option(
         None, "--recipe", "-r", help="TOML recipe: a path or a name in recipes/ (sst2, imdb)."
     ),
-    train_data: Optional[str] = typer.Option(
-        None, "--train", help="Training data: a file, or hf:NAME[:CONFIG]. Default: the sample in data/."
+    train_data: Optional[list[str]] = typer.Option(
+        None, "--train", help="Training data: a file, folder, glob, hf:NAME or DATASET:SPLIT (repeatable)."
     ),
     dev_data: Optional[str] = typer.Option(
         None, "--dev", help="Validation data for model selection. Default: a seeded slice of train."
     ),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", help="Where named datasets (conll2003:train) are found ($LSTMTEXT_DATA)."
+    ),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", metavar="DIR", help="Where LM token streams are cached ($LSTMTEXT_CACHE)."
     ),
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Checkpoint to write. Default: ~/.lstmtext/models/TASK.ckpt ($LSTMTEXT_HOME)."
@@ -107,11 +110,12 @@ def train(
     """
     from lstmtext.progress import set_quiet
 
-    if data_dir is not None:
-        os.environ["LSTMTEXT_DATA"] = str(data_dir)
+    for env, folder in (("LSTMTEXT_DATA", data_dir), ("LSTMTEXT_CACHE", cache_dir)):
+        if folder is not None:
+            os.environ[env] = str(folder)
     set_quiet(quiet)
     task = value(task)
-    typed = {"data.train": train_data, "data.dev": dev_data, "train.epochs": epochs, "train.max_time": max_time}
+    typed = {"data.train": train_data or None, "data.dev": dev_data, "train.epochs": epochs, "train.max_time": max_time}
     typed |= {"train.seed": seed, "train.device": value(device), f"{task}.text_column": text_column}
     typed |= {f"{task}.label_column": label_column, f"{task}.source_lang": source_lang}
     typed |= {f"{task}.target_lang": target_lang}

@@ -11,7 +11,7 @@ Task modules import torch inside their functions only, so the CLI reads their na
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -112,6 +112,21 @@ class Task(Protocol):
     def plots(self, metrics: dict, out_dir: Path) -> list[Path]:
         """``lstmtext evaluate --plot DIR``: draw the task's pictures of ``metrics`` (evaluate's result) into
         ``out_dir`` (lstmtext/viz/charts.py) and return the files written ([] for a task with none)."""
+
+
+@runtime_checkable
+class Streamed(Protocol):
+    """A task whose training text is one long stream of pieces (the language model). Its training data never
+    sits in memory: training/streamed.py reads the sources line by line into the token cache on disk
+    (lstmtext/corpus.py) and trains on windows read from it. Its dev and test data still go through ``read``."""
+
+    def stream_lines(self, source: str, opts: Any, split: str) -> Iterator[str]:
+        """The text of one source, line by line, read lazily (``hf:`` sources stream). ``read`` gives the same
+        lines as examples."""
+
+    def stream_windows(self, stream: Any, recipe: Any) -> Sequence[dict]:
+        """The training features over a ``corpus.TokenStream``: a ``corpus.Windows`` whose items are what
+        ``featurize`` makes of the same text."""
 
 
 def one_or_many(predict: Callable) -> Callable:

@@ -19,8 +19,10 @@ bound the memory of one step.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lstmtext.config import PRECISIONS as TRAIN_PRECISIONS
@@ -70,33 +72,50 @@ def validate(options: Options) -> None:
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def read(source: str, opts: Options, split: str = "train") -> list[dict]:
-    """One example {"text", "where"} per line; blank lines are kept (each is an end of line in the stream)."""
-    examples: list[dict] = []
+def stream_lines(source: str, opts: Options, split: str = "train") -> Iterator[str]:
+    """Each line of the text: plain text as it is, a JSONL record's text (its newlines become spaces), an
+    ``hf:`` row's text split at its newlines (WikiText rows end in one). Blank lines are kept: each is an end of
+    line in the stream. ``hf:`` datasets stream, so a corpus of any size is read the same way as a file."""
     if is_hf(source):
-        ds = load_hf(source, split)
-        col = pick_column(ds.column_names, opts.text_column, TEXT_COLUMNS, "text", source)
-        for i, row in enumerate(ds):
+        ds = load_hf(source, split, streaming=True)
+        rows = iter(ds)
+        first = next(rows, None)
+        cols = ds.column_names or list(first or {})
+        col = pick_column(cols, opts.text_column, TEXT_COLUMNS, "text", source)
+        for row in itertools.chain([first] if first is not None else [], rows):
             text = str(row[col] or "")
-            # WikiText rows end in "\n"; a row holding several lines becomes several lines.
-            for line in text.rstrip("\n").split("\n") if text.strip() else [""]:
-                examples.append({"text": line.rstrip("\r"), "where": f"{source} row {i}", "split": split})
+            yield from (line.rstrip("\r") for line in text.rstrip("\n").split("\n")) if text.strip() else [""]
     elif file_kind(source) == "jsonl":
         for lineno, rec in read_records(source):
             col = opts.text_column or next((c for c in TEXT_COLUMNS if c in rec), None)
             if col is None or col not in rec:
                 raise UsageError(f"{source} line {lineno}: expected a JSON object with a 'text' field")
-            examples.append(
-                {"text": str(rec[col]).replace("\n", " "), "where": f"{source} line {lineno}", "split": split}
-            )
+            yield str(rec[col]).replace("\n", " ")
     elif file_kind(source) in ("tsv", "csv"):
         raise UsageError(f"{source}: a language model reads plain text (one paragraph per line) or JSONL, not a table")
     else:
-        for lineno, line in read_lines(source):
-            examples.append({"text": line, "where": f"{source} line {lineno}", "split": split})
+        for _, line in read_lines(source):
+            yield line
+
+
+def read(source: str, opts: Options, split: str = "train") -> list[dict]:
+    """One example {"text", "where", "split"} per line of ``stream_lines``: the dev and test text (training text
+    streams through the token cache instead, training/streamed.py)."""
+    examples = [
+        {"text": text, "where": f"{source} line {i}", "split": split}
+        for i, text in enumerate(stream_lines(source, opts, split), 1)
+    ]
     if not any(e["text"].strip() for e in examples):
         raise UsageError(f"{source}: no text found; expected plain text, one paragraph per line")
     return examples
+
+
+def stream_windows(stream, recipe):
+    """Training chunks over the token stream on disk (a corpus.Windows): the spans of ``chunk_stream``."""
+    from lstmtext.tokenstream import Windows
+
+    length = recipe.options.chunk_length
+    return Windows(stream, length, length - 1)
 
 
 def tokenizer_texts(examples: list[dict]):
@@ -144,14 +163,18 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
 
 
 def collate(features: list[dict]) -> dict:
+    import numpy as np
     import torch
 
     from lstmtext.tasks.common import pad
 
-    return {
-        "tokens": pad([f["ids"] for f in features]),
-        "lengths": torch.tensor([max(1, f["length"]) for f in features]),
-    }
+    ids = [f["ids"] for f in features]
+    lengths = torch.tensor([max(1, f["length"]) for f in features])
+    if ids and isinstance(ids[0], np.ndarray):  # windows read from the token cache
+        if len({len(i) for i in ids}) == 1:
+            return {"tokens": torch.from_numpy(np.stack(ids)), "lengths": lengths}
+        ids = [i.tolist() for i in ids]
+    return {"tokens": pad(ids), "lengths": lengths}
 
 
 # -- model -------------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def _train(
     torch.manual_seed(tc.seed)
     max_time = parse_duration(tc.max_time)
 
-    prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta)
+    prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta, show_progress)
     with clock.phase("setup"):
         run = build(
             mod,

@@ -16,6 +16,7 @@ from lstmtext.data import bucket_batches
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress
 from lstmtext.tasks.common import to_device
+from lstmtext.tokenstream import Windows
 from lstmtext.training.distributed import all_flags
 from lstmtext.training.state import LoopState
 
@@ -96,8 +97,10 @@ class Loop:
         self.mod, self.run, self.feats, self.state = mod, run, prepared.train_feats, state
         self.evaluate, self.save_resume, self.d, self.clock, self.max_time = evaluate, save_resume, d, clock, max_time
         self.tc = run.recipe.train
-        self.lengths = [f["length"] for f in self.feats]
-        self.steps_per_epoch = len(self.epoch_batches(0))
+        # a corpus.Windows knows its lengths without reading a window from disk
+        self.lengths = self.feats.lengths if isinstance(self.feats, Windows) else [f["length"] for f in self.feats]
+        self._batches: tuple[int, list] = (0, self.epoch_batches(0))
+        self.steps_per_epoch = len(self._batches[1])
         if self.steps_per_epoch == 0:
             raise UsageError(
                 f"{prepared.train_source}: too few examples to make a batch on each of {d.world} processes"
@@ -106,7 +109,6 @@ class Loop:
         # the dev set's pieces, to reserve time for an evaluation before one has been measured
         self.dev_tokens = sum(f["length"] for f in prepared.dev_feats)
         self.ctrl_c = CtrlC()
-        self._batches: tuple[int, list] = (-1, [])
         self.window = [0.0, 0, 0, time.perf_counter()]  # progress bar: loss sum, steps, tokens, start
         self.shown = (float("nan"), 0.0)  # progress bar: mean loss and tokens/s of the last window
 
@@ -124,7 +126,10 @@ class Loop:
         st = self.state
         if st.last_eval_seconds:
             return st.last_eval_seconds
-        return self.dev_tokens / st.rate if st.rate else 0.0
+        # Before the first evaluation, its cost is guessed from the training rate so far (an evaluation reads
+        # a piece faster than a training step does, so the guess errs on the safe side).
+        rate = st.rate or self.shown[1]
+        return self.dev_tokens / rate if rate else 0.0
 
     def progress_fraction(self) -> float:
         """How far the run is, by steps or, under a time limit, by the time left for training: reading and

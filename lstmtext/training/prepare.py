@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.data import is_hf, resolve_source, sample_path, sha256_file, split_valid
+from lstmtext.corpus import content_hash, expand_sources
+from lstmtext.data import is_hf, resolve_source, sample_path, split_valid
 from lstmtext.progress import note
+from lstmtext.tasks.contract import Streamed
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.training.distributed import Dist, broadcast_bytes
 from lstmtext.training.state import Clock
+from lstmtext.training.streamed import prepare_streamed
 
 
 @dataclass
 class Prepared:
     tok: Tokenizer
     labels: list[str]
-    train_feats: list[dict]
+    train_feats: Sequence[dict]  # a list, or corpus.Windows over the token cache of a streamed task
     dev_feats: list[dict]
     provenance: list[dict]  # the data sources, with their sizes and hashes
     train_source: str
 
 
-def prepare(mod, recipe, d: Dist, clock: Clock, stored_meta: dict | None, init_meta: dict | None) -> Prepared:
+def prepare(
+    mod, recipe, d: Dist, clock: Clock, stored_meta: dict | None, init_meta: dict | None, show: bool = True
+) -> Prepared:
     """Read, split, tokenize and featurize. The tokenizer is the resumed run's, else the --init-from
-    checkpoint's, else one trained on this run's training text (on rank 0, then shared)."""
+    checkpoint's, else one trained on this run's training text (on rank 0, then shared). A streamed task's
+    training text goes through the token cache on disk instead (training/streamed.py)."""
+    if isinstance(mod, Streamed):
+        tok, train_feats, dev_feats, read, index = prepare_streamed(mod, recipe, d, clock, stored_meta, init_meta, show)
+        provenance = [describe_source(s) for s in read] + [{"token_stream": index["key"], "pieces": index["pieces"]}]
+        return Prepared(tok, [], train_feats, dev_feats, provenance, ", ".join(recipe.data.train) or read[0])
     task, tc = recipe.task, recipe.train
     with clock.phase("read"):
-        train_src = recipe.data.train or str(sample_path(task, "train"))
-        train_examples = mod.read(resolve_source(train_src), recipe.options, "train")
+        named = recipe.data.train or [str(sample_path(task, "train"))]
+        train_srcs = expand_sources([resolve_source(s) for s in named], folders=False)
+        train_examples = [e for src in train_srcs for e in mod.read(src, recipe.options, "train")]
         dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
         if dev_src:
             dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
@@ -49,8 +61,8 @@ def prepare(mod, recipe, d: Dist, clock: Clock, stored_meta: dict | None, init_m
         f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}"
         + (f", labels {', '.join(labels)}" if labels else "")
     )
-    provenance = [_describe_source(s) for s in (train_src, dev_src) if s]
-    return Prepared(tok, labels, train_feats, dev_feats, provenance, train_src)
+    provenance = [describe_source(s) for s in (*train_srcs, dev_src) if s]
+    return Prepared(tok, labels, train_feats, dev_feats, provenance, ", ".join(named))
 
 
 def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dict]) -> Tokenizer:
@@ -72,7 +84,7 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
     return Tokenizer(broadcast_bytes(proto, d))
 
 
-def _describe_source(src: str) -> dict:
+def describe_source(src: str) -> dict:
     """The source as the user named it; where a name resolved to another path, that path; for a file, its size
     and hash too."""
     if is_hf(src):
@@ -81,5 +93,5 @@ def _describe_source(src: str) -> dict:
     out = {"source": src} if resolved == src else {"source": src, "resolved": resolved}
     p = Path(resolved)
     if not is_hf(resolved) and p.is_file():
-        out.update(sha256=sha256_file(p), bytes=p.stat().st_size)
+        out.update(sha256=content_hash(p), bytes=p.stat().st_size)
     return out
