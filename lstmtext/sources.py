@@ -136,7 +136,7 @@ def load_hf(source: str, split: str, streaming: bool = False):
             _go_offline()
         disable_progress_bar()
         datasets.logging.set_verbosity_error()
-        ds = datasets.load_dataset(name, config or None, streaming=streaming)
+        ds = datasets.load_dataset(name, config or None, **({"streaming": True} if streaming else {}))
     except Exception as e:  # the hub client raises many kinds: ConnectionError, OfflineModeIsEnabled, …
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = f"{_NAMED[source]}; " if source in _NAMED else ""

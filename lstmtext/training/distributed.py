@@ -68,3 +68,9 @@ def all_flags(flags: list[int], d: Dist, device) -> list[int]:
     t = torch.tensor(flags, dtype=torch.long, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.tolist()
+
+
+def rank_batches(batches: list, rank: int, world: int) -> list:
+    """This rank's share of an epoch's batches: every world-th one from its rank on, the same count on every
+    rank (or DDP's all-reduce would wait forever), so ranks read disjoint windows of the data."""
+    return batches[: len(batches) // world * world][rank::world]

@@ -17,7 +17,7 @@ from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress
 from lstmtext.tasks.common import to_device
 from lstmtext.tokenstream import Windows
-from lstmtext.training.distributed import all_flags
+from lstmtext.training.distributed import all_flags, rank_batches
 from lstmtext.training.state import LoopState
 
 FINISHED = "finished"
@@ -117,9 +117,7 @@ class Loop:
         batches = bucket_batches(
             self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
         )
-        if d.world > 1:  # equal counts on every rank, or DDP's all-reduce would wait forever
-            batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
-        return batches
+        return rank_batches(batches, d.rank, d.world) if d.world > 1 else batches
 
     def reserve(self) -> float:
         """Seconds kept back from the time limit for the final evaluation."""

@@ -23,6 +23,8 @@ from lstmtext.tokenizer import Tokenizer
 from lstmtext.tokenstream import FORMAT, TokenStream, open_stream
 from lstmtext.training.distributed import Dist, broadcast_bytes
 
+NO_TEXT = "no text found; expected plain text, one paragraph per line"
+
 
 def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init_meta: dict | None, show: bool):
     """(tokenizer, training windows, dev features, the sources read, the token stream's index) of a streamed task;
@@ -76,6 +78,8 @@ def _tokenizer(corpus: Corpus, recipe, holdout: Holdout | None, d: Dist, meta: d
             n = corpus.count_lines()
             held = holdout.pick(n) if holdout else []
             lines = sample_lines(corpus, n, held, tk.max_sentences, seed)
+            if not any(line.strip() for line in lines):
+                raise UsageError(f"{', '.join(corpus.sources)}: {NO_TEXT}")
             proto = Tokenizer.train(lines, tk.vocab_size, tk.model_type, tk.character_coverage, tk.max_sentences, seed)
             proto = proto.model_proto
             write_atomic(path, proto)
@@ -105,6 +109,6 @@ def _stream(corpus: Corpus, tok: Tokenizer, holdout: Holdout | None, d: Dist, sh
         else:
             note(f"token stream: reused {stream.folder}")
         if stream.index["pieces"] <= stream.index["lines"] + 1:  # nothing but the EOS of each line
-            raise UsageError(f"{', '.join(corpus.sources)}: no text found; expected plain text, one paragraph per line")
+            raise UsageError(f"{', '.join(corpus.sources)}: {NO_TEXT}")
         folder = str(stream.folder).encode()
     return TokenStream(Path(broadcast_bytes(folder, d).decode()))
