@@ -28,6 +28,7 @@ from lstmtext.tokenizer import EOS
 FORMAT = 1  # bump when the layout of a stream changes: older caches are then rebuilt, never misread
 SHARD_PIECES = 1 << 25  # ids per shard file; every shard but the last holds exactly this many
 POOL_MIN_BYTES = 16 << 20  # below this much text, tokenizer processes cost more to start than they save
+WORKERS_ENV = "LSTMTEXT_WORKERS"
 
 
 # -- tokenizing into shards ------------------------------------------------------------------------------------
@@ -103,6 +104,13 @@ class _ShardWriter:
 
 
 def workers_for(corpus: Corpus) -> int:
+    """``$LSTMTEXT_WORKERS`` processes when set (1 = tokenize in this process); else one per core, or none for a
+    small text."""
+    if os.environ.get(WORKERS_ENV, "").strip():
+        try:
+            return max(1, int(os.environ[WORKERS_ENV]))
+        except ValueError:
+            raise UsageError(f"${WORKERS_ENV}={os.environ[WORKERS_ENV]!r}: expected a number of processes") from None
     size = corpus.total_bytes()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return 1 if (size is not None and size < POOL_MIN_BYTES) or cores < 2 else min(cores, 8)

@@ -240,3 +240,42 @@ def test_hf_text_streams_from_a_local_dataset(tmp_path):
     got = list(lm.stream_lines(f"hf:{tmp_path / 'ds'}", lm.Options(), "train"))
     assert got == ["first line", "second line", "", "fourth"]
     assert np.array_equal(np.array(got), np.array([e["text"] for e in lm.read(f"hf:{tmp_path / 'ds'}", lm.Options())]))
+
+
+def test_several_training_files_of_an_in_memory_task_are_read_one_after_another(tmp_path):
+    rows = (REPO / "data" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    header, body = rows[0], [r for r in rows[1:] if r.strip()]
+    (tmp_path / "a.tsv").write_text("\n".join([header, *body[:40]]) + "\n", encoding="utf-8")
+    (tmp_path / "b.tsv").write_text("\n".join([header, *body[40:100]]) + "\n", encoding="utf-8")
+    dev = REPO / "data" / "sentiment" / "dev.tsv"
+    common = ["--dev", dev, "-o", tmp_path / "m.ckpt", "--set", "train.max_steps=1", *TINY]
+    proc = run_cli("train", "sentiment", "--train", tmp_path / "a.tsv", "--train", f"{tmp_path}/b.*", *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "sentiment: 100 training examples" in proc.stderr
+
+
+def test_tokenizer_processes_write_the_same_stream(tmp_path, tok, monkeypatch):
+    """The pool path (spawned processes, a few blocks in flight) equals tokenizing in this process."""
+    monkeypatch.setattr(C, "BLOCK_BYTES", 2000)
+    texts = _texts(11, 3000)
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    corpus = _corpus(tmp_path / "t.txt")
+    held = C.Holdout(2, 0.01, 20).pick(len(texts))
+    one = list(TS._encoded(corpus, tok.model_proto, held, "uint16", workers=1))
+    two = list(TS._encoded(corpus, tok.model_proto, held, "uint16", workers=2))
+    assert len(one) == len(two) > 10
+    assert all(np.array_equal(a[0], b[0]) and a[1:] == b[1:] for a, b in zip(one, two))
+
+
+def test_the_cli_runs_its_tokenizer_processes_without_running_itself_again(tmp_path):
+    """``python -m lstmtext`` spawns workers that import its __main__: they must not start the command again."""
+    from conftest import run_process
+
+    args = ["train", "lm", "--train", SAMPLE, "--epochs", "1", "--set", "train.max_steps=2", "-q", *TINY]
+    procs = {
+        n: run_process(*args, "-o", tmp_path / f"w{n}.ckpt", "--cache-dir", tmp_path / f"c{n}", LSTMTEXT_WORKERS=str(n))
+        for n in (1, 2)
+    }
+    assert all(p.returncode == 0 for p in procs.values()), [p.stderr for p in procs.values()]
+    a, b = _weights(tmp_path / "w1.resume.safetensors"), _weights(tmp_path / "w2.resume.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
