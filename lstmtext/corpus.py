@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import os
 import random
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,17 +180,20 @@ def _raw_blocks(src: str, index: int) -> Iterator[Block]:
     path = check_file(src)
     opener = gzip.open if path.suffix == ".gz" else open
     line = 1
-    with opener(path, "rb") as f:
-        while data := f.read(BLOCK_BYTES):
-            if not data.endswith(b"\n"):
-                rest = f.readline(MAX_LINE_BYTES + 1)
-                if len(rest) > MAX_LINE_BYTES:
-                    where = line + data.count(b"\n")
-                    raise UsageError(f"{src} line {where}: longer than {MAX_LINE_BYTES >> 20} MB; is it a text file?")
-                data += rest
-            count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            yield Block(data, src, line, index, count)
-            line, index = line + count, index + count
+    try:
+        with opener(path, "rb") as f:
+            while data := f.read(BLOCK_BYTES):
+                if not data.endswith(b"\n"):
+                    rest = f.readline(MAX_LINE_BYTES + 1)
+                    if len(rest) > MAX_LINE_BYTES:
+                        at = line + data.count(b"\n")
+                        raise UsageError(f"{src} line {at}: longer than {MAX_LINE_BYTES >> 20} MB; is it a text file?")
+                    data += rest
+                count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+                yield Block(data, src, line, index, count)
+                line, index = line + count, index + count
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UsageError(f"{src} line {line}: not a readable gzip file ({e or type(e).__name__})") from None
 
 
 def _line_blocks(lines: Iterator[str], src: str, index: int) -> Iterator[Block]:

@@ -14,6 +14,7 @@ import os
 import random
 import select
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -97,12 +98,44 @@ def check_file(path: str | Path) -> Path:
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file (``.gz`` is opened transparently)."""
+    """(line number, text) for each line of a UTF-8 file (``.gz`` is opened transparently). A line longer than
+    MAX_LINE_BYTES is refused once that much of it is read: a binary file or a file without line ends is never
+    read whole into memory."""
     p = check_file(path)
     opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            yield lineno, _decode(raw, str(path), lineno)
+    lineno = 0
+    try:
+        with opener(p, "rb") as f:
+            while raw := _read_line(f, str(path), lineno + 1):
+                lineno += 1
+                yield lineno, _decode(raw, str(path), lineno)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UsageError(f"{path} line {lineno + 1}: not a readable gzip file ({e or type(e).__name__})") from None
+
+
+_CHUNK_BYTES = 1 << 20  # a long line is read in pieces, so a refused one costs the cap and no copy of it
+
+
+def _read_line(f, name: str, lineno: int) -> bytes:
+    """The next line with its end (b"" at the end of the file). One longer than MAX_LINE_BYTES (its "\\n" not
+    counted) is refused after reading MAX_LINE_BYTES + 1 bytes of it."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_LINE_BYTES:
+        part = f.readline(min(_CHUNK_BYTES, MAX_LINE_BYTES + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+        if part.endswith(b"\n"):
+            break
+    if size > MAX_LINE_BYTES and not parts[-1].endswith(b"\n"):
+        raise UsageError(f"{name} line {lineno}: longer than {_size(MAX_LINE_BYTES)}; is it a text file?")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def file_kind(path: str | Path) -> str:
@@ -141,27 +174,48 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:
         header = [h.strip() for h in header_line[1].split("\t")]
         rows = ((n, line.split("\t")) for n, line in lines if line.strip())
     else:
-        header = [h.strip() for h in next(csv.reader([header_line[1]]))]
-        rows = ((n, next(csv.reader([line]))) for n, line in lines if line.strip())
+        header = [h.strip() for h in _csv_fields(header_line[1], path, 1)]
+        rows = ((n, _csv_fields(line, path, n)) for n, line in lines if line.strip())
     for lineno, fields in rows:
         if len(fields) != len(header):
             raise UsageError(
-                f"{path} line {lineno}: expected {len(header)} fields ({', '.join(header)}), found {len(fields)}"
+                f"{path} line {lineno}: expected {len(header)} fields ({shorten(', '.join(header))}), found {len(fields)}"
             )
         yield lineno, dict(zip(header, fields))
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """TEXT cut to about LIMIT characters for a message (a junk line's columns could fill megabytes)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def header_where(path: str | Path, lineno: int) -> str:
+    """Where a file's columns are named, for a message about them: the header row (line 1) of a TSV/CSV file,
+    the record's own line (LINENO) in JSONL."""
+    return f"{path} line {lineno if file_kind(path) == 'jsonl' else 1}"
+
+
+def _csv_fields(line: str, path, lineno: int) -> list[str]:
+    # a field may be as long as a line (csv's own limit, 128 KiB, would refuse a long review)
+    if csv.field_size_limit() < MAX_LINE_BYTES:
+        csv.field_size_limit(MAX_LINE_BYTES)
+    try:
+        return next(csv.reader([line]))
+    except csv.Error as e:
+        raise UsageError(f"{path} line {lineno}: not a valid CSV row ({e})") from None
 
 
 def pick_column(available: Iterable[str], wanted: str, candidates: tuple[str, ...], what: str, where: str) -> str:
     available = list(available)
     if wanted:
         if wanted not in available:
-            raise UsageError(f"{where}: no column '{wanted}' for the {what} (columns: {', '.join(available)})")
+            raise UsageError(f"{where}: no column '{wanted}' for the {what} (columns: {shorten(', '.join(available))})")
         return wanted
     for c in candidates:
         if c in available:
             return c
     raise UsageError(
-        f"{where}: cannot tell which column holds the {what} (columns: {', '.join(available)}); "
+        f"{where}: cannot tell which column holds the {what} (columns: {shorten(', '.join(available))}); "
         f"name it with --set {what}_column=NAME"
     )
 

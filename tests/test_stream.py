@@ -279,3 +279,10 @@ def test_the_cli_runs_its_tokenizer_processes_without_running_itself_again(tmp_p
     assert all(p.returncode == 0 for p in procs.values()), [p.stderr for p in procs.values()]
     a, b = _weights(tmp_path / "w1.resume.safetensors"), _weights(tmp_path / "w2.resume.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cut_gzip_file_is_one_error_at_its_line(tmp_path, tok):
+    data = gzip.compress(("a town .\n" * 5000).encode())
+    (tmp_path / "cut.txt.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UsageError, match=r"cut.txt.gz line \d+: not a readable gzip file"):
+        _open(_corpus(tmp_path / "cut.txt.gz"), tok)

@@ -111,11 +111,14 @@ def test_translate_read_hf_translation_column_or_two_text_columns(monkeypatch):
         assert [(e["source"], e["target"]) for e in got] == [("Ein Hund.", "A dog.")]
 
 
-def test_translate_read_line_count_mismatch_names_both_files_and_counts(tmp_path):
+def test_translate_read_line_count_mismatch_names_the_first_line_without_a_partner(tmp_path):
     (tmp_path / "x.de").write_text("Ein Hund.\nZwei Katzen.\nEine Frau.\n", encoding="utf-8")
     (tmp_path / "x.en").write_text("A dog.\nTwo cats.\n", encoding="utf-8")
     proc = run_cli("train", "translate", "--train", tmp_path / "x", "-q", *TINY)
-    assert_usage_error(proc, str(tmp_path / "x.de"), "3 lines", str(tmp_path / "x.en"), "has 2")
+    assert_usage_error(proc, f"{tmp_path / 'x.de'} line 3: no such line in {tmp_path / 'x.en'}, which has 2 lines")
+    (tmp_path / "x.en").write_text("A dog.\nTwo cats.\nA woman.\nA man.\n", encoding="utf-8")
+    proc = run_cli("train", "translate", "--train", tmp_path / "x", "-q", *TINY)
+    assert_usage_error(proc, f"{tmp_path / 'x.en'} line 4: no such line in {tmp_path / 'x.de'}, which has 3 lines")
 
 
 def test_translate_read_missing_target_file_is_a_usage_error(tmp_path):

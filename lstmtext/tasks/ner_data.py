@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lstmtext.data import load_hf, pick_column, read_lines, read_records
+from lstmtext.data import load_hf, pick_column, read_lines, read_records, shorten
 from lstmtext.errors import UsageError
 
 TOKEN_COLUMNS = ("tokens", "words")
@@ -58,7 +58,7 @@ def detect_scheme(sentences: list[list[str]]) -> str:
 
 def check_tag(tag: str, where: str) -> str:
     if not TAG_RE.fullmatch(tag):
-        raise UsageError(f"{where}: tag '{tag}' is not O or B-/I-/E-/S-TYPE")
+        raise UsageError(f"{where}: tag '{shorten(tag, 60)}' is not O or B-/I-/E-/S-TYPE")
     return tag
 
 
@@ -110,8 +110,8 @@ def read_jsonl(path: str, opts: Any) -> list[dict]:
         where = f"{path} line {lineno}"
         if cols is None:
             cols = (
-                pick_column(rec, opts.tokens_column, TOKEN_COLUMNS, "tokens", str(path)),
-                pick_column(rec, opts.tags_column, TAG_COLUMNS, "tags", str(path)),
+                pick_column(rec, opts.tokens_column, TOKEN_COLUMNS, "tokens", where),
+                pick_column(rec, opts.tags_column, TAG_COLUMNS, "tags", where),
             )
         toks, tags = rec.get(cols[0]), rec.get(cols[1])
         if not isinstance(toks, list) or not isinstance(tags, list):

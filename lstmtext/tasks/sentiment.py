@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from lstmtext.config import INFERENCE_PRECISIONS, choice
-from lstmtext.data import is_hf, load_hf, pick_column, read_records
+from lstmtext.data import header_where, is_hf, load_hf, pick_column, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import POOLINGS
 from lstmtext.tasks.contract import one_or_many
@@ -60,38 +60,15 @@ def label_name(label, opts: Options) -> str:
 
 # -- data --------------------------------------------------------------------------------------------------
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
-    """Examples {"text", "label", "where"}; ``where`` names the file and line for error messages."""
-    examples = []
+    """Examples {"text", "label", "where"}; ``where`` names the file and line for error messages. Each line is
+    checked as it is read, and one with an empty text is counted rather than kept."""
+    kept = []
     skipped = 0
-    if is_hf(source):
-        ds = load_hf(source, split)
-        text_col = pick_column(ds.column_names, opts.text_column, TEXT_COLUMNS, "text", source)
-        label_col = pick_column(ds.column_names, opts.label_column, LABEL_COLUMNS, "label", source)
-        names = getattr(ds.features[label_col], "names", None)  # ClassLabel integers → their names
-        for i, row in enumerate(ds):
-            label = row[label_col]
-            label = names[label] if names is not None and isinstance(label, int) and label >= 0 else label
-            examples.append(
-                {"text": str(row[text_col]).strip(), "label": label_name(label, opts), "where": f"{source} row {i}"}
-            )
-    else:
-        cols = None
-        for lineno, rec in read_records(source):
-            if cols is None:
-                cols = (
-                    pick_column(rec, opts.text_column, TEXT_COLUMNS, "text", str(source)),
-                    pick_column(rec, opts.label_column, LABEL_COLUMNS, "label", str(source)),
-                )
-            text, label = rec.get(cols[0]), rec.get(cols[1])
-            where = f"{source} line {lineno}"
-            if text is None or label is None:
-                raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
-            if not str(label).strip():
-                raise UsageError(f"{where}: the label is empty")
-            label = label_name(label, opts)
-            examples.append({"text": str(text).strip(), "label": label, "where": where})
-    kept = [e for e in examples if e["text"]]
-    skipped = len(examples) - len(kept)
+    for e in _hf_examples(source, opts, split) if is_hf(source) else _file_examples(source, opts):
+        if e["text"]:
+            kept.append(e)
+        else:
+            skipped += 1
     if not kept:
         raise UsageError(f"{source}: no examples found; expected a text and a label on each line")
     if skipped:
@@ -99,6 +76,34 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
 
         note(f"{source}: skipped {skipped} example(s) with empty text")
     return kept
+
+
+def _hf_examples(source: str, opts: Options, split: str):
+    ds = load_hf(source, split)
+    text_col = pick_column(ds.column_names, opts.text_column, TEXT_COLUMNS, "text", source)
+    label_col = pick_column(ds.column_names, opts.label_column, LABEL_COLUMNS, "label", source)
+    names = getattr(ds.features[label_col], "names", None)  # ClassLabel integers → their names
+    for i, row in enumerate(ds):
+        label = row[label_col]
+        label = names[label] if names is not None and isinstance(label, int) and label >= 0 else label
+        yield {"text": str(row[text_col]).strip(), "label": label_name(label, opts), "where": f"{source} row {i}"}
+
+
+def _file_examples(source: str, opts: Options):
+    cols = None
+    for lineno, rec in read_records(source):
+        if cols is None:
+            cols = (
+                pick_column(rec, opts.text_column, TEXT_COLUMNS, "text", header_where(source, lineno)),
+                pick_column(rec, opts.label_column, LABEL_COLUMNS, "label", header_where(source, lineno)),
+            )
+        text, label = rec.get(cols[0]), rec.get(cols[1])
+        where = f"{source} line {lineno}"
+        if text is None or label is None:
+            raise UsageError(f"{where}: expected fields '{cols[0]}' and '{cols[1]}'")
+        if not str(label).strip():
+            raise UsageError(f"{where}: the label is empty")
+        yield {"text": str(text).strip(), "label": label_name(label, opts), "where": where}
 
 
 def tokenizer_texts(examples: list[dict]):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lstmtext.config import PRECISIONS as TRAIN_PRECISIONS
 from lstmtext.config import choice
-from lstmtext.data import file_kind, is_hf, load_hf, read_records
+from lstmtext.data import file_kind, header_where, is_hf, load_hf, read_records
 from lstmtext.errors import UsageError
 from lstmtext.heads import ATTENTIONS
 from lstmtext.tasks import translate_data as TD
@@ -104,15 +104,32 @@ class Decoding:
 
 # -- data --------------------------------------------------------------------------------------------------
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
-    """Examples {"source", "target", "where"}; pairs with an empty side are skipped (and counted)."""
-    examples: list[dict] = []
+    """Examples {"source", "target", "where"}; pairs with an empty side are skipped (and counted, not kept:
+    each line is checked as it is read, and memory grows only with the pairs kept)."""
+    kept: list[dict] = []
+    skipped = 0
+    for e in _pairs(source, opts, split):
+        if e["source"] and e["target"]:
+            kept.append(e)
+        else:
+            skipped += 1
+    if not kept:
+        raise UsageError(f"{source}: no sentence pairs found; expected a source and a target sentence per line")
+    if skipped:
+        from lstmtext.progress import note
+
+        note(f"{source}: skipped {skipped} pair(s) with an empty source or target")
+    return kept
+
+
+def _pairs(source: str, opts: Options, split: str):
     if is_hf(source):
         ds = load_hf(source, split)
         names = ds.column_names
         nested = "translation" in names and not (opts.source_column or opts.target_column)
         cols = None if nested else columns(names, opts, source)
         for i, row in enumerate(ds):
-            examples.append(from_record(row, opts, cols, f"{source} row {i}"))
+            yield from_record(row, opts, cols, f"{source} row {i}")
     elif (
         Path(source).is_file() and file_kind(source) in ("tsv", "csv", "jsonl") and not lang_suffix(Path(source), opts)
     ):
@@ -123,19 +140,11 @@ def read(source: str, opts: Options, split: str = "train") -> list[dict]:
                 cols = (
                     ("", "")
                     if has_pair and not (opts.source_column or opts.target_column)
-                    else columns(rec, opts, str(source))
+                    else columns(rec, opts, header_where(source, lineno))
                 )
-            examples.append(from_record(rec, opts, cols, f"{source} line {lineno}"))
+            yield from_record(rec, opts, cols, f"{source} line {lineno}")
     else:
-        examples = read_parallel(*parallel_paths(source, opts, split))
-    kept = [e for e in examples if e["source"] and e["target"]]
-    if not kept:
-        raise UsageError(f"{source}: no sentence pairs found; expected a source and a target sentence per line")
-    if len(kept) < len(examples):
-        from lstmtext.progress import note
-
-        note(f"{source}: skipped {len(examples) - len(kept)} pair(s) with an empty source or target")
-    return kept
+        yield from read_parallel(*parallel_paths(source, opts, split))
 
 
 def tokenizer_texts(examples: list[dict]):

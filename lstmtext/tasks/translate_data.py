@@ -3,10 +3,11 @@ records with source and target columns or a ``translation`` object; and its atte
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lstmtext.data import pick_column, read_lines
+from lstmtext.data import pick_column, read_lines, shorten
 from lstmtext.errors import UsageError
 
 SPLIT_NAMES = {  # file stems tried for each split when the data argument is a folder
@@ -53,19 +54,23 @@ def parallel_paths(source: str, opts: Any, split: str) -> tuple[Path, Path]:
     return src_path, tgt_path
 
 
-def read_parallel(src_path: Path, tgt_path: Path) -> list[dict]:
-    """Pairs from two line-aligned files; different line counts are refused (a shifted file ruins training)."""
-    src_lines = [line for _, line in read_lines(src_path)]
-    tgt_lines = [line for _, line in read_lines(tgt_path)]
-    if len(src_lines) != len(tgt_lines):
-        raise UsageError(
-            f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
-            "expected line-aligned files (line i of one is the translation of line i of the other)"
-        )
-    return [
-        {"source": s.strip(), "target": t.strip(), "where": f"{src_path} line {i}"}
-        for i, (s, t) in enumerate(zip(src_lines, tgt_lines), 1)
-    ]
+def read_parallel(src_path: Path, tgt_path: Path) -> Iterator[dict]:
+    """Pairs from two line-aligned files, read together. Where one file ends first, the other's next line is
+    refused (a shifted file ruins training), and the rest of the longer file is never read."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    n = 0
+    while True:
+        s, t = next(src, None), next(tgt, None)
+        if s is None and t is None:
+            return
+        if s is None or t is None:
+            longer, shorter, (lineno, _) = (tgt_path, src_path, t) if s is None else (src_path, tgt_path, s)
+            raise UsageError(
+                f"{longer} line {lineno}: no such line in {shorter}, which has {n} lines; expected line-aligned "
+                "files (line i of one is the translation of line i of the other)"
+            )
+        n += 1
+        yield {"source": s[1].strip(), "target": t[1].strip(), "where": f"{src_path} line {n}"}
 
 
 def columns(available, opts: Any, where: str) -> tuple[str, str]:
@@ -81,7 +86,7 @@ def from_record(rec: dict, opts: Any, cols, where: str) -> dict:
         s, t = pair.get(opts.source_lang), pair.get(opts.target_lang)
         if s is None or t is None:
             raise UsageError(
-                f"{where}: the translation object has languages {', '.join(pair)}; expected "
+                f"{where}: the translation object has languages {shorten(', '.join(map(str, pair)))}; expected "
                 f"'{opts.source_lang}' and '{opts.target_lang}' (set --source-lang/--target-lang)"
             )
     else:
