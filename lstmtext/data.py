@@ -284,7 +284,7 @@ class InputLines:
             check_file(source)
             self._fd = os.open(source, os.O_RDONLY)
             self._own = True
-        self._buf = b""
+        self._buf = bytearray()  # grown in place: a refused long line is held once, not copied at every read
         self._eof = False
         self.lineno = 0
         self.seen_any = False
@@ -300,7 +300,7 @@ class InputLines:
         chunk = os.read(self._fd, 1 << 16)
         if not chunk:
             self._eof = True
-        self._buf += chunk
+        self._buf.extend(chunk)
         if len(self._buf) > MAX_LINE_BYTES and b"\n" not in self._buf:
             raise UsageError(f"{self.name} line {self.lineno + 1}: longer than {MAX_LINE_BYTES >> 20} MB")
 
@@ -315,7 +315,7 @@ class InputLines:
         self._buf = rest
         self.lineno += 1
         self.seen_any = True
-        return _decode(raw, self.name, self.lineno)
+        return _decode(bytes(raw), self.name, self.lineno)
 
     def batches(self, max_batch: int = 64, max_chars: int = 1 << 20) -> Iterator[list[str]]:
         """Up to max_batch lines, and no more lines once they hold max_chars characters (memory stays bounded

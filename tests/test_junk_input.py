@@ -27,8 +27,8 @@ MB = 1 << 20
 LARGE = 64 * MB
 SMALL = 4096
 GROWTH_BOUND_KB = 32 * 1024  # half the junk file; read_lines holds at most MAX_LINE_BYTES (16 MB) of a line
-# InputLines (predict, tag, translate) holds a refused line's bytes twice while it grows them (bytes += chunk)
-STREAM_GROWTH_BOUND_KB = 40 * 1024
+# InputLines (predict, tag, translate) grows one buffer in place, so a refused line is held once there too
+STREAM_GROWTH_BOUND_KB = 32 * 1024
 
 SENTIMENT_HEAD = b"sentence\tlabel\na fine film\tpositive\n"
 TRANSLATE_HEAD = b"source\ttarget\nEin Hund.\tA dog.\n"
