@@ -286,3 +286,18 @@ def test_a_cut_gzip_file_is_one_error_at_its_line(tmp_path, tok):
     (tmp_path / "cut.txt.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(UsageError, match=r"cut.txt.gz line \d+: not a readable gzip file"):
         _open(_corpus(tmp_path / "cut.txt.gz"), tok)
+
+
+@pytest.mark.parametrize("task,name,lines", [("lm", "t.txt", 600), ("sentiment", "t.tsv", 300)])
+def test_resume_refuses_training_data_that_changed(tmp_path, task, name, lines):
+    sample = REPO / "data" / task / ("train.txt" if task == "lm" else "train.tsv")
+    text = sample.read_text(encoding="utf-8").splitlines()[:lines]
+    path = tmp_path / name
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    args = ["train", task, "--train", path, "-o", tmp_path / "m.ckpt", "-q", *TINY]
+    assert run_cli(*args, "--set", "train.max_steps=2").returncode == 0
+    path.write_text("\n".join(text[:-1]) + "\n", encoding="utf-8")  # the last line gone
+    proc = run_cli(*args, "--resume", "--set", "train.max_steps=4")
+    assert_usage_error(proc, "--resume: the training data changed since this run started", only_line=False)
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")  # restored: the run continues
+    assert run_cli(*args, "--resume", "--set", "train.max_steps=4").returncode == 0

@@ -89,6 +89,8 @@ def _train(
     max_time = parse_duration(tc.max_time)
 
     prepared = prepare(mod, recipe, d, clock, stored_meta, init_meta, show_progress)
+    if resume:
+        resume_state.check_same_data(stored_meta, prepared.provenance)
     with clock.phase("setup"):
         run = build(
             mod,
@@ -109,7 +111,7 @@ def _train(
     def save_resume() -> None:
         if d.main:
             state.elapsed, state.spent = clock.elapsed(), dict(clock.spent)
-            resume_state.save(output.resume, run, state)
+            resume_state.save(output.resume, run, state, prepared.provenance)
 
     loop = Loop(mod, run, prepared, state, evaluate, save_resume, d, clock, max_time)
     if d.main and not resume:

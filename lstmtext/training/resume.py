@@ -49,8 +49,9 @@ def read(path: Path, task: str) -> tuple[dict, dict, LoopState]:
     return meta, tensors, state
 
 
-def save(path: Path, run, state: LoopState) -> None:
-    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built)."""
+def save(path: Path, run, state: LoopState, data: list[dict]) -> None:
+    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built) and the
+    provenance of its data, so a resumed run can tell that its data changed meanwhile."""
     tensors = {f"model.{k}": v for k, v in run.raw_model.state_dict().items()}
     opt_tensors, opt_meta = optimizer_tensors(run.opt)
     tensors.update(opt_tensors)
@@ -69,8 +70,23 @@ def save(path: Path, run, state: LoopState) -> None:
         "labels": run.labels,
         "optimizer": opt_meta,
         "loop": state.to_dict(),
+        "data": data,
     }
     ckpt.save(path, tensors, meta, run.tok.model_proto)
+
+
+def check_same_data(stored_meta: dict, data: list[dict]) -> None:
+    """Resuming on other data would not continue the run: its batches are positions in the data it began on.
+    Content keys are compared (paths may be written differently); a resume state without them is not checked."""
+
+    def keys(entries: list[dict]) -> list:
+        return [e.get("sha256") or e.get("token_stream") for e in entries if "sha256" in e or "token_stream" in e]
+
+    if "data" in stored_meta and keys(stored_meta["data"]) != keys(data):
+        raise UsageError(
+            "--resume: the training data changed since this run started (its files' contents differ); "
+            "start over with --force, or restore the data"
+        )
 
 
 def model_weights(tensors: dict) -> dict:
