@@ -49,8 +49,9 @@ def read(path: Path, task: str) -> tuple[dict, dict, LoopState]:
     return meta, tensors, state
 
 
-def save(path: Path, run, state: LoopState) -> None:
-    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built)."""
+def save(path: Path, run, state: LoopState, context: dict | None = None) -> None:
+    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built), and
+    ``context``, what the run's checkpoints record of where it started (its init_from and lineage)."""
     tensors = {f"model.{k}": v for k, v in run.raw_model.state_dict().items()}
     opt_tensors, opt_meta = optimizer_tensors(run.opt)
     tensors.update(opt_tensors)
@@ -69,6 +70,7 @@ def save(path: Path, run, state: LoopState) -> None:
         "labels": run.labels,
         "optimizer": opt_meta,
         "loop": state.to_dict(),
+        "context": context or {},
     }
     ckpt.save(path, tensors, meta, run.tok.model_proto)
 
