@@ -111,6 +111,7 @@ def test_a_chain_builds_its_stage_once_and_reuses_it(tmp_path, lstmtext_home):
     assert read_meta(tmp_path / "b.ckpt")["provenance"]["init_from"] == str(stage_ckpt)
     card = run_cli("info", tmp_path / "b.ckpt")
     assert card.returncode == 0, card.stderr
+    assert re.search(r"│ init +│ recipe=lm-stage.toml, checkpoint= +│", card.stderr), card.stderr
     assert re.search(rf"│ lineage 1 +│ lm-stage \(lm, key {key[:16]}\) 0:0\d, dev loss=", card.stderr), card.stderr
 
     # --init-from on the command line wins over [init]; a plain --init-from records that checkpoint after its

@@ -109,7 +109,7 @@ def _init_target(init, recipe_file: Path | None, where: str) -> tuple[str | None
 
 def _find_recipe(value: str, base: Path, where: str) -> Path:
     """A file relative to ``base`` (the recipe that names it), else a shipped recipe of that name."""
-    candidate = base / value
+    candidate = (base / value).absolute()
     if candidate.is_file():
         return candidate
     if "/" not in value and "\\" not in value:
