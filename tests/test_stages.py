@@ -265,9 +265,8 @@ def test_an_interrupted_stage_resumes_where_it_stopped(tmp_path, lstmtext_home, 
     first = run_cli("train", "ner", "--recipe", final, "-o", tmp_path / "m.ckpt", "-q")
     assert first.returncode == 130, first.stderr
     assert first.stderr.strip().splitlines()[-1] == (
-        f"lstmtext: error: stage lm-stage interrupted (interrupted at step 4; resume state saved to "
-        f"{stage_ckpt.with_suffix('.partial.resume.safetensors')}; continue with: lstmtext train lm -o "
-        f"{stage_ckpt.with_suffix('.partial.ckpt')} --resume); run the same command again to resume the stage"
+        f"lstmtext: error: stage lm-stage: interrupted at step 4; resume state saved to "
+        f"{stage_ckpt.with_suffix('.partial.resume.safetensors')}; run the same command again to resume the stage"
     )
     assert not stage_ckpt.exists() and not (tmp_path / "m.ckpt").exists()
 

@@ -43,7 +43,7 @@ def info(
         t.add_row(f"dev {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
     recipe = meta.get("recipe", {})
     for section in ("encoder", "tokenizer", "train", "init", recipe.get("task")):
-        if section and section in recipe and any(v != "" for v in recipe[section].values()):
+        if section and section in recipe and (section != "init" or any(recipe[section].values())):
             t.add_row(section, ", ".join(f"{k}={v}" for k, v in recipe[section].items()))
     for k, v in (meta.get("provenance") or {}).items():
         if k == "data":

@@ -229,9 +229,8 @@ def _train_stage(stage: Stage, init_path, lineage, show_progress: bool, train_fn
             lineage=lineage,
         )
     except Interrupted as e:
-        raise Interrupted(
-            f"stage {stage.name} interrupted ({e}); run the same command again to resume the stage"
-        ) from None
+        what = str(e).split("; continue with:")[0]  # its own way on is `train --resume` of the partial stage
+        raise Interrupted(f"stage {stage.name}: {what}; run the same command again to resume the stage") from None
     if not partial.exists():
         raise UsageError(
             f"stage {stage.name}: its run wrote no checkpoint ({summary['stop']} before its first evaluation); "
