@@ -91,7 +91,22 @@ class TrainConfig:
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
 
 
-SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "encoder": EncoderConfig, "train": TrainConfig}
+@dataclass
+class InitConfig:
+    """Where the run's weights start (training/stages.py); a relative path is relative to the recipe file that
+    names it (to the working folder when it comes from --set)."""
+
+    recipe: str = ""  # a recipe (a shipped name or a path) whose checkpoint is built first, then started from
+    checkpoint: str = ""  # an existing checkpoint to start from: the recipe form of --init-from
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "encoder": EncoderConfig,
+    "train": TrainConfig,
+    "init": InitConfig,
+}
 
 
 @dataclass
@@ -102,6 +117,7 @@ class Recipe:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"task": self.task}
@@ -307,6 +323,11 @@ def _validate_shared(recipe: Recipe) -> None:
         raise UsageError("data.valid_fraction: expected a number in [0, 1)")
     if recipe.tokenizer.vocab_size < 300:
         raise UsageError("tokenizer.vocab_size: must be at least 300 (256 byte pieces plus specials)")
+    if recipe.init.recipe and recipe.init.checkpoint:
+        raise UsageError(
+            f"init: recipe {recipe.init.recipe!r} and checkpoint {recipe.init.checkpoint!r} both name where the "
+            "weights start; keep one of them"
+        )
 
 
 def parse_duration(text: str) -> float | None:

@@ -42,13 +42,35 @@ def info(
     for k, v in (meta.get("metrics") or {}).items():
         t.add_row(f"dev {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
     recipe = meta.get("recipe", {})
-    for section in ("encoder", "tokenizer", "train", recipe.get("task")):
-        if section and section in recipe:
+    for section in ("encoder", "tokenizer", "train", "init", recipe.get("task")):
+        if section and section in recipe and (section != "init" or any(recipe[section].values())):
             t.add_row(section, ", ".join(f"{k}={v}" for k, v in recipe[section].items()))
     for k, v in (meta.get("provenance") or {}).items():
         if k == "data":
             for src in v:
                 t.add_row("data", f"{src.get('source')} sha256={src.get('sha256', '-')[:12]}")
+        elif k == "lineage":
+            for i, entry in enumerate(v, 1):
+                t.add_row(f"lineage {i}", lineage_line(entry))
         else:
             t.add_row(k, str(v))
     console.print(t)
+
+
+def lineage_line(entry: dict) -> str:
+    """One ancestor: 'wikitext2-bilm (lm, key 0123abcd…) 1:00:12, dev ppl_word=215.3; data wikitext2:train;
+    CHECKPOINT'. A checkpoint that was not built as a stage has no recipe or key."""
+    from lstmtext.progress import fmt_seconds
+
+    name = entry.get("name") or "--init-from"
+    key = f", key {entry['key'][:16]}" if entry.get("key") else ""
+    metrics = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (entry.get("metrics") or {}).items()
+    )
+    data = ", ".join(str(src.get("source")) for src in entry.get("data") or [])
+    return (
+        f"{name} ({entry.get('task')}{key}) {fmt_seconds(entry.get('train_seconds') or 0)}"
+        + (f", dev {metrics}" if metrics else "")
+        + (f"; data {data}" if data else "")
+        + f"; {entry.get('checkpoint')}"
+    )

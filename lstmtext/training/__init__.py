@@ -24,7 +24,7 @@ from lstmtext.errors import UsageError
 from lstmtext.paths import default_model_path
 from lstmtext.progress import fmt_seconds, is_main, note
 from lstmtext.tasks import get_task
-from lstmtext.training import distributed
+from lstmtext.training import distributed, stages
 from lstmtext.training import resume as resume_state
 from lstmtext.training.build import build
 from lstmtext.training.evaluation import Evaluator
@@ -47,12 +47,14 @@ def train(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    lineage: list[dict] | None = None,
 ) -> dict:
     """Train a model for ``task`` and write its best checkpoint to ``out``; returns a summary dict.
 
     ``settings`` are typed recipe values ({"train.epochs": 3}), ``overrides`` ``--set`` strings; ``--max-time``
-    (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included."""
-    clock = Clock()
+    (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included, but not
+    the stages that the recipe's ``[init] recipe`` builds first (training/stages.py), which run by their own
+    recipes alone. ``lineage`` is the stage builder's: the ancestors of ``init_from``, which it has resolved."""
     mod = get_task(task)
     output = Output.at(Path(out) if out else default_model_path(task))
     if resume and init_from:
@@ -63,12 +65,19 @@ def train(
             stack.enter_context(OutputLock(output.lock, output.checkpoint))
             output.remove_stale_temp_files()
         output.check(resume, force)
-        return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock)
+        if lineage is None:
+            init_from, lineage = stages.starting_point(
+                task, recipe, settings, overrides, init_from, resume, show_progress, train
+            )
+        summary = _train(mod, recipe, settings, overrides, output, (init_from, lineage), resume, show_progress)
+        if main:
+            stages.note_total(summary["lineage"], summary)
+        return summary
 
 
-def _train(
-    mod, recipe_path, settings, overrides, output: Output, init_from, resume: bool, show_progress: bool, clock: Clock
-) -> dict:
+def _train(mod, recipe_path, settings, overrides, output: Output, init, resume: bool, show_progress: bool) -> dict:
+    clock = Clock()  # after the stages: --max-time is this run's alone
+    init_from, lineage = init
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
     clock.carry(state)
     init_meta, init_tensors = ckpt.load(init_from) if init_from else ({}, {})
@@ -105,13 +114,18 @@ def _train(
     if resume:
         resume_state.restore(run, stored_meta, stored, state)
         note(f"resuming at step {state.step} (epoch {state.epoch + 1}, batch {state.pos}) from {output.resume}")
-    context = {"init_from": str(init_from) if init_from else None, "world_size": d.world}
+    context = stored_meta.get("context") or {
+        "init_from": str(init_from) if init_from else None,
+        "lineage": lineage if lineage is not None else stages.ancestry(init_from, init_meta) if init_from else [],
+    }
+    context.setdefault("lineage", [])
+    context["world_size"] = d.world
     evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main)
 
     def save_resume() -> None:
         if d.main:
             state.elapsed, state.spent = clock.elapsed(), dict(clock.spent)
-            resume_state.save(output.resume, run, state, prepared.provenance)
+            resume_state.save(output.resume, run, state, prepared.provenance, context)
 
     loop = Loop(mod, run, prepared, state, evaluate, save_resume, d, clock, max_time)
     if d.main and not resume:
@@ -129,7 +143,7 @@ def _train(
             f"continue with: lstmtext train {mod.NAME} -o {output.checkpoint} --resume"
         )
     distributed.teardown(d)
-    return _summary(mod, output.checkpoint, state, stop, clock, d.main)
+    return _summary(mod, output.checkpoint, state, stop, clock, d.main) | {"lineage": context["lineage"]}
 
 
 def _summary(mod, out: Path, state: LoopState, stop: str, clock: Clock, main: bool) -> dict:

@@ -49,9 +49,10 @@ def read(path: Path, task: str) -> tuple[dict, dict, LoopState]:
     return meta, tensors, state
 
 
-def save(path: Path, run, state: LoopState, data: list[dict]) -> None:
-    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built) and the
-    provenance of its data, so a resumed run can tell that its data changed meanwhile."""
+def save(path: Path, run, state: LoopState, data: list[dict], context: dict | None = None) -> None:
+    """Write ``run``'s model, optimizer, average and RNG with ``state`` (the run of training.build.Built); the
+    provenance of its data, so a resumed run can tell that its data changed meanwhile; and ``context``, what the
+    run's checkpoints record of where it started (its init_from and lineage)."""
     tensors = {f"model.{k}": v for k, v in run.raw_model.state_dict().items()}
     opt_tensors, opt_meta = optimizer_tensors(run.opt)
     tensors.update(opt_tensors)
@@ -71,6 +72,7 @@ def save(path: Path, run, state: LoopState, data: list[dict]) -> None:
         "optimizer": opt_meta,
         "loop": state.to_dict(),
         "data": data,
+        "context": context or {},
     }
     ckpt.save(path, tensors, meta, run.tok.model_proto)
 
