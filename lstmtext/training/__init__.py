@@ -27,7 +27,7 @@ from lstmtext.tasks import get_task
 from lstmtext.training import distributed
 from lstmtext.training import resume as resume_state
 from lstmtext.training.build import build
-from lstmtext.training.evaluation import Evaluator
+from lstmtext.training.evaluation import Evaluator, OnEval
 from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
 from lstmtext.training.output import Output, OutputLock
 from lstmtext.training.prepare import prepare
@@ -47,11 +47,17 @@ def train(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    on_eval: OnEval | None = None,
 ) -> dict:
     """Train a model for ``task`` and write its best checkpoint to ``out``; returns a summary dict.
 
     ``settings`` are typed recipe values ({"train.epochs": 3}), ``overrides`` ``--set`` strings; ``--max-time``
-    (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included."""
+    (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included.
+
+    ``on_eval(step, metrics, fraction)`` is called after each evaluation on the dev split, once its checkpoint
+    and log row are written, with the task's scalar metrics and the fraction of the run done (0–1, by steps or
+    by time, as the learning-rate schedule counts it). An exception it raises ends the run at once (its lock
+    released, the best checkpoint so far kept): ``lstmtext tune`` prunes a trial this way."""
     clock = Clock()
     mod = get_task(task)
     output = Output.at(Path(out) if out else default_model_path(task))
@@ -63,11 +69,20 @@ def train(
             stack.enter_context(OutputLock(output.lock, output.checkpoint))
             output.remove_stale_temp_files()
         output.check(resume, force)
-        return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock)
+        return _train(mod, recipe, settings, overrides, output, init_from, resume, show_progress, clock, on_eval)
 
 
 def _train(
-    mod, recipe_path, settings, overrides, output: Output, init_from, resume: bool, show_progress: bool, clock: Clock
+    mod,
+    recipe_path,
+    settings,
+    overrides,
+    output: Output,
+    init_from,
+    resume: bool,
+    show_progress: bool,
+    clock: Clock,
+    on_eval: OnEval | None,
 ) -> dict:
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
     clock.carry(state)
@@ -104,7 +119,7 @@ def _train(
         resume_state.restore(run, stored_meta, stored, state)
         note(f"resuming at step {state.step} (epoch {state.epoch + 1}, batch {state.pos}) from {output.resume}")
     context = {"init_from": str(init_from) if init_from else None, "world_size": d.world}
-    evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main)
+    evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main, on_eval)
 
     def save_resume() -> None:
         if d.main:
