@@ -23,7 +23,7 @@ from lstmtext.config import Recipe, parse_duration, parse_set, resolve_recipe
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.paths import companion, default_study_path
 from lstmtext.progress import fmt_seconds, note
-from lstmtext.searchspace import FIXED, Param, parse_space, recipe_toml, set_item
+from lstmtext.searchspace import Param, parse_space, recipe_toml, set_item
 from lstmtext.sources import DATA_ENV, reported_split
 from lstmtext.tasks import get_task
 
@@ -79,6 +79,8 @@ def tune(
         raise UsageError(f"--max-time {max_time}: expected a positive duration such as 2h")
     path = Path(study_path) if study_path else default_study_path(task, str(recipe) if recipe else None)
     best_path = Path(best_out) if best_out else companion(path, "best.toml")
+    if best_path.is_dir():
+        raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
     study = open_study(optuna, path, mod, base, params, sampler, pruner)
     objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress)
     from lstmtext.training import Interrupted
@@ -114,9 +116,10 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
 
 
 def _fingerprint(base: Recipe, params: list[Param]) -> dict:
-    """What a study's scores depend on besides the tuned keys: the rest of the recipe."""
-    out = {}
-    skip = {p.key for p in params} | set(FIXED) - {"data.train", "data.dev"}
+    """What a study's scores depend on besides the tuned keys: the rest of the recipe and the trials' time. The
+    seed is left out: another seed draws other noise, not another experiment."""
+    out = {"tune.trial_time": base.tune.trial_time}
+    skip = {p.key for p in params} | {"train.max_time", "train.seed"}
     for section, values in base.to_dict().items():
         if section not in ("task", "tune"):
             out |= {f"{section}.{k}": v for k, v in values.items() if f"{section}.{k}" not in skip}

@@ -157,7 +157,10 @@ def space(text: str) -> list[str]:
         (space('"train.lr" = { low = 0.01, high = 0.001 }'), ["[tune.space] train.lr: low (0.01) must be below"]),
         (space('"train.lr" = { low = 0.0, high = 0.1, log = true }'), ["train.lr: a log range needs low above 0"]),
         (space('"train.lr" = { choices = [] }'), ["train.lr: choices must be a non-empty list"]),
-        (space('"encoder.hidden_dim" = { low = 16.5, high = 64 }'), ["encoder.hidden_dim: low = 16.5: expected a whole"]),
+        (
+            space('"encoder.hidden_dim" = { low = 16.5, high = 64 }'),
+            ["encoder.hidden_dim: low = 16.5: expected a whole"],
+        ),
         (space('"encoder.cell" = { choices = ["lstm", 3] }'), ["encoder.cell: the choice 3 is not a str"]),
         (space('"encoder.dropout" = { low = 0.5, high = 1.0 }'), ["encoder.dropout: the value 1.0 makes the recipe"]),
         (space('"train.max_time" = { choices = ["1m"] }'), ["train.max_time: cannot be tuned"]),
