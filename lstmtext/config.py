@@ -94,7 +94,7 @@ class TuneConfig:
     """``lstmtext tune``: the search over this recipe (``training.train`` ignores the section)."""
 
     trials: int = 20  # trials one ``lstmtext tune`` runs (--trials)
-    trial_time: str = "10m"  # wall time of one trial, reading and tokenizer included; empty = its epochs
+    trial_time: str = "10m"  # wall time of one trial, reading and tokenizer included; empty = train.max_time
     sampler: str = choice("tpe", "random")
     pruner: str = choice("median", "none")
     startup_trials: int = 5  # trials sampled at random and compared against before TPE and pruning begin

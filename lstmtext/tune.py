@@ -104,8 +104,8 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
         why = reported_split(source) if source else None
         if why:
             raise UsageError(
-                f"{why}; tuning chooses on dev data, never on the split that is reported: "
-                "pass a dev split with --dev, or leave it out for a seeded slice of train"
+                f"{why}; tune scores its trials on dev data and never reads a reported split: pass a dev split "
+                "with --dev, or leave --dev out for a seeded slice of train"
             )
     if base.data.train and not base.data.dev and base.data.valid_fraction == 0:
         raise UsageError("tuning needs dev data: pass --dev or set data.valid_fraction above 0")
@@ -315,5 +315,5 @@ def write_best(study, mod, path: Path, best_path: Path, recipe) -> dict | None:
     ]
     best_path.parent.mkdir(parents=True, exist_ok=True)
     best_path.write_text(recipe_toml(trained, comments), encoding="utf-8")
-    note(f"best: trial {best.number}, dev {mod.MAIN_METRIC} {best.value}; its recipe: {best_path}")
+    note(f"best: trial {best.number}, dev {mod.MAIN_METRIC} {best.value:.4f}; its recipe: {best_path}")
     return {"number": best.number, "value": best.value, "params": best.params, **best.user_attrs}
