@@ -14,7 +14,7 @@ from lstmtext.cli.common import device_choice, fail, task_choice, value
 def tune(
     task: task_choice() = typer.Argument(..., help="The task to tune a recipe for."),
     recipe: Optional[str] = typer.Option(
-        None, "--recipe", "-r", help="TOML recipe with a [tune.space] table: a path or a name in recipes/ (sst2)."
+        None, "--recipe", "-r", help="TOML recipe with a tune.space table: a path or a name in recipes/ (sst2)."
     ),
     trials: Optional[int] = typer.Option(
         None, "--trials", help="Trials to run now; a continued study adds them (default: tune.trials)."
@@ -48,7 +48,7 @@ def tune(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, evaluation lines or table."),
 ) -> None:
-    """Search the recipe's [tune.space] with Optuna: each trial trains with a time budget, is scored on dev data
+    """Search the recipe's tune.space with Optuna: each trial trains with a time budget, is scored on dev data
     (pruned when it trails), and the best trial is written as a recipe file.
 
     Example: lstmtext tune sentiment --recipe sst2 --data-dir DIR --trials 20 --max-time 2h
