@@ -246,7 +246,7 @@ class Objective:
                 return
             reported.add(key)
             trial.report(metrics[metric], key)
-            if trial.should_prune():
+            if key < TENTHS and trial.should_prune():  # a run that is over is finished, not pruned
                 note(
                     f"trial {trial.number}: pruned at step {step} ({key * 10}% of its run), {metric} {metrics[metric]}"
                 )
