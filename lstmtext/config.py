@@ -100,12 +100,26 @@ class InitConfig:
     checkpoint: str = ""  # an existing checkpoint to start from: the recipe form of --init-from
 
 
+@dataclass
+class TuneConfig:
+    """``lstmtext tune``: the search over this recipe (``training.train`` ignores the section)."""
+
+    trials: int = 20  # trials one ``lstmtext tune`` runs (--trials)
+    trial_time: str = "10m"  # wall time of one trial, reading and tokenizer included; empty = train.max_time
+    sampler: str = choice("tpe", "random")
+    pruner: str = choice("median", "none")
+    startup_trials: int = 5  # trials sampled at random and compared against before TPE and pruning begin
+    # dotted recipe key → { low, high[, log][, step] } or { choices = [...] }; lstmtext/tune.py reads it
+    space: dict = field(default_factory=dict)
+
+
 SECTIONS = {
     "data": DataConfig,
     "tokenizer": TokenizerConfig,
     "encoder": EncoderConfig,
     "train": TrainConfig,
     "init": InitConfig,
+    "tune": TuneConfig,
 }
 
 
@@ -118,6 +132,7 @@ class Recipe:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"task": self.task}
@@ -130,6 +145,10 @@ class Recipe:
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Bring a TOML or command-line value to the field's type, or say what was expected."""
     origin = typing.get_origin(typ)
+    if typ is dict:  # a table whose entries its reader checks (tune.space)
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a table such as {{ low = 0.1, high = 0.5 }}, got {value!r}")
+        return value
     if origin is dict:
         return _coerce_table(value, typ, where)
     if origin is list:
@@ -328,16 +347,23 @@ def _validate_shared(recipe: Recipe) -> None:
             f"init: recipe {recipe.init.recipe!r} and checkpoint {recipe.init.checkpoint!r} both name where the "
             "weights start; keep one of them"
         )
+    u = recipe.tune
+    if u.trials < 1 or u.startup_trials < 0:
+        raise UsageError(
+            f"tune: trials must be at least 1 and startup_trials at least 0, got {u.trials}, {u.startup_trials}"
+        )
+    if parse_duration(u.trial_time, "tune.trial_time") == 0:
+        _refuse("tune.trial_time", u.trial_time, "a positive duration such as 10m (empty: each trial runs its epochs)")
 
 
-def parse_duration(text: str) -> float | None:
-    """'20m' → 1200.0, '1h30m' → 5400.0, '90' or '90s' → 90.0, '' → None."""
+def parse_duration(text: str, what: str = "max-time") -> float | None:
+    """'20m' → 1200.0, '1h30m' → 5400.0, '90' or '90s' → 90.0, '' → None; ``what`` names it in an error."""
     text = (text or "").strip().lower()
     if not text:
         return None
     m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
     if not m or not any(m.groups()):
-        raise UsageError(f"max-time {text!r}: expected a duration such as 20m, 1h30m or 90s")
+        raise UsageError(f"{what} {text!r}: expected a duration such as 20m, 1h30m or 90s")
     h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
     return h * 3600 + mnt * 60 + s
 

@@ -17,6 +17,12 @@ def default_model_path(task: str) -> Path:
     return home() / "models" / f"{task}.ckpt"
 
 
+def default_study_path(task: str, recipe: str | None = None) -> Path:
+    """Where ``tune TASK [--recipe R]`` keeps its Optuna study without ``--study``: one study per task and recipe."""
+    name = f"{task}-{Path(recipe).stem}" if recipe else task
+    return home() / "tune" / f"{name}.db"
+
+
 def companion(out: Path, kind: str) -> Path:
     """sst2.ckpt → sst2.resume.safetensors / sst2.metrics.jsonl, in the same folder."""
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name

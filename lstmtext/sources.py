@@ -80,6 +80,38 @@ def resolve_source(source: str) -> str:
     return resolved
 
 
+def _reported(dataset: str) -> str:
+    """The split a dataset's scores are reported on: its test split, else (SST-2) its dev split."""
+    files = DATASETS[dataset][0]
+    return "test" if "test" in files else "dev"
+
+
+def reported_split(source: str) -> str | None:
+    """Why ``source`` is a split kept for reporting scores (a test split), or None: a named dataset's reported
+    split (``conll2003:test``; ``sst2:dev``, as SST-2's test labels are not public), that split's file in the
+    data directory, an ``hf:`` source ``@test``, or a file or PREFIX whose name says test (``eng.testb``,
+    ``test.tsv``, ``test_2016_flickr``)."""
+    named = _named(source) if source else None
+    if named is not None:
+        dataset, split = named
+        if dataset in DATASETS and split == _reported(dataset):
+            return f"{source} is the split {dataset} scores are reported on"
+        return None
+    if is_hf(source):
+        split = source.partition("@")[2]
+        return f"{source} is a test split" if split.lower().startswith("test") else None
+    path = Path(source)
+    root = os.environ.get(DATA_ENV, "")
+    for dataset in DATASETS if root and path.exists() else ():
+        reported = Path(root) / dataset / DATASETS[dataset][0][_reported(dataset)]
+        if any(p.exists() and p.samefile(path) for p in (reported, *reported.parent.glob(reported.name + ".*"))):
+            return f"{source} is the split {dataset} scores are reported on ({dataset}:{_reported(dataset)})"
+    words = re.split(r"[._\-\s]+", path.name.lower())
+    if any(w in ("test", "testb") for w in words) or path.parent.name.lower() == "test":
+        return f"{source}: its name marks a test split"
+    return None
+
+
 def is_hf(source: str) -> bool:
     return source.startswith("hf:")
 

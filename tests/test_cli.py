@@ -90,6 +90,7 @@ def test_help_lists_every_command_and_completion_and_each_command_has_an_example
         "generate",
         "translate",
         "tokenizer",
+        "tune",
         "--install-completion",
         "--show-completion",
         "--version",
@@ -105,6 +106,7 @@ def test_help_lists_every_command_and_completion_and_each_command_has_an_example
         ["generate"],
         ["translate"],
         ["inspect"],
+        ["tune"],
         ["tokenizer", "train"],
         ["tokenizer", "encode"],
         ["tokenizer", "decode"],
@@ -131,12 +133,12 @@ def test_help_shows_the_choices_and_precision_help_comes_from_the_task_modules()
 HELP_WITHOUT_TORCH = """
 import sys
 from lstmtext.cli.app import command
-for args in (["--help"], ["train", "--help"], ["predict", "--help"], ["tokenizer", "--help"]):
+for args in (["--help"], ["train", "--help"], ["predict", "--help"], ["tokenizer", "--help"], ["tune", "--help"]):
     try:
         command().main(args, prog_name="lstmtext")
     except SystemExit as e:
         assert e.code == 0, (args, e.code)
-heavy = sorted(m for m in ("torch", "datasets", "lstmtext.train", "lstmtext.training",
+heavy = sorted(m for m in ("torch", "datasets", "optuna", "lstmtext.train", "lstmtext.training",
                            "lstmtext.api", "lstmtext.model") if m in sys.modules)
 print("HEAVY", heavy, file=sys.stderr)
 """
@@ -194,6 +196,7 @@ def test_cli_modules_import_downward_only():
         "inspect",
         "plot",
         "benchmark",
+        "tune",
     }
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}
     assert _top_level_lstmtext_imports(cli / "common.py") <= {"lstmtext.errors"}

@@ -96,10 +96,11 @@ def test_random_json_metadata_in_a_checkpoint(tensors, meta, body):
 
 
 toml_keys = st.sampled_from(
-    ["encoder", "train", "data", "tokenizer", "sentiment", "ner", "lm", "translate", "task", "other"]
+    ["encoder", "train", "data", "tokenizer", "tune", "sentiment", "ner", "lm", "translate", "task", "other"]
 )
 toml_fields = st.sampled_from(
     ["hidden_dim", "embed_dim", "cell", "lr", "epochs", "max_time", "vocab_size", "beam", "seed", "precision", "x"]
+    + ["space", "trials", "trial_time"]
 )
 toml_values = st.sampled_from(
     ["1", "0", "-3", "1e400", "nan", "inf", '"lstm"', '"gru"', '"5m"', "true", "[1, 2]", "{a = 1}", '"x"', "2.5"]

@@ -378,3 +378,28 @@ def test_train_average_of_runs_from_one_start(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert_usage_error(run_cli("average", runs[0], other, "-o", tmp_path / "x.ckpt"), "other.ckpt", "shapes differ")
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_train_on_eval_sees_each_dev_evaluation_and_its_exception_ends_the_run_cleanly(tmp_path):
+    """``on_eval(step, metrics, fraction)`` after each evaluation (lstmtext tune prunes through it): an exception
+    it raises ends train() with the lock released, no temp file left, and the best checkpoint so far kept."""
+    from lstmtext.training import train
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def on_eval(step, metrics, fraction):
+        seen.append((step, metrics, fraction))
+        if step == 20:
+            raise Stop
+
+    out = tmp_path / "run.ckpt"
+    overrides = [*TINY[1::2], "train.eval_every=10", "train.epochs=2"]
+    with pytest.raises(Stop):
+        train("sentiment", overrides=overrides, out=out, show_progress=False, on_eval=on_eval)
+    rows = [json.loads(l) for l in (tmp_path / "run.metrics.jsonl").read_text().splitlines()]
+    assert [(s, f) for s, _, f in seen] == [(10, 10 / 36), (20, 20 / 36)]  # 18 steps an epoch, 2 epochs
+    assert [m for _, m, _ in seen] == [{k[4:]: v for k, v in r.items() if k.startswith("dev_")} for r in rows]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt", "run.metrics.jsonl", "run.resume.safetensors"]

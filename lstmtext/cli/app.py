@@ -34,6 +34,7 @@ from lstmtext.cli import (
     tokenizer,
     train,
     translate,
+    tune,
 )
 from lstmtext.cli.common import error
 from lstmtext.errors import OutputClosed, TrainingStopped, UsageError
@@ -186,6 +187,7 @@ for command in (
     translate.translate,
     inspect.inspect,
     plot.plot,
+    tune.tune,
 ):
     app.command()(command)
 app.add_typer(tokenizer.app, name="tokenizer", cls=Group)

@@ -27,7 +27,7 @@ from lstmtext.tasks import get_task
 from lstmtext.training import distributed, stages
 from lstmtext.training import resume as resume_state
 from lstmtext.training.build import build
-from lstmtext.training.evaluation import Evaluator
+from lstmtext.training.evaluation import Evaluator, OnEval
 from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
 from lstmtext.training.output import Output, OutputLock
 from lstmtext.training.prepare import prepare
@@ -48,13 +48,19 @@ def train(
     force: bool = False,
     show_progress: bool = True,
     lineage: list[dict] | None = None,
+    on_eval: OnEval | None = None,
 ) -> dict:
     """Train a model for ``task`` and write its best checkpoint to ``out``; returns a summary dict.
 
     ``settings`` are typed recipe values ({"train.epochs": 3}), ``overrides`` ``--set`` strings; ``--max-time``
     (train.max_time) bounds the wall time of the whole call, reading and tokenizer training included, but not
     the stages that the recipe's ``[init] recipe`` builds first (training/stages.py), which run by their own
-    recipes alone. ``lineage`` is the stage builder's: the ancestors of ``init_from``, which it has resolved."""
+    recipes alone. ``lineage`` is the stage builder's: the ancestors of ``init_from``, which it has resolved.
+
+    ``on_eval(step, metrics, fraction)`` is called after each evaluation on the dev split, once its checkpoint
+    and log row are written, with the task's scalar metrics and the fraction of the run done (0–1, by steps or
+    by time, as the learning-rate schedule counts it). An exception it raises ends the run at once (its lock
+    released, the best checkpoint so far kept): ``lstmtext tune`` prunes a trial this way."""
     mod = get_task(task)
     output = Output.at(Path(out) if out else default_model_path(task))
     if resume and init_from:
@@ -69,13 +75,16 @@ def train(
             init_from, lineage = stages.starting_point(
                 task, recipe, settings, overrides, init_from, resume, show_progress, train
             )
-        summary = _train(mod, recipe, settings, overrides, output, (init_from, lineage), resume, show_progress)
+        init = (init_from, lineage)
+        summary = _train(mod, recipe, settings, overrides, output, init, resume, show_progress, on_eval)
         if main:
             stages.note_total(summary["lineage"], summary)
         return summary
 
 
-def _train(mod, recipe_path, settings, overrides, output: Output, init, resume: bool, show_progress: bool) -> dict:
+def _train(
+    mod, recipe_path, settings, overrides, output: Output, init, resume: bool, show_progress: bool, on_eval
+) -> dict:
     clock = Clock()  # after the stages: --max-time is this run's alone
     init_from, lineage = init
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
@@ -120,7 +129,7 @@ def _train(mod, recipe_path, settings, overrides, output: Output, init, resume: 
     }
     context.setdefault("lineage", [])
     context["world_size"] = d.world
-    evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main)
+    evaluate = Evaluator(mod, run, prepared, output.checkpoint, output.log, context, d.main, on_eval)
 
     def save_resume() -> None:
         if d.main:

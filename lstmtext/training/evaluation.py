@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import torch
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
 from lstmtext.training.state import LoopState, Span
+
+# on_eval(step, metrics, fraction): after each evaluation on the dev split (see training.train)
+OnEval = Callable[[int, dict, float], None]
 
 
 def better(a: float | None, b: float | None, higher: bool) -> bool:
@@ -28,13 +32,17 @@ class Evaluator:
     """Evaluates ``run`` (a training.build.Built) on the prepared dev features; rank 0 writes ``out``, its
     metrics log, and prints through ``progress``."""
 
-    def __init__(self, mod, run, prepared, out: Path, log_file: Path, context: dict, main: bool):
+    def __init__(
+        self, mod, run, prepared, out: Path, log_file: Path, context: dict, main: bool, on_eval: OnEval | None = None
+    ):
         self.mod, self.run, self.prepared = mod, run, prepared
         self.out, self.log_file, self.context, self.main = out, log_file, context, main
+        self.on_eval = on_eval
         self.printed_header = False
 
-    def __call__(self, state: LoopState, steps_per_epoch: int, elapsed: float, progress) -> bool:
-        """Evaluate, keep the checkpoint if it is the best so far; True when patience has run out."""
+    def __call__(self, state: LoopState, steps_per_epoch: int, elapsed: float, progress, fraction: float = 0.0) -> bool:
+        """Evaluate, keep the checkpoint if it is the best so far; True when patience has run out. ``fraction``
+        (of the run done) goes to ``on_eval``."""
         mod, run, dev_feats = self.mod, self.run, self.prepared.dev_feats
         tc = run.recipe.train
         span, state.span = state.span, Span()
@@ -74,6 +82,8 @@ class Evaluator:
                 f.write(json.dumps(row) + "\n")
             progress.print(eval_line(row, header=not self.printed_header))
             self.printed_header = True
+        if self.on_eval is not None and dev_feats:  # on every rank: a stop it raises must happen on all of them
+            self.on_eval(state.step, scalars, fraction)
         return tc.patience > 0 and state.bad_evals >= tc.patience
 
     def save_best(self, state: LoopState, steps_per_epoch: int, elapsed: float) -> None:

@@ -145,7 +145,9 @@ class Loop:
         st = self.state
         before = self.clock.spent.get("evaluation", 0.0)
         with self.clock.phase("evaluation"):
-            stop = self.evaluate(st, self.steps_per_epoch, self.clock.elapsed(), progress)
+            stop = self.evaluate(
+                st, self.steps_per_epoch, self.clock.elapsed(), progress, min(1.0, self.progress_fraction())
+            )
         st.last_eval_seconds = self.clock.spent["evaluation"] - before
         st.last_eval_step = st.step
         self.save_resume()

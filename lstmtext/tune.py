@@ -1,0 +1,319 @@
+"""``lstmtext tune``: an Optuna study over a recipe's ``[tune.space]`` (searchspace.py).
+
+Each trial is a real ``training.train`` run with its own time budget and its own checkpoint, in a folder beside
+the study's SQLite file. Its dev score is reported to Optuna after each evaluation, so the pruner can stop a
+trial that trails the others at the same point of their runs. The study lives in the SQLite file: running the
+same command again adds trials to it, and ``optuna`` (or the table printed at the end) shows what was tried.
+The best trial is written as a recipe file that ``lstmtext train TASK --recipe FILE`` trains.
+
+Scores are always dev scores: a test split (or a dataset's reported split) is refused as data, and without
+``--dev`` the dev data is a seeded slice of train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lstmtext.config import Recipe, parse_duration, parse_set, resolve_recipe
+from lstmtext.errors import TrainingStopped, UsageError
+from lstmtext.paths import companion, default_study_path
+from lstmtext.progress import fmt_seconds, note
+from lstmtext.searchspace import Param, parse_space, recipe_toml, set_item
+from lstmtext.sources import DATA_ENV, reported_split
+from lstmtext.tasks import get_task
+
+STUDY_NAME = "lstmtext"  # one study per file; the file's name says what it tunes
+# A trial reports its dev score at the first evaluation in each tenth of its run (by steps or time, as its
+# learning-rate schedule counts): trials that evaluate at different steps (another batch size, another speed)
+# meet at the same keys, which is where the median pruner compares them.
+TENTHS = 10
+PRUNE_FROM = 2  # tenths: before a fifth of a run the scores say little about where it ends
+HEARTBEAT = 60  # seconds; a trial without a heartbeat for twice this long (a killed process) is marked failed
+
+
+def load_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("lstmtext tune needs Optuna: pip install 'lstmtext[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the notes below say what happens, once
+    return optuna
+
+
+def tune(
+    task: str,
+    recipe: str | Path | None = None,
+    *,
+    trials: int | None = None,
+    max_time: str | None = None,
+    study_path: str | Path | None = None,
+    best_out: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
+    overrides: list[str] | tuple = (),
+    show_progress: bool = True,
+    sampler=None,
+    pruner=None,
+) -> dict:
+    """Run ``trials`` more trials (default ``tune.trials``) of the study at ``study_path`` and write the best
+    trial's recipe to ``best_out``; returns a summary. ``max_time`` bounds the whole call (each trial gets
+    ``tune.trial_time`` or what is left); ``settings`` and ``overrides`` are as for ``training.train``.
+    ``sampler``/``pruner`` (Optuna objects) replace the recipe's ``tune.sampler``/``tune.pruner``."""
+    optuna = load_optuna()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UsageError("lstmtext tune runs its trials one after another in one process; run it without torchrun")
+    mod = get_task(task)
+    settings, overrides = dict(settings or {}), list(overrides)
+    base = resolve_recipe(task, recipe, overrides, settings=settings)
+    params = parse_space(base)
+    _check_inputs(base, params, settings, overrides)
+    n = base.tune.trials if trials is None else trials
+    if n < 1:
+        raise UsageError(f"--trials {n}: expected at least 1 (the trials to run now)")
+    total = parse_duration(max_time or "", "--max-time")
+    if total == 0:
+        raise UsageError(f"--max-time {max_time}: expected a positive duration such as 2h")
+    path = Path(study_path) if study_path else default_study_path(task, str(recipe) if recipe else None)
+    best_path = Path(best_out) if best_out else companion(path, "best.toml")
+    if best_path.is_dir():
+        raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
+    study = open_study(optuna, path, mod, base, params, sampler, pruner)
+    objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress)
+    from lstmtext.training import Interrupted
+
+    try:
+        study.optimize(objective, n_trials=n, timeout=total, catch=(TrainingStopped,), callbacks=[objective.enough])
+    except Interrupted:  # its message tells how to resume a training run; a trial is not resumed
+        raise Interrupted(
+            f"interrupted: the trial under way is marked failed; {path} keeps the others; "
+            "the same command adds trials to it"
+        ) from None
+    rows = trial_rows(study, mod, params)
+    note(trials_table(rows, mod.MAIN_METRIC))
+    best = write_best(study, mod, path, best_path, recipe)
+    return {"study": str(path), "best_recipe": str(best_path) if best else None, "best": best, "trials": rows}
+
+
+def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: list[str]) -> None:
+    """Dev data that is no reported split, and no tuned key also fixed on the command line."""
+    for source in (base.data.dev, base.data.train):
+        why = reported_split(source) if source else None
+        if why:
+            raise UsageError(
+                f"{why}; tune scores its trials on dev data and never reads a reported split: pass a dev split "
+                "with --dev, or leave --dev out for a seeded slice of train"
+            )
+    if base.data.train and not base.data.dev and base.data.valid_fraction == 0:
+        raise UsageError("tuning needs dev data: pass --dev or set data.valid_fraction above 0")
+    tuned = {p.key for p in params}
+    given = {".".join(parse_set(item)[:2]) for item in overrides} | set(settings)
+    for key in sorted(tuned & given):
+        raise UsageError(f"{key} is both tuned ([tune.space]) and set on the command line; drop one of them")
+
+
+def _fingerprint(base: Recipe, params: list[Param]) -> dict:
+    """What a study's scores depend on besides the tuned keys: the rest of the recipe and the trials' time. The
+    seed is left out: another seed draws other noise, not another experiment."""
+    out = {"tune.trial_time": base.tune.trial_time}
+    skip = {p.key for p in params} | {"train.max_time", "train.seed"}
+    for section, values in base.to_dict().items():
+        if section not in ("task", "tune"):
+            out |= {f"{section}.{k}": v for k, v in values.items() if f"{section}.{k}" not in skip}
+    return out
+
+
+def open_study(optuna, path: Path, mod, base: Recipe, params: list[Param], sampler, pruner):
+    """The study in ``path`` (made on first use); one made for another task, metric or recipe is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat
+            storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}", heartbeat_interval=HEARTBEAT)
+        existing = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    except Exception as e:  # SQLAlchemy's errors for a file that is no SQLite database, or one of another schema
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UsageError(f"--study {path}: not an Optuna study file ({type(e).__name__}: {first})") from None
+    direction = "maximize" if mod.HIGHER_IS_BETTER else "minimize"
+    info = {"task": mod.NAME, "metric": mod.MAIN_METRIC, "direction": direction}
+    info |= {"space": {p.key: p.kind for p in params}, "recipe": _fingerprint(base, params)}
+    if STUDY_NAME in existing:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        _check_same(path, study.user_attrs.get("lstmtext") or {}, info)
+    else:
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction=direction)
+        study.set_user_attr("lstmtext", json.loads(json.dumps(info)))
+    u, seed = base.tune, base.train.seed + len(study.trials)  # a continued study samples new points
+    if sampler is None and u.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif sampler is None:
+        sampler = optuna.samplers.TPESampler(n_startup_trials=u.startup_trials, seed=seed)
+    if pruner is None and u.pruner == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=u.startup_trials, n_warmup_steps=PRUNE_FROM)
+    elif pruner is None:
+        pruner = optuna.pruners.NopPruner()
+    study.sampler, study.pruner = sampler, pruner
+    return study
+
+
+def _check_same(path: Path, stored: dict, info: dict) -> None:
+    for key in ("task", "metric", "direction"):
+        if stored.get(key) != info[key]:
+            raise UsageError(
+                f"--study {path} tunes {stored.get('task')} for {stored.get('direction')} {stored.get('metric')}, "
+                f"not {info['task']} for {info['direction']} {info['metric']}; pass another --study"
+            )
+    for key, kind in info["space"].items():
+        if stored.get("space", {}).get(key, kind) != kind:
+            raise UsageError(
+                f"--study {path} sampled {key} as a {stored['space'][key]}, now it is a {kind}; pass another --study"
+            )
+    old, new = stored.get("recipe", {}), info["recipe"]
+    for key in sorted(set(old) & set(new)):  # a key one lstmtext version lacks is no difference
+        if old[key] != new[key] and key not in info["space"]:
+            raise UsageError(
+                f"--study {path} was run with {key} = {old[key]!r}, this recipe has {new[key]!r}, so their "
+                "scores do not compare; pass another --study"
+            )
+
+
+class Objective:
+    """One trial: sample, train with the trial's budget, report dev scores on the way, return the best."""
+
+    def __init__(self, optuna, mod, recipe, settings, overrides, params, base, path: Path, total, show_progress):
+        self.optuna, self.mod, self.recipe = optuna, mod, recipe
+        self.settings, self.overrides, self.params = settings, overrides, params
+        self.folder = companion(path, "trials")
+        self.trial_time = parse_duration(base.tune.trial_time, "tune.trial_time")
+        self.deadline = time.monotonic() + total if total else None
+        # a trial given less than half the time of the others would be compared unfairly; none is started
+        self.shortest = min(t for t in (self.trial_time, total, float("inf")) if t) / 2
+        self.show_progress = show_progress
+
+    def budget(self) -> float | None:
+        left = self.deadline - time.monotonic() if self.deadline else None
+        limits = [t for t in (self.trial_time, left) if t is not None]
+        return max(1.0, min(limits)) if limits else None
+
+    def enough(self, study, trial) -> None:
+        """After each trial: stop the study when the time left would make a short, unfair trial."""
+        if self.deadline and self.deadline - time.monotonic() < self.shortest:
+            study.stop()
+
+    def __call__(self, trial) -> float:
+        from lstmtext.training import train
+
+        values = {p.key: p.suggest(trial) for p in self.params}
+        sets = [set_item(k, v) for k, v in values.items()]
+        budget = self.budget()
+        settings = self.settings | ({"train.max_time": f"{budget:.0f}s"} if budget else {})
+        overrides = [*self.overrides, *sets]
+        recipe = resolve_recipe(self.mod.NAME, self.recipe, overrides, settings=settings).to_dict()
+        del recipe["tune"]
+        out = self.folder / f"trial-{trial.number:04d}.ckpt"
+        trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("checkpoint", str(out))
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        note(f"trial {trial.number}: {shown}" + (f" (budget {fmt_seconds(budget)})" if budget else ""))
+        try:
+            summary = train(
+                self.mod.NAME,
+                self.recipe,
+                settings=settings,
+                overrides=overrides,
+                out=out,
+                force=True,  # a trial number is never reused; a file there is a killed trial's
+                show_progress=self.show_progress,
+                on_eval=self.reporter(trial),
+            )
+        except TrainingStopped as e:
+            note(f"trial {trial.number} failed: {e}")
+            raise
+        finally:
+            companion(out, "resume.safetensors").unlink(missing_ok=True)  # a trial is never resumed
+        trial.set_user_attr("steps", summary["steps"])
+        return (summary["best"] or {})[self.mod.MAIN_METRIC]
+
+    def reporter(self, trial):
+        metric, reported = self.mod.MAIN_METRIC, set()
+
+        def on_eval(step: int, metrics: dict, fraction: float) -> None:
+            key = min(TENTHS, int(fraction * TENTHS))
+            if metric not in metrics or key in reported:
+                return
+            reported.add(key)
+            trial.report(metrics[metric], key)
+            if key < TENTHS and trial.should_prune():  # a run that is over is finished, not pruned
+                note(
+                    f"trial {trial.number}: pruned at step {step} ({key * 10}% of its run), {metric} {metrics[metric]}"
+                )
+                raise self.optuna.TrialPruned(f"{metric} {metrics[metric]} at {key * 10}% of the run")
+
+        return on_eval
+
+
+def trial_rows(study, mod, params: list[Param]) -> list[dict]:
+    rows = []
+    for t in study.trials:
+        state = t.state.name.lower()
+        if state == "pruned" and t.intermediate_values:
+            state = f"pruned at {max(t.intermediate_values) * 10}%"
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        rows.append(
+            {
+                "number": t.number,
+                "state": state,
+                mod.MAIN_METRIC: t.value,
+                "params": t.params,
+                "steps": t.user_attrs.get("steps"),
+                "seconds": round(seconds, 1) if seconds is not None else None,
+                "checkpoint": t.user_attrs.get("checkpoint"),
+            }
+        )
+    return rows
+
+
+def trials_table(rows: list[dict], metric: str) -> str:
+    """The study's trials as fixed-width lines (a log file reads them as a terminal does)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    names = ["trial", "state", f"dev_{metric}", *keys, "steps", "time"]
+    table = []
+    for r in rows:
+        cells = [str(r["number"]), r["state"], _fmt(r[metric]), *(_fmt(r["params"].get(k)) for k in keys)]
+        table.append([*cells, _fmt(r["steps"]), fmt_seconds(r["seconds"]) if r["seconds"] is not None else ""])
+    widths = [max(len(n), *(len(row[i]) for row in table)) for i, n in enumerate(names)]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_best(study, mod, path: Path, best_path: Path, recipe) -> dict | None:
+    """The best finished trial's recipe, as a recipe file headed by the commands and the score."""
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not done:
+        note(f"no trial of {path} has finished yet, so there is no best recipe to write")
+        return None
+    best = study.best_trial
+    data_dir = f" --data-dir {os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV) else ""
+    trained = best.user_attrs["recipe"]
+    dev = f"--dev {trained['data']['dev']}" if trained["data"]["dev"] else "a seeded slice of train"
+    comments = [
+        f"lstmtext train {mod.NAME} --recipe {best_path}{data_dir}",
+        f"score: dev {mod.MAIN_METRIC} {best.value} ({dev}), trial {best.number} of {len(study.trials)} in {path}",
+        f"found by: lstmtext tune {mod.NAME}{f' --recipe {recipe}' if recipe else ''} --study {path}{data_dir}",
+        f"tuned: {', '.join(f'{k} = {v!r}' for k, v in best.params.items())}; train.max_time is the trial's "
+        f"budget; its checkpoint: {best.user_attrs['checkpoint']}",
+    ]
+    best_path.parent.mkdir(parents=True, exist_ok=True)
+    best_path.write_text(recipe_toml(trained, comments), encoding="utf-8")
+    note(f"best: trial {best.number}, dev {mod.MAIN_METRIC} {best.value:.4f}; its recipe: {best_path}")
+    return {"number": best.number, "value": best.value, "params": best.params, **best.user_attrs}
