@@ -25,7 +25,7 @@ from pathlib import Path
 from lstmtext.data import MAX_LINE_BYTES, check_file, decode_line, file_kind
 from lstmtext.errors import UsageError
 from lstmtext.paths import home
-from lstmtext.sources import is_hf
+from lstmtext.sources import is_hf, resolve_source
 
 BLOCK_BYTES = 1 << 22  # text per unit of work handed to a tokenizer process
 CACHE_ENV = "LSTMTEXT_CACHE"
@@ -63,6 +63,12 @@ def expand_sources(sources: Sequence[str], folders: bool) -> list[str]:
         else:
             out.append(src)  # the reader says what is wrong with it (a PREFIX is fine, a missing file is not)
     return out
+
+
+def named_sources(named: Sequence[str], folders: bool) -> list[tuple[str, str]]:
+    """(the source as the user named it, a source the readers take) for each source ``named`` stands for: a
+    named dataset is resolved (``conll2003:train`` → its file), then globs and folders are expanded."""
+    return [(name, src) for name in named for src in expand_sources([resolve_source(name)], folders)]
 
 
 def content_hash(path: str | Path) -> str:

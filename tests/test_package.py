@@ -268,7 +268,7 @@ def test_wheel_runs_a_shipped_recipe_on_a_data_directory(installed, tmp_path):
         env | {"LSTMTEXT_DATA": str(data)},
     )
     info = json.loads(_run([lstmtext, "info", "sst2.ckpt", "--format", "json"], tmp_path, env).stdout)
-    assert info["recipe"]["data"]["train"] == "sst2:train"
+    assert info["recipe"]["data"]["train"] == ["sst2:train"]
     assert info["recipe"]["sentiment"]["hidden_dim"] == 300  # the recipe's (the task's default: 256)
     assert [(d["source"], d["resolved"]) for d in info["provenance"]["data"]] == [
         ("sst2:train", str(data / "sst2" / "train.tsv"))

@@ -402,4 +402,5 @@ def test_train_on_eval_sees_each_dev_evaluation_and_its_exception_ends_the_run_c
     rows = [json.loads(l) for l in (tmp_path / "run.metrics.jsonl").read_text().splitlines()]
     assert [(s, f) for s, _, f in seen] == [(10, 10 / 36), (20, 20 / 36)]  # 18 steps an epoch, 2 epochs
     assert [m for _, m, _ in seen] == [{k[4:]: v for k, v in r.items() if k.startswith("dev_")} for r in rows]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt", "run.metrics.jsonl", "run.resume.safetensors"]
+    run_files = sorted(p.name for p in tmp_path.iterdir() if p.name != "home")  # home: LSTMTEXT_HOME (conftest)
+    assert run_files == ["run.ckpt", "run.metrics.jsonl", "run.resume.safetensors"]

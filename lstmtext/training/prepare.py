@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.corpus import content_hash, expand_sources
+from lstmtext.corpus import content_hash, named_sources
 from lstmtext.data import is_hf, resolve_source, sample_path, split_valid
 from lstmtext.progress import note
 from lstmtext.tasks.contract import Streamed
@@ -36,13 +36,13 @@ def prepare(
     training text goes through the token cache on disk instead (training/streamed.py)."""
     if isinstance(mod, Streamed):
         tok, train_feats, dev_feats, read, index = prepare_streamed(mod, recipe, d, clock, stored_meta, init_meta, show)
-        provenance = [describe_source(s) for s in read] + [{"token_stream": index["key"], "pieces": index["pieces"]}]
+        provenance = [describe_source(*s) for s in read] + [{"token_stream": index["key"], "pieces": index["pieces"]}]
         return Prepared(tok, [], train_feats, dev_feats, provenance, ", ".join(recipe.data.train) or read[0])
     task, tc = recipe.task, recipe.train
     with clock.phase("read"):
         named = recipe.data.train or [str(sample_path(task, "train"))]
-        train_srcs = expand_sources([resolve_source(s) for s in named], folders=False)
-        train_examples = [e for src in train_srcs for e in mod.read(src, recipe.options, "train")]
+        train_srcs = named_sources(named, folders=False)
+        train_examples = [e for _, src in train_srcs for e in mod.read(src, recipe.options, "train")]
         dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
         if dev_src:
             dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
@@ -61,7 +61,7 @@ def prepare(
         f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}"
         + (f", labels {', '.join(labels)}" if labels else "")
     )
-    provenance = [describe_source(s) for s in (*train_srcs, dev_src) if s]
+    provenance = [describe_source(*s) for s in [*train_srcs, (dev_src, resolve_source(dev_src))] if s[0]]
     return Prepared(tok, labels, train_feats, dev_feats, provenance, ", ".join(named))
 
 
@@ -84,12 +84,11 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
     return Tokenizer(broadcast_bytes(proto, d))
 
 
-def describe_source(src: str) -> dict:
+def describe_source(src: str, resolved: str) -> dict:
     """The source as the user named it; where a name resolved to another path, that path; for a file, its size
     and hash too."""
     if is_hf(src):
         return {"source": src}
-    resolved = resolve_source(src)
     out = {"source": src} if resolved == src else {"source": src, "resolved": resolved}
     p = Path(resolved)
     if not is_hf(resolved) and p.is_file():

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.corpus import Corpus, Holdout, cache_dir, expand_sources, sample_lines, write_atomic
+from lstmtext.corpus import Corpus, Holdout, cache_dir, named_sources, sample_lines, write_atomic
 from lstmtext.data import resolve_source, sample_path
 from lstmtext.errors import UsageError
 from lstmtext.progress import ByteProgress, note
@@ -27,14 +27,14 @@ NO_TEXT = "no text found; expected plain text, one paragraph per line"
 
 
 def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init_meta: dict | None, show: bool):
-    """(tokenizer, training windows, dev features, the sources read, the token stream's index) of a streamed task;
-    training/prepare.py makes them its Prepared."""
+    """(tokenizer, training windows, dev features, the sources read as (name, path), the token stream's index) of a
+    streamed task; training/prepare.py makes them its Prepared."""
     task, tc, dc = recipe.task, recipe.train, recipe.data
     named = dc.train or [str(sample_path(task, "train"))]
     dev_src = dc.dev or ("" if dc.train else str(sample_path(task, "dev")))
     with clock.phase("read"):
-        sources = expand_sources([resolve_source(s) for s in named], folders=True)
-        corpus = Corpus(sources, lambda src: mod.stream_lines(src, recipe.options, "train"))
+        pairs = named_sources(named, folders=True)
+        corpus = Corpus([src for _, src in pairs], lambda src: mod.stream_lines(src, recipe.options, "train"))
         corpus.keys()  # hash (or recall) every source now, so a missing file fails before any work
     holdout = None if dev_src or dc.valid_fraction <= 0 else Holdout(tc.seed, dc.valid_fraction, dc.valid_max)
     with clock.phase("tokenizer"):
@@ -56,7 +56,8 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
         f"({len(train_feats):,} windows), {len(dev_feats)} for validation"
         f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}; token stream {stream.folder}"
     )
-    return tok, train_feats, dev_feats, [*sources, dev_src] if dev_src else sources, index
+    read = [*pairs, (dev_src, resolve_source(dev_src))] if dev_src else pairs
+    return tok, train_feats, dev_feats, read, index
 
 
 def _tokenizer(corpus: Corpus, recipe, holdout: Holdout | None, d: Dist, meta: dict | None) -> Tokenizer:
