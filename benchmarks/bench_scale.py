@@ -122,7 +122,7 @@ def stream_index(cache: Path) -> dict:
 def train_cmd(text: Path, out: Path, max_time: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "lstmtext", "train", "lm", "--recipe", "wikitext2", "--train", str(text),
-        "--dev", "wikitext2:dev", "--max-time", max_time, "-o", str(out), "--force", "-q", *extra,
+        "--dev", "wikitext2:dev", "--max-time", max_time, "-o", str(out), "--force", *extra,
     ]  # fmt: skip
 
 

@@ -53,6 +53,7 @@ class TokenizerConfig:
     model_type: str = choice("unigram", "bpe")
     character_coverage: float = 0.9995
     max_sentences: int = 300_000  # lines sampled from the training text to train SentencePiece
+    max_chars: int = 20_000_000  # characters of that sample at most (0 = no bound): the trainer's memory grows with it
 
 
 @dataclass
@@ -321,6 +322,7 @@ def _validate_shared(recipe: Recipe) -> None:
         "train.clip": (t.clip, 0, "a number at least 0 (0 = no clipping)"),
         "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),
         "data.max_length": (d.max_length, 1, "at least 1 piece"),
+        "tokenizer.max_chars": (recipe.tokenizer.max_chars, 0, "0 (no bound) or a positive number of characters"),
     }
     for key, (value, low, allowed) in at_least.items():
         if value < low:

@@ -39,6 +39,23 @@ def _training_lines(texts: Iterable[str], max_sentences: int, seed: int) -> list
     return sample
 
 
+def _within_chars(lines: list[str], max_chars: int, seed: int) -> list[str]:
+    """At most ``max_chars`` characters of the sample: a seeded choice of its lines, kept in their order. The
+    SentencePiece trainer's memory grows with the text it is given, many times over, so the sample is bounded in
+    characters as well as in lines (lines of reviews are far longer than lines of an encyclopedia)."""
+    if max_chars <= 0 or sum(map(len, lines)) <= max_chars:
+        return lines
+    order = list(range(len(lines)))
+    random.Random(seed).shuffle(order)
+    keep, total = [], 0
+    for i in order:
+        total += len(lines[i])
+        if total > max_chars:
+            break
+        keep.append(i)
+    return [lines[i] for i in sorted(keep)]
+
+
 class Tokenizer:
     def __init__(self, model_proto: bytes):
         self.model_proto = bytes(model_proto)
@@ -58,8 +75,9 @@ class Tokenizer:
         character_coverage: float = 0.9995,
         max_sentences: int = 300_000,
         seed: int = 1,
+        max_chars: int = 0,
     ) -> Tokenizer:
-        lines = _training_lines(texts, max_sentences, seed)
+        lines = _within_chars(_training_lines(texts, max_sentences, seed), max_chars, seed)
         if not lines:
             raise UsageError("cannot train a tokenizer: the training text is empty")
         model = io.BytesIO()

@@ -301,3 +301,13 @@ def test_resume_refuses_training_data_that_changed(tmp_path, task, name, lines):
     assert_usage_error(proc, "--resume: the training data changed since this run started", only_line=False)
     path.write_text("\n".join(text) + "\n", encoding="utf-8")  # restored: the run continues
     assert run_cli(*args, "--resume", "--set", "train.max_steps=4").returncode == 0
+
+
+def test_the_tokenizer_sample_is_bounded_in_characters_and_kept_in_order():
+    from lstmtext.tokenizer import _within_chars
+
+    lines = [f"{i:03d}" + "x" * (i % 7) for i in range(300)]
+    assert _within_chars(lines, 0, 1) == lines and _within_chars(lines, 10**6, 1) == lines
+    kept = _within_chars(lines, 500, seed=4)
+    assert sum(map(len, kept)) <= 500 < sum(map(len, kept)) + 10  # filled to within one line of the bound
+    assert kept == sorted(kept) and set(kept) < set(lines) and kept == _within_chars(lines, 500, seed=4)

@@ -79,6 +79,7 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
             tk.character_coverage,
             tk.max_sentences,
             tc.init_seed or tc.seed,
+            tk.max_chars,
         ).model_proto
         note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")
     return Tokenizer(broadcast_bytes(proto, d))

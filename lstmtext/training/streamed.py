@@ -62,7 +62,8 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
 
 def _tokenizer(corpus: Corpus, recipe, holdout: Holdout | None, d: Dist, meta: dict | None) -> Tokenizer:
     """The resumed or --init-from tokenizer; else the one trained on this text with these settings before (the
-    cache); else one trained now, on a seeded sample of ``tokenizer.max_sentences`` lines."""
+    cache); else one trained now, on a seeded sample of ``tokenizer.max_sentences`` lines (``tokenizer.max_chars``
+    characters at most)."""
     if meta:
         return Tokenizer(ckpt.tokenizer_proto(meta))
     proto = None
@@ -81,8 +82,9 @@ def _tokenizer(corpus: Corpus, recipe, holdout: Holdout | None, d: Dist, meta: d
             lines = sample_lines(corpus, n, held, tk.max_sentences, seed)
             if not any(line.strip() for line in lines):
                 raise UsageError(f"{', '.join(corpus.sources)}: {NO_TEXT}")
-            proto = Tokenizer.train(lines, tk.vocab_size, tk.model_type, tk.character_coverage, tk.max_sentences, seed)
-            proto = proto.model_proto
+            proto = Tokenizer.train(
+                lines, tk.vocab_size, tk.model_type, tk.character_coverage, tk.max_sentences, seed, tk.max_chars
+            ).model_proto
             write_atomic(path, proto)
             note(f"tokenizer: trained on {len(lines):,} sampled lines in {time.perf_counter() - t0:.1f}s")
     return Tokenizer(broadcast_bytes(proto, d))
