@@ -159,6 +159,11 @@ def run_sides(sides: list[tuple[str, list, dict, Path, float | None, dict]], par
     else:
         for name, cmd, env, log, budget, kw in sides:
             results[name] = run(cmd, env, log, budget, **kw)
+    for name, _, _, log, _, _ in sides:
+        r = results[name]
+        if r["returncode"] != 0 and not r["stopped"]:
+            tail = Path(log).read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise SystemExit(f"{tail}\n{name} failed ({r['returncode']}); its log: {log}")
     return results
 
 
@@ -226,50 +231,45 @@ def label(name: str, budget: str, issue_budget: str, threads: int, note: str) ->
 
 
 def record_side_by_side(a, rows: list[tuple], command: str, extra: dict) -> None:
-    """rows: (label, dataset, metric, peer value, lstmtext value, train min peer, train min lstmtext, tokens/s
-    peer, tokens/s lstmtext, higher_is_better). Writes the peer row, lstmtext's row and the ratio row (lstmtext
-    over the peer) for each, or prints them with --no-record / --quick."""
+    """rows: (key, label, dataset, metric, peer value, lstmtext value, train min peer, train min lstmtext,
+    tokens/s peer, tokens/s lstmtext, higher_is_better). Writes the peer row, lstmtext's row and the ratio row
+    (lstmtext over the peer) for each, or prints them with --no-record / --quick. ``key`` names the JSON files
+    (benchmarks/out/peer-KEY.json, lstmtext-KEY.json, ratio-KEY.json); the table shows the full label."""
     save = not a.no_record and (not a.quick or a.record)
-    for lab, dataset, metric, pv, lv, pmin, lmin, ptok, ltok, higher in rows:
+    sha = bench.commit()  # the commit the runs used, before the rows make BENCHMARKS.md differ from it
+    labels = {}
+    for key, lab, dataset, metric, pv, lv, pmin, lmin, ptok, ltok, higher in rows:
         ratio = round(lv / pv, 3) if pv and lv is not None else None
         better = "higher is better" if higher else "lower is better"
         entries = [
-            (f"peer-{lab}", dataset, metric, pv, pmin, ptok),
-            (f"lstmtext-vs-{lab}", dataset, metric, lv, lmin, ltok),
-            (f"ratio-lstmtext/{lab}", dataset, f"{metric}: lstmtext / peer ({better})", ratio, None, None),
+            (f"peer-{key}", f"peer: {lab}", dataset, metric, pv, pmin, ptok),
+            (f"lstmtext-{key}", f"lstmtext: {lab}", dataset, metric, lv, lmin, ltok),
+            (
+                f"ratio-{key}",
+                f"lstmtext / peer: {lab}",
+                dataset,
+                f"{metric}: lstmtext / peer ({better})",
+                ratio,
+                None,
+                None,
+            ),
         ]
-        for name, ds, met, value, tmin, tok in entries:
+        for slug, name, ds, met, value, tmin, tok in entries:
+            labels[slug] = name
             if save:
-                bench.record(_slug(name), ds, met, value, tmin, tok, command, {"label": name, **extra})
+                commit, bench.commit = bench.commit, lambda: sha
+                try:
+                    bench.record(slug, ds, met, value, tmin, tok, command, {"label": name, **extra})
+                finally:
+                    bench.commit = commit
             else:
-                print(
-                    json.dumps(
-                        {
-                            "benchmark": name,
-                            "dataset": ds,
-                            "metric": met,
-                            "value": value,
-                            "train_min": tmin,
-                            "tokens_per_s": tok,
-                        }
-                    )
-                )
+                row = {"benchmark": name, "dataset": ds, "metric": met, "value": value, "train_min": tmin}
+                print(json.dumps({**row, "tokens_per_s": tok}))
     if save:
-        _relabel(rows)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(" (")[0]).strip("-")
-
-
-def _relabel(rows: list[tuple]) -> None:
-    """bench.record names the row by its file slug; put the full label (budget, threads, CPU) back in the table."""
-    text = bench.TABLE.read_text(encoding="utf-8")
-    for lab, *_ in rows:
-        for prefix in ("peer-", "lstmtext-vs-", "ratio-lstmtext/"):
-            full = prefix + lab
-            text = text.replace(f" | {_slug(full)} | ", f" | {full} | ")
-    bench.TABLE.write_text(text, encoding="utf-8")
+        text = bench.TABLE.read_text(encoding="utf-8")
+        for slug, name in labels.items():
+            text = text.replace(f" | {slug} | ", f" | {name} | ")
+        bench.TABLE.write_text(text, encoding="utf-8")
 
 
 def git_commit() -> str:

@@ -182,6 +182,7 @@ def report(a, r: dict) -> None:
     peer_min = round(r["runs"]["peer"]["train_s"] / 60, 1)
     rows = [
         (
+            f"spacy-ner-{a.optimize}-f1",
             lab,
             dataset,
             "entity F1 (seqeval strict, lstmtext's entity_metrics)",
@@ -194,7 +195,8 @@ def report(a, r: dict) -> None:
             True,
         ),
         (
-            lab + " speed",
+            f"spacy-ner-{a.optimize}-speed",
+            lab,
             f"CoNLL-2003 eng.testb raw text ({words} words), {sp}",
             "words/s end to end (process start to last line, best of 3)",
             r["speed"]["peer"]["words_per_s"],

@@ -157,6 +157,7 @@ def report(a, r: dict) -> None:
     peer_min = round(r["runs"]["peer"]["train_s"] / 60, 1)
     rows = [
         (
+            "word-lm-ppl",
             lab,
             dataset,
             f"test perplexity per word (peer: {p['epochs_done']} epochs, its own test ppl)",
@@ -169,7 +170,8 @@ def report(a, r: dict) -> None:
             False,
         ),
         (
-            lab + " train speed",
+            "word-lm-train-speed",
+            lab,
             "WikiText-2 train",
             "training words/s (lstmtext: pieces/s × words/piece)",
             p["words_per_s"],
