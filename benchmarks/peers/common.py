@@ -150,12 +150,21 @@ def run(cmd: list, env: dict, log: Path, budget_s: float | None = None, cwd: Pat
 
 
 def run_sides(sides: list[tuple[str, list, dict, Path, float | None, dict]], parallel: bool) -> dict:
-    """Run (name, cmd, env, log, budget, finish options) one after the other, or all at once with ``parallel``."""
+    """Run (name, cmd, env, log, budget, options: cwd and finish's) one after the other, or all at once with
+    ``parallel``."""
     results = {}
     if parallel:
-        started = [(name, *start(cmd, env, log), budget, kw) for name, cmd, env, log, budget, kw in sides]
-        for name, proc, t0, budget, kw in started:
-            results[name] = finish(proc, t0, budget, **kw)
+        started = []
+        try:
+            for name, cmd, env, log, budget, kw in sides:
+                opts = dict(kw)
+                started.append((name, *start(cmd, env, log, opts.pop("cwd", None)), budget, opts))
+            for name, proc, t0, budget, opts in started:
+                results[name] = finish(proc, t0, budget, **opts)
+        finally:
+            for _, proc, *_ in started:  # an error here must not leave a side training on its own
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
     else:
         for name, cmd, env, log, budget, kw in sides:
             results[name] = run(cmd, env, log, budget, **kw)

@@ -6,7 +6,8 @@ still gives it a model to score.
 main.py saves its model only at the end of an epoch whose validation loss improved, and on Ctrl-C its own
 handler loads that file and scores the test text. When Ctrl-C comes before the first epoch has ended there is
 no file, and main.py would fail: then this runner saves the model as it stands (torch.save(model), main.py's
-own format) before letting main.py's handler run, and says so on stdout. Nothing else changes.
+own format) before letting main.py's handler run, and says so on stdout, with the epoch and batch it stopped
+at. Nothing else changes.
 """
 
 import os
@@ -18,11 +19,16 @@ import sys
 def on_budget(signum, frame):
     import torch
 
-    f = frame
+    f, batch = frame, None
     while f is not None and not ("args" in f.f_globals and "model" in f.f_globals and "corpus" in f.f_globals):
         f = f.f_back
+    g = f.f_globals if f is not None else {}
+    while f is not None and f.f_code.co_name != "train":
+        f = f.f_back
     if f is not None:
-        g = f.f_globals
+        batch = f.f_locals.get("batch")
+    print(f"runner: Ctrl-C in epoch {g.get('epoch')} at batch {batch}", flush=True)
+    if g:
         if not os.path.exists(g["args"].save):
             with open(g["args"].save, "wb") as out:
                 torch.save(g["model"], out)
