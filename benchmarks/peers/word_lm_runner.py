@@ -28,11 +28,10 @@ def on_budget(signum, frame):
     if f is not None:
         batch = f.f_locals.get("batch")
     print(f"runner: Ctrl-C in epoch {g.get('epoch')} at batch {batch}", flush=True)
-    if g:
-        if not os.path.exists(g["args"].save):
-            with open(g["args"].save, "wb") as out:
-                torch.save(g["model"], out)
-            print("runner: budget reached before an epoch ended; the current model saved for the test", flush=True)
+    if g and not os.path.exists(g["args"].save):
+        with open(g["args"].save, "wb") as out:
+            torch.save(g["model"], out)
+        print("runner: budget reached before an epoch ended; the current model saved for the test", flush=True)
     raise KeyboardInterrupt
 
 
