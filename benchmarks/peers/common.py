@@ -286,7 +286,11 @@ def git_commit() -> str:
 
 
 def lstmtext_train_args(task: str, recipe: str, out: Path, budget: str, extra: list | None = None) -> list:
-    """``python -m lstmtext train TASK --recipe RECIPE -o OUT --max-time BUDGET`` with lstmtext's python."""
+    """``python -m lstmtext train TASK --recipe RECIPE -o OUT --max-time BUDGET`` with lstmtext's python. A
+    recipe name is passed as this checkout's recipes/NAME.toml: an lstmtext installed elsewhere in the same
+    environment would otherwise answer the name with its own copy."""
+    if "/" not in recipe and (REPO / "recipes" / f"{recipe}.toml").is_file():
+        recipe = str(REPO / "recipes" / f"{recipe}.toml")
     return [
         sys.executable,
         "-m",

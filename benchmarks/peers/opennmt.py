@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--eole", default="eole==0.6.4", help="pip requirement for Eole (default eole==0.6.4)")
     ap.add_argument("--save-every", type=int, default=250, help="Eole's valid_steps and save_checkpoint_steps")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstmtext recipe override")
     a = ap.parse_args()
     work = Path(a.work_dir) / "opennmt" / ("quick" if a.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,15 @@ def main() -> None:
         sides.append(("peer", cmd, env, work / "peer.train.log", budget_s, {"grace": 30}))
     if a.only in ("both", "lstmtext"):
         ckpt = work / f"lstmtext-translate-s{a.seed}.ckpt"
-        extra = ["--train", data / "train", "--dev", data / "val", "--seed", str(a.seed)]
+        extra = [
+            "--train",
+            data / "train",
+            "--dev",
+            data / "val",
+            "--seed",
+            str(a.seed),
+            *[f"--set={kv}" for kv in a.set],
+        ]
         cmd = peers.lstmtext_train_args("translate", "multi30k", ckpt, a.budget, extra)
         sides.append(("lstmtext", cmd, peers.lstmtext_env(a.threads), work / "lstmtext.train.log", None, {}))
     runs = peers.run_sides(sides, a.parallel)

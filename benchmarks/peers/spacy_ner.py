@@ -135,6 +135,13 @@ def main() -> None:
     ap.add_argument("--optimize", choices=["efficiency", "accuracy"], default="efficiency")
     ap.add_argument("--spacy", default="spacy", help="pip requirement for spaCy (default: the newest)")
     ap.add_argument("--seed", type=int, default=1, help="lstmtext's train.seed")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="lstmtext recipe override (e.g. to keep the run from scratch where the recipe names a pretrained start)",
+    )
     a = ap.parse_args()
     work = Path(a.work_dir) / "spacy_ner" / ("quick" if a.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,15 @@ def main() -> None:
         spacy_model = out / "model-best"
     if a.only in ("both", "lstmtext"):
         ckpt = work / f"lstmtext-ner-s{a.seed}.ckpt"
-        extra = ["--train", files["eng.train"]["conll"], "--dev", files["eng.testa"]["conll"], "--seed", str(a.seed)]
+        extra = [
+            "--train",
+            files["eng.train"]["conll"],
+            "--dev",
+            files["eng.testa"]["conll"],
+            "--seed",
+            str(a.seed),
+            *[f"--set={kv}" for kv in a.set],
+        ]
         cmd = peers.lstmtext_train_args("ner", "conll2003", ckpt, a.budget, extra)
         sides.append(("lstmtext", cmd, peers.lstmtext_env(a.threads), work / "lstmtext-ner.train.log", None, {}))
     runs = peers.run_sides(sides, a.parallel)
