@@ -162,6 +162,7 @@ def main() -> None:
             files["eng.testa"]["conll"],
             "--seed",
             str(a.seed),
+            '--set=init.recipe=""',  # from scratch, as spaCy trains: the recipe's pretrained start is its own row
             *[f"--set={kv}" for kv in a.set],
         ]
         cmd = peers.lstmtext_train_args("ner", "conll2003", ckpt, a.budget, extra)
