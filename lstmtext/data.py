@@ -18,9 +18,13 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lstmtext.errors import OutputClosed, UsageError
 from lstmtext.sources import is_hf, load_hf, resolve_source  # noqa: F401  (callers import them from here)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is refused rather than read into memory
 
@@ -234,35 +238,54 @@ def split_valid(examples: list, fraction: float, cap: int, seed: int) -> tuple[l
 
 def bucket_batches(
     lengths: Sequence[int], batch_tokens: int, max_batch_size: int, shuffle: bool = False, seed: int = 0
-) -> list[list[int]]:
-    """Index lists whose padded size (batch × longest) stays under batch_tokens.
+) -> list[np.ndarray]:
+    """Index arrays whose padded size (batch × longest) stays under batch_tokens.
 
     Sorting by length (random tie-break when shuffling) keeps padding near zero; shuffling the order of
-    the batches keeps training stochastic. The sort runs in numpy, so millions of windows of a large corpus
-    cost seconds; the random keys are drawn one per index in index order, so a seed gives the same batches
-    however the lengths are held.
+    the batches keeps training stochastic. The plan is numpy throughout (the sort, and batches as slices of one
+    index array), so the millions of windows of a large corpus cost seconds and a few bytes each; the random
+    keys are drawn one per index in index order, so a seed gives the same batches however the lengths are held.
     """
     import numpy as np
 
     rng = random.Random(seed)
     lens = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if not len(lens):
+        return []
     if shuffle:
         keys = np.fromiter((rng.random() for _ in range(len(lens))), dtype=np.float64, count=len(lens))
         order = np.lexsort((keys, lens))  # by length, then by key
     else:
         order = np.argsort(lens, kind="stable")
-    batches: list[list[int]] = []
-    start = 0
-    for j, n in enumerate(np.maximum(lens[order], 1).tolist()):
-        # ascending lengths: the item in hand is the longest of the batch it joins
-        if j > start and (n * (j - start + 1) > batch_tokens or j - start >= max_batch_size):
-            batches.append(order[start:j].tolist())
-            start = j
-    if len(order) > start:
-        batches.append(order[start:].tolist())
+    batches = np.split(order, _cuts(np.maximum(lens[order], 1), batch_tokens, max_batch_size))
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def _cuts(ascending: np.ndarray, batch_tokens: int, max_batch_size: int) -> list[int]:
+    """Where the batches of the sorted lengths begin (the first excepted): an item joins the batch in hand while
+    (items + 1) × its length ≤ batch_tokens and items < max_batch_size, else it begins the next one. Equal
+    lengths come in runs, and a run fills whole batches at once."""
+    import numpy as np
+
+    runs = np.flatnonzero(np.diff(ascending)) + 1
+    cuts: list[int] = []
+    start = 0
+    for a, b in zip([0, *runs.tolist()], [*runs.tolist(), len(ascending)]):
+        cap = min(batch_tokens // int(ascending[a]), max_batch_size)  # items of this length a batch holds
+        j = a
+        while j < b:
+            room = cap - (j - start) if j > start else max(cap, 1)  # an item alone always makes a batch
+            if room <= 0:
+                cuts.append(j)
+                start = j
+                continue
+            j += min(room, b - j)
+            if j < b:  # the batch is full and the run goes on
+                cuts.append(j)
+                start = j
+    return cuts
 
 
 # -- streaming input for predict/tag/translate/generate ----------------------------------------------------

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import build_recipe, parse_duration
@@ -340,8 +342,44 @@ def test_data_bucket_batches_cover_all_under_budget():
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 300
     padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
     assert padded / sum(lengths) < 1.1  # bucketing keeps padding small
-    assert batches == bucket_batches(lengths, 300, 32, shuffle=True, seed=3)
-    assert batches != bucket_batches(lengths, 300, 32, shuffle=True, seed=4)
+    as_lists = [b.tolist() for b in batches]
+    assert as_lists == [b.tolist() for b in bucket_batches(lengths, 300, 32, shuffle=True, seed=3)]
+    assert as_lists != [b.tolist() for b in bucket_batches(lengths, 300, 32, shuffle=True, seed=4)]
+
+
+def _greedy_batches(lengths, batch_tokens, max_batch_size, shuffle, seed):
+    """The plan by its definition, one item at a time: sort by (length, a key drawn per index), fill each batch
+    while (items + 1) × the longest ≤ batch_tokens and items < max_batch_size, shuffle the batches."""
+    import random
+
+    rng = random.Random(seed)
+    key = (lambda i: (lengths[i], rng.random())) if shuffle else (lambda i: lengths[i])
+    batches, cur, longest = [], [], 0
+    for i in sorted(range(len(lengths)), key=key):
+        n = max(1, lengths[i])
+        if cur and (max(longest, n) * (len(cur) + 1) > batch_tokens or len(cur) >= max_batch_size):
+            batches.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        batches.append(cur)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0, 1, 3, 7, 7, 7, 20, 64, 300]), max_size=120),
+    st.integers(1, 400),
+    st.integers(1, 12),
+    st.booleans(),
+    st.integers(0, 50),
+)
+def test_data_bucket_batches_are_the_greedy_plan(lengths, batch_tokens, max_batch_size, shuffle, seed):
+    got = [b.tolist() for b in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle, seed)]
+    assert got == _greedy_batches(lengths, batch_tokens, max_batch_size, shuffle, seed)
 
 
 def _length_features(n: int) -> list[dict]:

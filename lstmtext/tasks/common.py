@@ -55,7 +55,7 @@ def map_batches(
     that calls this from several threads at once should pass workers=1. The caller's autocast (bf16) is
     carried into the threads, which do not inherit it."""
     lengths = [f["length"] for f in features]
-    groups = bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)
+    groups = [g.tolist() for g in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)]
     dev = torch.device(device)
     autocast = dev.type in ("cpu", "cuda") and torch.is_autocast_enabled(dev.type)
     dtype = torch.get_autocast_dtype(dev.type) if autocast else None
