@@ -25,16 +25,16 @@ _step, _fit = Loop.step, Loop.fit
 
 def step(self, batches, progress):
     epoch = self.state.epoch
-    seen["steps"].append([epoch, batches[self.state.pos]])
+    seen["steps"].append([epoch, batches[self.state.pos].tolist()])
     if str(epoch) not in seen["one_process"]:  # the same epoch's batches for a world of one
         alone = SimpleNamespace(tc=self.tc, d=Dist(), lengths=self.lengths)
-        seen["one_process"][str(epoch)] = Loop.epoch_batches(alone, epoch)
+        seen["one_process"][str(epoch)] = [b.tolist() for b in Loop.epoch_batches(alone, epoch)]
     return _step(self, batches, progress)
 
 
 def fit(self, show_progress):
     stop = _fit(self, show_progress)
-    seen["lengths"] = self.lengths
+    seen["lengths"] = list(map(int, self.lengths))
     weights = {k: v.detach().cpu().contiguous() for k, v in self.run.raw_model.state_dict().items()}
     save_file(weights, str(OUT / f"rank{RANK}.safetensors"))
     (OUT / f"rank{RANK}.json").write_text(json.dumps(seen))

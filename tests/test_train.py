@@ -192,14 +192,18 @@ def test_train_ranks_split_each_epochs_batches_without_overlap():
     lengths = [3 + (i * 7) % 23 for i in range(301)]
     tc = SimpleNamespace(batch_tokens=120, max_batch_size=16, seed=5)
     one, two = Dist(), [Dist(rank, 2) for rank in range(2)]
+
+    def plan(d, epoch):
+        return [b.tolist() for b in Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths), epoch)]
+
     for epoch in range(4):
-        alone = Loop.epoch_batches(SimpleNamespace(tc=tc, d=one, lengths=lengths), epoch)
-        r0, r1 = (Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths), epoch) for d in two)
+        alone = plan(one, epoch)
+        r0, r1 = (plan(d, epoch) for d in two)
         assert len(alone) > 10 and len(r0) == len(r1) == len(alone) // 2
         assert sorted(r0 + r1) == sorted(alone[: len(alone) // 2 * 2])
         assert not {i for b in r0 for i in b} & {i for b in r1 for i in b}
     # every epoch deals another order
-    assert Loop.epoch_batches(SimpleNamespace(tc=tc, d=two[0], lengths=lengths), 1) != r0
+    assert plan(two[0], 1) != r0
 
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"  # beside the interpreter: the venv's, on CI too
