@@ -168,6 +168,7 @@ def run_compare(a, env: dict) -> None:
             cmd = [
                 sys.executable, "-m", "lstmtext", "train", "lm", "--recipe", "wikitext2", "--seed", "1", "-o",
                 str(out), "--force", "-q", "--set", f"train.max_steps={steps}", "--set", f"train.eval_every={steps}",
+                "--set", 'train.max_time=""',  # no time limit: its planning moves the learning rate, steps do not
             ]  # fmt: skip
             cache = str(Path(a.work_dir) / "cache-cmp")  # the old code has no --cache-dir and ignores this
             r = measured(cmd, {**env, "PYTHONPATH": str(root), "LSTMTEXT_CACHE": cache}, cwd=root)

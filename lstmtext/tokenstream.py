@@ -1,8 +1,8 @@
-"""The token stream of a Corpus: written to disk once, read back through memory maps.
+"""The token stream of a Corpus: written to disk once, read back a window at a time.
 
 ``open_stream`` tokenizes a corpus (in worker processes when the text is large) into shards of ids, uint16 where
-the vocabulary fits and uint32 otherwise; ``TokenStream`` and ``Windows`` read fixed windows of it through memory
-maps, so resident memory does not grow with the corpus. The stream is what the in-memory path builds: one EOS,
+the vocabulary fits and uint32 otherwise; ``TokenStream`` and ``Windows`` read fixed windows of it from the files
+(``os.pread``), so resident memory does not grow with the corpus. The stream is what the in-memory path builds: one EOS,
 then each line's pieces followed by EOS. Streams are cached under ``corpus.cache_dir()``, keyed by the content of
 the text, the tokenizer and the lines held out for validation, so a second run on the same text opens them at
 once.
@@ -139,7 +139,10 @@ def write_stream(
 
 # -- reading ---------------------------------------------------------------------------------------------------
 class TokenStream:
-    """The ids of a stream folder, read through memory maps one shard at a time."""
+    """The ids of a stream folder. Windows are read with ``os.pread`` from the shard files rather than through a
+    memory map: a map's pages, with the kernel's read-around at each fault, count as this process's resident
+    memory and grow with the corpus, while a read costs only the bytes asked for (the page cache still holds the
+    file for every process)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -148,25 +151,30 @@ class TokenStream:
             raise UsageError(f"{folder}: a token stream of another format; delete it to rebuild it")
         self.pieces, self.per = self.index["pieces"], self.index["shard_pieces"]
         self.dtype = np.dtype(self.index["dtype"])
-        self._maps: dict[int, np.ndarray] = {}
+        self._fds: dict[int, int] = {}
 
     def __len__(self) -> int:
         return self.pieces
 
-    def _shard(self, k: int) -> np.ndarray:
-        if k not in self._maps:
-            self._maps[k] = np.memmap(self.folder / f"shard-{k:05d}.bin", dtype=self.dtype, mode="r")
-        return self._maps[k]
+    def _fd(self, k: int) -> int:
+        if k not in self._fds:
+            self._fds[k] = os.open(self.folder / f"shard-{k:05d}.bin", os.O_RDONLY)
+        return self._fds[k]
 
     def read(self, start: int, end: int) -> np.ndarray:
-        """Ids [start, end) as int64 (a copy: nothing of the map stays referenced)."""
+        """Ids [start, end) as int64."""
         parts = []
+        size = self.dtype.itemsize
         while start < end:
             k, off = divmod(start, self.per)
             take = min(end - start, self.per - off)
-            parts.append(self._shard(k)[off : off + take])
+            parts.append(np.frombuffer(os.pread(self._fd(k), take * size, off * size), dtype=self.dtype))
             start += take
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            os.close(fd)
 
     def dev_lines(self) -> list[str]:
         with open(self.folder / "dev.jsonl", encoding="utf-8") as f:

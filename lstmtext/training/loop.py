@@ -124,9 +124,11 @@ class Loop:
         st = self.state
         if st.last_eval_seconds:
             return st.last_eval_seconds
-        # Before the first evaluation, its cost is guessed from the training rate so far: an evaluation reads a
-        # piece without a backward pass, so at least 1.5 times as fast as a training step does
-        rate = st.rate or self.shown[1]
+        # Before the first evaluation, its cost is guessed from the steps' own rate so far (their time alone, not
+        # the planning before them): an evaluation reads a piece without a backward pass, so at least 1.5 times
+        # as fast as a training step does
+        span = st.span
+        rate = st.rate or (span.tokens / span.seconds if span.steps >= 3 and span.seconds > 0 else 0.0)
         return self.dev_tokens / (1.5 * rate) if rate else 0.0
 
     def progress_fraction(self) -> float:

@@ -4,7 +4,7 @@ cache on disk (lstmtext/corpus.py) instead of into memory; the dev text is read 
 The order of work keeps the cost of a large corpus to what it must be: hashing the sources (remembered across
 runs), then, only when the cache does not already hold them, one counting pass (for the held-out lines), one pass
 for the tokenizer's sample and one tokenizing pass. A second run on the same text and settings reads nothing but
-the memory maps."""
+the shard files."""
 
 from __future__ import annotations
 
