@@ -7,6 +7,7 @@
         eng.train's text first (10 min, reported apart), then NER from it
     python benchmarks/bench_ner.py --only speed --checkpoint benchmarks/out/ner-conll2003.ckpt
     python benchmarks/bench_ner.py --only speed --checkpoint C.ckpt --precision fp32,int8   # alternated, F1 of each
+    python benchmarks/bench_ner.py --only startup --checkpoint C.ckpt --repeats 7   # one line: torch vs ONNX
     python benchmarks/bench_ner.py --only stages --checkpoint benchmarks/out/ner-conll2003.ckpt   # where it goes
     python benchmarks/bench_ner.py --only batching --checkpoint C.ckpt --precision int8   # batch size, threads
     python benchmarks/bench_ner.py --only soup --parts a.ckpt b.ckpt --name ner-soup   # runs that share
@@ -405,6 +406,42 @@ def speed(a, ckpt: Path, test: Path, save: bool) -> None:
             )
 
 
+STARTUP_LINE = "Angela Merkel visited Paris.\n"
+
+
+def startup(a, ckpt: Path, save: bool) -> None:
+    """Seconds of `echo "Angela Merkel visited Paris." | lstmtext tag -m MODEL`, process start to exit: the
+    checkpoint (torch) and its ONNX exports (onnxruntime, no torch), alternated, median of --repeats."""
+    models = {"checkpoint": [rel(ckpt)]}
+    for precision in ("fp32", "int8"):
+        out = ckpt.with_suffix(f".{precision}.onnx")
+        lstmtext("export", rel(ckpt), "-o", out, "--precision", precision, "--force")
+        models[f"onnx-{precision}"] = [rel(out)]
+    models["checkpoint-int8"] = [rel(ckpt), "--precision", "int8"]
+    times: dict = {k: [] for k in models}
+    outputs = {}
+    for _ in range(a.repeats):
+        for k, args in models.items():
+            proc, s = lstmtext("tag", "-m", *args, stdin=STARTUP_LINE)
+            times[k].append(s)
+            outputs[k] = proc.stdout
+    for k, args in models.items():
+        t = statistics.median(times[k])
+        same = outputs[k] == outputs["checkpoint"]
+        print(f"{k}: {t:.3f}s median of {a.repeats} ({'same' if same else 'other'} tags as the checkpoint)", flush=True)
+        if save:
+            record(
+                f"{a.name}-tag-startup-{k}",
+                "one line: Angela Merkel visited Paris.",
+                "seconds end to end (median)",
+                round(t, 3),
+                None,
+                None,
+                f'echo "Angela Merkel visited Paris." | lstmtext tag -m {" ".join(map(str, args))}',
+                {"runs": [round(x, 3) for x in times[k]], "same_tags_as_checkpoint": same, "alternated": list(models)},
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="recipes/conll2003.toml")
@@ -427,9 +464,9 @@ def main() -> None:
     ap.add_argument("--name", default="ner-conll2003", help="benchmark name in BENCHMARKS.md")
     ap.add_argument(
         "--only",
-        choices=["all", "train", "speed", "stages", "batching", "context", "adapt", "soup"],
+        choices=["all", "train", "speed", "startup", "stages", "batching", "context", "adapt", "soup"],
         default="all",
-        help="stages: seconds per stage of `lstmtext tag` on a --checkpoint; batching: "
+        help="startup: one line through tag from the checkpoint and its ONNX exports; stages: seconds per stage of `lstmtext tag` on a --checkpoint; batching: "
         "predict with batches of 8,192 pieces one at a time, in threads, and of 2,048 in threads; "
         "context: F1 of a --checkpoint trained with ner.context, by how much context it reads; adapt: only the --adapt-lm "
         "step and its row; soup: average --parts and score the mean beside them",
@@ -469,6 +506,8 @@ def main() -> None:
         train_and_score(a, ckpt, train, dev, test, save)
     if a.only in ("all", "speed"):
         speed(a, ckpt, test, save)
+    if a.only == "startup":
+        startup(a, ckpt, save)
     if a.only == "stages":
         stages(a, ckpt, test)
     if a.only == "batching":

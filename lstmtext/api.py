@@ -14,6 +14,12 @@ from lstmtext.tasks import get_task
 
 def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
     """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
+    from lstmtext.export import is_exported
+
+    if is_exported(path):  # an ONNX file of lstmtext export: onnxruntime, no torch
+        from lstmtext.export import load as load_exported
+
+        return load_exported(path, device, task, command)
     from lstmtext.config import build_recipe
     from lstmtext.device import pick_device
     from lstmtext.tokenizer import Tokenizer
@@ -87,12 +93,20 @@ def inference_precision(predictor, precision: str = "auto"):
     fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
     from contextlib import nullcontext
 
-    from lstmtext.device import autocast_for
-
     check_precision(precision)
+    exported = getattr(predictor, "exported", None)  # an ONNX file runs in the precision it was exported in
+    if exported:
+        if precision not in ("auto", exported):
+            raise UsageError(
+                f"--precision {precision}: this ONNX model was exported in {exported}; "
+                f"run it without --precision, or export the checkpoint again with --precision {precision}"
+            )
+        return nullcontext()
     if precision == "int8":
         quantize_int8(predictor)
         return nullcontext()
+    from lstmtext.device import autocast_for
+
     return autocast_for(predictor.device, precision, option="--precision")[0]()
 
 

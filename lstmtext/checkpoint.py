@@ -99,12 +99,16 @@ def read_header(path: str | Path) -> tuple[dict, dict[str, Any]]:
         raise UsageError(f"checkpoint {path}: not an lstmtext checkpoint (no lstmtext metadata)")
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     _check_tensors(path, tensors, size - 8 - n)
-    _check_meta(path, meta)
+    check_meta(path, meta)
     return tensors, meta
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata, checked (``read_header``)."""
+    """The JSON metadata, checked (``read_header``); of an ONNX export (*.onnx), the metadata it keeps."""
+    if str(path).endswith(".onnx"):
+        from lstmtext.export import read_meta as exported
+
+        return exported(path)
     return read_header(path)[1]
 
 
@@ -147,7 +151,7 @@ def _check_tensors(path: Path, tensors: dict, data_bytes: int) -> None:
             raise UsageError(f"checkpoint {path}: tensors '{a}' and '{b}' overlap in the file")
 
 
-def _check_meta(path: Path, meta: dict) -> None:
+def check_meta(path: Path, meta: dict) -> None:
     from lstmtext.tasks import TASKS
 
     version = meta.get("format_version")

@@ -152,14 +152,23 @@ def speed(path: str, data: str, precisions: list[str], threads: list[int], warmu
         for precision in precisions:
             predictor = load_for(path, precision)
             unit = get_task(predictor.task).SPEED_UNIT
+            exported = getattr(predictor, "exported", None)  # an ONNX file: its own precision, its own threads
+            shown = precision if precision != "auto" else exported or default_precision(predictor.device)
             for n in threads:
                 torch.set_num_threads(n)
+                if exported:
+                    predictor.model.threads = n  # batches side by side (tasks/ner_onnx.py OnnxTagger)
                 with inference_precision(predictor, precision), torch.inference_mode():
                     row = measure(predictor, texts, unit, warmup, repeats)
-                rows.append({"precision": precision, "threads": n, "unit": unit, **row})
+                rows.append({"precision": shown, "threads": n, "unit": unit, **row})
     finally:
         torch.set_num_threads(saved)
     return rows
+
+
+def default_precision(device) -> str:
+    """What --precision auto runs in on ``device`` (api.inference_precision): bf16 on CUDA, fp32 elsewhere."""
+    return "bf16" if str(getattr(device, "type", device)) == "cuda" else "fp32"
 
 
 def end_to_end(path: str, data: str, precision: str, threads: int, repeats: int) -> dict:

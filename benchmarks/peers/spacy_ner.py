@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,14 +109,17 @@ def score_spacy(py: Path, model: Path, files: dict, threads: int) -> dict:
 
 
 def speeds(a, py, spacy_model, ckpt, files) -> dict:
-    """Best-of-3 seconds for each side over eng.testb's raw text, alternated so both meet the same machine."""
+    """Best-of-3 seconds for each side over eng.testb's raw text at each of --speed-threads, alternated so both
+    meet the same machine; each side's row is its best thread count."""
     raw = files["raw"]
+    counts = [int(n) for n in (a.speed_threads or str(a.threads)).split(",")]
     cmds = {}
-    if spacy_model:
-        cmds["peer"] = ([py, SIDE, "tag", spacy_model], peers.thread_env(a.threads), raw)
-    if ckpt:
-        lt = [sys.executable, "-m", "lstmtext", "tag", raw, "-m", ckpt, "--format", "jsonl"]
-        cmds["lstmtext"] = (lt, peers.lstmtext_env(a.threads), None)
+    for n in counts:
+        if spacy_model:
+            cmds[("peer", n)] = ([py, SIDE, "tag", spacy_model], peers.thread_env(n), raw)
+        if ckpt:
+            lt = [sys.executable, "-m", "lstmtext", "tag", raw, "-m", exported(a, ckpt), "--format", "jsonl"]
+            cmds[("lstmtext", n)] = (lt, peers.lstmtext_env(n), None)
     runs: dict = {k: [] for k in cmds}
     lines = len(files["eng.testb"]["sents"])
     for _ in range(3):
@@ -124,9 +128,33 @@ def speeds(a, py, spacy_model, ckpt, files) -> dict:
             assert len(r["output"].splitlines()) == lines, f"{k} lost line alignment"
             runs[k].append(r["best_s"])
     words = sum(len(s["words"]) for s in files["eng.testb"]["sents"])
-    return {
-        k: {"best_s": min(v), "runs": v, "words": words, "words_per_s": round(words / min(v))} for k, v in runs.items()
-    }
+    out = {}
+    for side in dict.fromkeys(k[0] for k in cmds):
+        n = min((k[1] for k in cmds if k[0] == side), key=lambda n: min(runs[(side, n)]))
+        best = min(runs[(side, n)])
+        out[side] = {
+            "best_s": best,
+            "threads": n,
+            "runs": {str(m): runs[(side, m)] for m in counts},
+            "words": words,
+            "words_per_s": round(words / best),
+        }
+    return out
+
+
+def exported(a, ckpt: Path) -> Path:
+    """The model lstmtext tags and is scored with: the checkpoint, or with --export its ONNX file (written
+    here if missing or older than the checkpoint)."""
+    if a.export == "none":
+        return ckpt
+    out = ckpt.with_suffix(f".{a.export}.onnx")
+    if not out.exists() or out.stat().st_mtime < ckpt.stat().st_mtime:
+        peers.lstmtext_json("info", ckpt, "--format", "json", threads=a.threads)  # a readable checkpoint first
+        subprocess.run(
+            [sys.executable, "-m", "lstmtext", "export", ckpt, "-o", out, "--precision", a.export, "--force"],
+            check=True, env=peers.lstmtext_env(a.threads),
+        )  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -135,6 +163,22 @@ def main() -> None:
     ap.add_argument("--optimize", choices=["efficiency", "accuracy"], default="efficiency")
     ap.add_argument("--spacy", default="spacy", help="pip requirement for spaCy (default: the newest)")
     ap.add_argument("--seed", type=int, default=1, help="lstmtext's train.seed")
+    ap.add_argument(
+        "--export",
+        choices=["none", "fp32", "int8"],
+        default="none",
+        help="score and time lstmtext's model as an ONNX export of this precision (lstmtext export), not the checkpoint",
+    )
+    ap.add_argument(
+        "--speed-threads",
+        help="thread counts to time tagging at, comma-separated (e.g. 1,2); each side's best is its row "
+        "(default: --threads)",
+    )
+    ap.add_argument(
+        "--no-train",
+        action="store_true",
+        help="score and time the models an earlier run left in the work dir (same --optimize and --seed)",
+    )
     ap.add_argument(
         "--set",
         action="append",
@@ -167,7 +211,10 @@ def main() -> None:
         ]
         cmd = peers.lstmtext_train_args("ner", "conll2003", ckpt, a.budget, extra)
         sides.append(("lstmtext", cmd, peers.lstmtext_env(a.threads), work / "lstmtext-ner.train.log", None, {}))
-    runs = peers.run_sides(sides, a.parallel)
+    if a.no_train:
+        runs = json.loads((work / f"result-{a.optimize}.json").read_text())["runs"]
+    else:
+        runs = peers.run_sides(sides, a.parallel)
     print(json.dumps(runs), flush=True)
     result: dict = {"runs": runs, "budget": a.budget, "threads": a.threads, "parallel": a.parallel}
     if spacy_model:
@@ -175,8 +222,9 @@ def main() -> None:
         result["spacy_version"] = peers.version(py, "spacy")
     if ckpt:
         result["lstmtext"] = peers.lstmtext_json(
-            "evaluate", ckpt, files["eng.testb"]["conll"], "--format", "json", threads=a.threads
+            "evaluate", exported(a, ckpt), files["eng.testb"]["conll"], "--format", "json", threads=a.threads
         )
+        result["lstmtext_model"] = "checkpoint" if a.export == "none" else f"ONNX export, {a.export}"
         info, minutes, tok_s = peers.lstmtext_cost(ckpt, a.threads)
         result["lstmtext_cost"] = {"train_min": minutes, "pieces_per_s": tok_s, "dev": info.get("metrics")}
     result["speed"] = speeds(a, py, spacy_model, ckpt, files)
@@ -190,7 +238,9 @@ def report(a, r: dict) -> None:
             print(f"{side}: eng.testb F1 {100 * r[side]['f1']:.2f}; speed {r['speed'][side]}", flush=True)
     if "peer" not in r or "lstmtext" not in r:
         return
-    note = "; ".join(x for x in (a.note, "in parallel, each on its own threads" if a.parallel else "") if x)
+    exported_note = f"lstmtext tags with its ONNX export ({a.export})" if a.export != "none" else ""
+    parallel = "in parallel, each on its own threads" if a.parallel else ""
+    note = "; ".join(x for x in (a.note, parallel, exported_note) if x)
     lab = peers.label(f"spacy-ner-{a.optimize} vs lstmtext ner from scratch", a.budget, ISSUE_BUDGET, a.threads, note)
     sp = "spaCy " + r.get("spacy_version", "?")
     dataset = "CoNLL-2003 eng.testb" + (" (quick subset)" if a.quick else "") + f", {sp}"
@@ -214,7 +264,13 @@ def report(a, r: dict) -> None:
             f"spacy-ner-{a.optimize}-speed",
             lab,
             f"CoNLL-2003 eng.testb raw text ({words} words), {sp}",
-            "words/s end to end (process start to last line, best of 3)",
+            "words/s end to end (process start to last line, best of 3"
+            + (
+                f"; best of threads {a.speed_threads}: spaCy {r['speed']['peer']['threads']}, lstmtext "
+                f"{r['speed']['lstmtext']['threads']})"
+                if a.speed_threads
+                else ")"
+            ),
             r["speed"]["peer"]["words_per_s"],
             r["speed"]["lstmtext"]["words_per_s"],
             None,

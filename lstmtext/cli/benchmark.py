@@ -17,7 +17,11 @@ app = typer.Typer(help="Measure a checkpoint: how fast it predicts.", no_args_is
 def speed(
     checkpoint: str = typer.Argument(..., help="The checkpoint to time."),
     data: str = typer.Argument(..., help="Plain text, one input per line (a .conll file: one per sentence)."),
-    precision: str = typer.Option("fp32", "--precision", help="Comma list of precisions, e.g. fp32,int8,bf16."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Comma list of precisions, e.g. fp32,int8,bf16 (auto: fp32 on a CPU; an ONNX export's own).",
+    ),
     threads: str = typer.Option("1", "--threads", help="Comma list of torch thread counts, e.g. 1,2,4."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed passes before the timed ones."),
     repeats: int = typer.Option(5, "--repeats", help="Timed passes (at least 2, for the confidence interval)."),
@@ -51,7 +55,10 @@ def speed(
     read_inputs(data)  # an empty or missing DATA is refused before any model loads
     rows = time_passes(checkpoint, data, precisions, counts, warmup, repeats)
     if end_to_end:
-        rows.append(time_process(checkpoint, data, precisions[0], counts[0], repeats))
+        # labelled as the first in-process row, where --precision auto was resolved
+        rows.append(
+            {**time_process(checkpoint, data, precisions[0], counts[0], repeats), "precision": rows[0]["precision"]}
+        )
     if value(fmt) == "json":
         sys.stdout.write(json.dumps({"machine": machine(counts), "rows": rows}) + "\n")
     else:

@@ -16,6 +16,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmtext.encoder import lengths_to_mask, take_rows
 from lstmtext.heads import WORD_STATES
+from lstmtext.tasks.ner_data import allowed_moves as moves
+from lstmtext.tasks.ner_data import bioes_labels  # noqa: F401  (tests and callers import it from here)
 
 NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
 
@@ -23,28 +25,10 @@ NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
 FORBIDDEN = -1e4
 
 
-def _may_follow(frm: str, to: str, bioes: bool) -> bool:
-    if bioes and frm[:2] in ("B-", "I-"):  # BIOES: an entity that B-/I- opened must go on, of its own type
-        return to in (f"I-{frm[2:]}", f"E-{frm[2:]}")
-    if to[:2] in ("I-", "E-"):  # continues an entity: in BIO only one of its own type (in BIOES none is open)
-        return not bioes and frm[:2] in ("B-", "I-") and frm[2:] == to[2:]
-    return True
-
-
 def allowed_moves(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(allowed transitions (L, L) from → to, allowed first tags (L,), allowed last tags (L,)) for tag names
-    O, B-X, I-X and, in BIOES, E-X (an entity's last word) and S-X (a one-word entity)."""
-    bioes = any(t[:2] in ("E-", "S-") for t in labels)
-    trans = torch.tensor([[_may_follow(a, b, bioes) for b in labels] for a in labels], dtype=torch.bool)
-    start = torch.tensor([_may_follow("O", b, bioes) for b in labels], dtype=torch.bool)
-    end = torch.tensor([_may_follow(a, "O", bioes) for a in labels], dtype=torch.bool)
-    return trans, start, end
-
-
-def bioes_labels(labels: list[str]) -> list[str]:
-    """The CRF's tags for BIO labels in BIOES: O, then B-, I-, E-, S- of every type."""
-    kinds = list(dict.fromkeys(t[2:] for t in labels if t != "O"))
-    return ["O"] + [f"{p}-{k}" for k in kinds for p in "BIES"]
+    """(allowed transitions (L, L) from → to, allowed first tags (L,), allowed last tags (L,)) as bool tensors
+    (tasks/ner_data.py allowed_moves says which)."""
+    return tuple(torch.tensor(m, dtype=torch.bool) for m in moves(labels))
 
 
 class CRF(nn.Module):

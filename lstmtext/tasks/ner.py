@@ -38,6 +38,7 @@ HIGHER_IS_BETTER = True
 FORMATS = ("conll", "jsonl", "inline", "html")
 PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass, a linear layer and a CRF
 SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
+ONNX = "lstmtext.tasks.ner_onnx"  # lstmtext export: the module with its graph and the model that runs it
 
 
 @dataclass
@@ -218,6 +219,8 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
 
 def decode_features(model, features: list[dict], device, batch_tokens: int, workers: int | None = None):
     """Best tag ids for every feature (in order), and the mean loss when the features carry tags."""
+    if hasattr(model, "decode_features"):  # an exported model (tasks/ner_onnx.py) batches and decodes itself
+        return model.decode_features(features, batch_tokens, workers)
     from lstmtext.tasks.common import map_batches
 
     def run(batch: dict):

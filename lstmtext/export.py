@@ -1,0 +1,180 @@
+"""``lstmtext export``: a checkpoint as one ONNX file that predicts without torch, and loading it back.
+
+The file holds the graph (the task's ``onnx_graph``: the encoder and the head up to what decoding needs), the
+checkpoint's metadata (recipe, labels, tokenizer, provenance) under the metadata key ``lstmtext``, and what the
+task decodes with beside the graph (a CRF's transitions). ``lstmtext tag -m model.onnx`` (and ``predict``,
+``evaluate``, ``benchmark speed``) then run it on onnxruntime: its start-up is onnxruntime's import rather than
+torch's, which is most of a short command's time.
+
+``int8`` quantizes the weights of the graph's LSTM and MatMul nodes dynamically (onnxruntime.quantization:
+weights int8, activations quantized as they come), as ``--precision int8`` does for a checkpoint in torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.errors import UsageError
+
+SUFFIX = ".onnx"
+META_KEY = "lstmtext"  # the checkpoint's metadata, and what the export was
+DECODE_KEY = "lstmtext.decode"  # what the task decodes with beside the graph (a CRF's scores)
+OPSET = 17
+PRECISIONS = ("fp32", "int8")
+MISSING = "needs onnxruntime (and onnx to export): pip install 'lstmtext[onnx]' (or pip install onnx onnxruntime)"
+
+
+def is_exported(path: str | Path) -> bool:
+    return str(path).endswith(SUFFIX)
+
+
+def exportable(task: str) -> bool:
+    from lstmtext.tasks import get_task
+
+    return hasattr(get_task(task), "ONNX")
+
+
+def _task_onnx(mod):
+    """The module of a task's ONNX graph (its ``ONNX``), with ``graph(weights, recipe, labels)`` → (nodes,
+    initializers, inputs, outputs, decoding data) and ``model(session, decoding data, recipe, labels, threads)``
+    → what its Predictor runs in place of the torch model."""
+    import importlib
+
+    return importlib.import_module(mod.ONNX)
+
+
+def export(path: str | Path, output: str | Path, precision: str = "fp32", force: bool = False) -> dict:
+    """Write ``output`` (.onnx) from the checkpoint at ``path``; return the stored metadata."""
+    import os
+    import tempfile
+
+    from lstmtext.config import build_recipe
+    from lstmtext.tasks import TASKS, get_task
+
+    output = Path(output)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision}: export writes {' or '.join(PRECISIONS)}")
+    if not is_exported(output):
+        raise UsageError(f"output {output}: name it *{SUFFIX}")
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; pass a file path such as {output / ('model' + SUFFIX)}")
+    if output.exists() and not force:
+        raise UsageError(f"output {output} exists; pass --force to overwrite it")
+    try:
+        import onnx
+        from onnx import helper
+    except ImportError:
+        raise UsageError(f"export {MISSING}") from None
+    meta, state = ckpt.load(path)
+    if meta.get("kind") == "resume":
+        raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
+    task = meta["task"]
+    mod = get_task(task)
+    if not exportable(task):
+        takers = [name for name in TASKS if exportable(name)]
+        raise UsageError(f"export: {' and '.join(takers)} models export to ONNX so far; this is a {task} model")
+    recipe = build_recipe(task, mod.Options, stored=meta["recipe"])
+    weights = {k: v.detach().float().numpy() for k, v in state.items() if v.is_floating_point()}
+    nodes, inits, inputs, outputs, extra = _task_onnx(mod).graph(weights, recipe, meta.get("labels") or [])
+    graph = helper.make_graph(nodes, f"lstmtext-{task}", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstmtext")
+    stored = {**meta, "export": {"precision": precision, "opset": OPSET, "source": str(path)}}
+    helper.set_model_props(model, {META_KEY: json.dumps(stored), DECODE_KEY: json.dumps(extra)})
+    onnx.checker.check_model(model)
+
+    def write(tmp: str) -> None:
+        if precision == "fp32":
+            onnx.save(model, tmp)
+            return
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice to pre-process a vision model goes to the root logger
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                plain = os.path.join(d, "fp32.onnx")
+                onnx.save(model, plain)
+                quantize_dynamic(plain, tmp, op_types_to_quantize=["LSTM", "MatMul"], weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+
+    ckpt.atomic_write(output, write)
+    return stored
+
+
+def read_meta(path: str | Path) -> dict:
+    """The checkpoint metadata an exported file keeps (what ``checkpoint.read_meta`` returns for a .onnx path)."""
+    return _meta(_session(path), path)
+
+
+def _session(path: str | Path):
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"model {path}: file not found")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UsageError(f"model {path}: an ONNX model {MISSING}") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # one batch per thread, threads side by side (ner_onnx.OnnxTagger)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: its warnings about unused initializers are not the user's business
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf classes
+        raise UsageError(
+            f"model {path}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0][:200]})"
+        ) from None
+
+
+def _meta(session, path) -> dict:
+    text = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    try:
+        meta = json.loads(text) if text else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("export"), dict):
+        raise UsageError(f"model {path}: an ONNX file that lstmtext export did not write (no lstmtext metadata)")
+    ckpt.check_meta(Path(path), meta)
+    return meta
+
+
+def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
+    """The task's Predictor for an exported file, built without torch."""
+    import os
+
+    from lstmtext.config import build_recipe
+    from lstmtext.tasks import get_task
+    from lstmtext.tokenizer import Tokenizer
+
+    if device not in ("cpu", "auto"):
+        raise UsageError(f"--device {device}: an exported ONNX model runs on the CPU (onnxruntime)")
+    # batches side by side, one per core, or OMP_NUM_THREADS of them where it is set (as torch's threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(omp) if omp.isdigit() and int(omp) > 0 else cores
+    session = _session(path)
+    meta = _meta(session, path)
+    if task is not None and meta.get("task") != task:
+        what = f"'lstmtext {command}'" if command else f"task '{task}'"
+        raise UsageError(f"model {path} is a '{meta.get('task')}' model; {what} needs a '{task}' model")
+    mod = get_task(meta["task"])
+    recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"])
+    tok = Tokenizer(ckpt.tokenizer_proto(meta, path))
+    labels = meta.get("labels") or []
+    try:
+        decode = json.loads(session.get_modelmeta().custom_metadata_map.get(DECODE_KEY) or "{}")
+    except ValueError:
+        decode = None
+    if not isinstance(decode, dict) or not decode:
+        raise UsageError(f"model {path}: what it decodes with is missing; export the checkpoint again")
+    model = _task_onnx(mod).model(session, decode, recipe, labels, threads)
+    predictor = mod.Predictor(model, tok, labels, recipe, "cpu")
+    predictor.meta = meta
+    predictor.exported = meta["export"]["precision"]
+    return predictor
