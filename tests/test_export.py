@@ -159,6 +159,8 @@ def test_cli_tag_evaluate_info_from_the_export(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(proc.stdout)
     assert meta["task"] == "ner" and meta["export"]["precision"] == "fp32"
+    proc = run_cli("info", onnx)
+    assert proc.returncode == 0 and "precision=fp32" in proc.stderr and "opset=17" in proc.stderr
 
 
 def test_tag_from_the_export_never_imports_torch(exported):

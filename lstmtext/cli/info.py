@@ -12,7 +12,7 @@ from lstmtext.cli.common import report_choice, value
 
 
 def info(
-    checkpoint: str = typer.Argument(..., help="A checkpoint."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint (or an ONNX file of lstmtext export)."),
     fmt: report_choice() = typer.Option("table", "--format", "-f", help="table (stderr) | json (stdout)."),
 ) -> None:
     """Show a checkpoint's model card: task, labels, recipe, metrics, provenance.
@@ -37,6 +37,8 @@ def info(
     t.add_column()
     t.add_row("task", str(meta.get("task")))
     t.add_row("format version", str(meta.get("format_version")))
+    if meta.get("export"):  # an ONNX file of lstmtext export
+        t.add_row("export", ", ".join(f"{k}={v}" for k, v in meta["export"].items()))
     if meta.get("labels"):
         t.add_row("labels", ", ".join(meta["labels"]))
     for k, v in (meta.get("metrics") or {}).items():
