@@ -12,6 +12,15 @@ from lstmtext.errors import UsageError
 from lstmtext.tasks import get_task
 
 
+def read_meta(path: str | Path) -> dict:
+    """A model file's metadata without loading the model: a checkpoint's (``checkpoint.read_meta``, no torch) or
+    the one an ONNX export keeps (``export.read_meta``)."""
+    from lstmtext.export import is_exported
+    from lstmtext.export import read_meta as exported_meta
+
+    return exported_meta(path) if is_exported(path) else ckpt.read_meta(path)
+
+
 def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
     """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
     from lstmtext.export import is_exported
@@ -97,9 +106,11 @@ def inference_precision(predictor, precision: str = "auto"):
     exported = getattr(predictor, "exported", None)  # an ONNX file runs in the precision it was exported in
     if exported:
         if precision not in ("auto", exported):
+            from lstmtext.export import PRECISIONS
+
+            again = f", or export the checkpoint again with --precision {precision}" if precision in PRECISIONS else ""
             raise UsageError(
-                f"--precision {precision}: this ONNX model was exported in {exported}; "
-                f"run it without --precision, or export the checkpoint again with --precision {precision}"
+                f"--precision {precision}: this ONNX model was exported in {exported}; run it without --precision{again}"
             )
         return nullcontext()
     if precision == "int8":

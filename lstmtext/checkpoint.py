@@ -104,11 +104,7 @@ def read_header(path: str | Path) -> tuple[dict, dict[str, Any]]:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata, checked (``read_header``); of an ONNX export (*.onnx), the metadata it keeps."""
-    if str(path).endswith(".onnx"):
-        from lstmtext.export import read_meta as exported
-
-        return exported(path)
+    """The JSON metadata, checked (``read_header``)."""
     return read_header(path)[1]
 
 

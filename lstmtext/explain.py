@@ -38,6 +38,8 @@ WORD_START = "\u2581"  # SentencePiece's word-start mark
 def configure(predictor, steps: int, color: bool, precision: str, fmt: str) -> None:
     """Turn on explanations for a loaded predictor (the CLI's ``--explain``), or refuse in one line. A predictor
     that explains has ``explain`` (the steps, 0 = off) and ``explain_formats`` (the formats that show them)."""
+    if getattr(predictor, "exported", None):
+        raise UsageError("--explain takes gradients through the model: pass the checkpoint, not its ONNX export")
     if not predictor.explain_formats:
         from lstmtext.tasks import TASKS, get_task
 

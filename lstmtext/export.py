@@ -7,7 +7,8 @@ task decodes with beside the graph (a CRF's transitions). ``lstmtext tag -m mode
 torch's, which is most of a short command's time.
 
 ``int8`` quantizes the weights of the graph's LSTM and MatMul nodes dynamically (onnxruntime.quantization:
-weights int8, activations quantized as they come), as ``--precision int8`` does for a checkpoint in torch.
+weights int8, activations quantized as they come). Like ``--precision int8`` on a checkpoint it quantizes the
+LSTMs; unlike it, the projection too (a MatMul), and onnxruntime has no int8 GRU, so a GRU model exports in fp32.
 """
 
 from __future__ import annotations
@@ -47,15 +48,14 @@ def _task_onnx(mod):
 
 def export(path: str | Path, output: str | Path, precision: str = "fp32", force: bool = False) -> dict:
     """Write ``output`` (.onnx) from the checkpoint at ``path``; return the stored metadata."""
-    import os
-    import tempfile
-
     from lstmtext.config import build_recipe
     from lstmtext.tasks import TASKS, get_task
 
     output = Path(output)
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision}: export writes {' or '.join(PRECISIONS)}")
+    if is_exported(path):
+        raise UsageError(f"{path} is an ONNX export already; export the checkpoint it came from")
     if not is_exported(output):
         raise UsageError(f"output {output}: name it *{SUFFIX}")
     if output.is_dir():
@@ -63,8 +63,10 @@ def export(path: str | Path, output: str | Path, precision: str = "fp32", force:
     if output.exists() and not force:
         raise UsageError(f"output {output} exists; pass --force to overwrite it")
     try:
-        import onnx
         from onnx import helper
+
+        if precision == "int8":
+            import onnxruntime.quantization  # noqa: F401
     except ImportError:
         raise UsageError(f"export {MISSING}") from None
     meta, state = ckpt.load(path)
@@ -76,39 +78,48 @@ def export(path: str | Path, output: str | Path, precision: str = "fp32", force:
         takers = [name for name in TASKS if exportable(name)]
         raise UsageError(f"export: {' and '.join(takers)} models export to ONNX so far; this is a {task} model")
     recipe = build_recipe(task, mod.Options, stored=meta["recipe"])
+    if precision == "int8" and recipe.encoder.cell != "lstm":
+        cell = recipe.encoder.cell.upper()
+        raise UsageError(f"--precision int8: onnxruntime quantizes LSTMs, not a {cell}; export this model in fp32")
     weights = {k: v.detach().float().numpy() for k, v in state.items() if v.is_floating_point()}
     nodes, inits, inputs, outputs, extra = _task_onnx(mod).graph(weights, recipe, meta.get("labels") or [])
     graph = helper.make_graph(nodes, f"lstmtext-{task}", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstmtext")
     stored = {**meta, "export": {"precision": precision, "opset": OPSET, "source": str(path)}}
     helper.set_model_props(model, {META_KEY: json.dumps(stored), DECODE_KEY: json.dumps(extra)})
-    onnx.checker.check_model(model)
-
-    def write(tmp: str) -> None:
-        if precision == "fp32":
-            onnx.save(model, tmp)
-            return
-        import logging
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # its advice to pre-process a vision model goes to the root logger
-        try:
-            with tempfile.TemporaryDirectory() as d:
-                plain = os.path.join(d, "fp32.onnx")
-                onnx.save(model, plain)
-                quantize_dynamic(plain, tmp, op_types_to_quantize=["LSTM", "MatMul"], weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-
-    ckpt.atomic_write(output, write)
+    ckpt.atomic_write(output, lambda tmp: _save(model, tmp, precision))
     return stored
 
 
+def _save(model, path: str, precision: str) -> None:
+    """Check and write the graph; int8: onnxruntime's dynamic quantization of its LSTM and MatMul weights
+    (weights int8, activations quantized as they come; the embedding and the CRF stay fp32)."""
+    import logging
+    import os
+    import tempfile
+
+    import onnx
+
+    onnx.checker.check_model(model)
+    if precision == "fp32":
+        onnx.save(model, path)
+        return
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process a vision model goes to the root logger
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            plain = os.path.join(d, "fp32.onnx")
+            onnx.save(model, plain)
+            quantize_dynamic(plain, path, op_types_to_quantize=["LSTM", "MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
 def read_meta(path: str | Path) -> dict:
-    """The checkpoint metadata an exported file keeps (what ``checkpoint.read_meta`` returns for a .onnx path)."""
+    """The checkpoint metadata an exported file keeps (``api.read_meta`` of a .onnx path)."""
     return _meta(_session(path), path)
 
 
@@ -127,9 +138,8 @@ def _session(path: str | Path):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf classes
-        raise UsageError(
-            f"model {path}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0][:200]})"
-        ) from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f"model {path}: not an ONNX model onnxruntime can load ({why})") from None
 
 
 def _meta(session, path) -> dict:
@@ -141,6 +151,10 @@ def _meta(session, path) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("export"), dict):
         raise UsageError(f"model {path}: an ONNX file that lstmtext export did not write (no lstmtext metadata)")
     ckpt.check_meta(Path(path), meta)
+    if not exportable(meta["task"]) or meta["export"].get("precision") not in PRECISIONS:
+        raise UsageError(
+            f"model {path}: its export metadata is not one this lstmtext reads; export the checkpoint again"
+        )
     return meta
 
 

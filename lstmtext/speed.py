@@ -140,30 +140,51 @@ def load_for(path: str, precision: str):
 
 
 def speed(path: str, data: str, precisions: list[str], threads: list[int], warmup: int, repeats: int) -> list[dict]:
-    """One row per (precision, threads): units per second of predictor.predict."""
-    import torch
+    """One row per (precision, threads): units per second of predictor.predict. An ONNX export runs without
+    torch; its threads are the batches it runs side by side (each on one thread, tasks/ner_onnx.py)."""
+    from contextlib import nullcontext
 
     from lstmtext.api import inference_precision
+    from lstmtext.export import is_exported
     from lstmtext.tasks import get_task
 
     texts = read_inputs(data)
-    rows, saved = [], torch.get_num_threads()
+    if is_exported(path):
+        check_exported(path, precisions)
+        torch, saved = None, None
+    else:
+        import torch
+
+        saved = torch.get_num_threads()
+    rows = []
     try:
         for precision in precisions:
             predictor = load_for(path, precision)
             unit = get_task(predictor.task).SPEED_UNIT
-            exported = getattr(predictor, "exported", None)  # an ONNX file: its own precision, its own threads
+            exported = getattr(predictor, "exported", None)
             shown = precision if precision != "auto" else exported or default_precision(predictor.device)
             for n in threads:
-                torch.set_num_threads(n)
-                if exported:
-                    predictor.model.threads = n  # batches side by side (tasks/ner_onnx.py OnnxTagger)
-                with inference_precision(predictor, precision), torch.inference_mode():
+                if torch is None:
+                    predictor.model.threads = n
+                else:
+                    torch.set_num_threads(n)
+                with inference_precision(predictor, precision), torch.inference_mode() if torch else nullcontext():
                     row = measure(predictor, texts, unit, warmup, repeats)
                 rows.append({"precision": shown, "threads": n, "unit": unit, **row})
     finally:
-        torch.set_num_threads(saved)
+        if torch is not None:
+            torch.set_num_threads(saved)
     return rows
+
+
+def check_exported(path: str, precisions: list[str]) -> None:
+    """An ONNX export runs in the precision it was exported in: refuse any other before timing anything."""
+    from lstmtext.api import read_meta
+
+    exported = read_meta(path)["export"]["precision"]
+    for p in precisions:
+        if p not in ("auto", exported):
+            raise UsageError(f"--precision {p}: {path} was exported in {exported}; export the checkpoint again")
 
 
 def default_precision(device) -> str:
@@ -190,9 +211,14 @@ def end_to_end(path: str, data: str, precision: str, threads: int, repeats: int)
     return {**row, **summarize([lines / s for s in seconds]), "best_seconds": min(seconds)}
 
 
-def machine(threads: list[int]) -> dict:
-    import torch
+def machine(threads: list[int], path: str = "") -> dict:
+    """The CPU, the runtime (torch, or onnxruntime for an ONNX export), the thread counts and Python."""
+    from lstmtext.export import is_exported
 
+    if is_exported(path):
+        import onnxruntime as runtime
+    else:
+        import torch as runtime
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -201,4 +227,5 @@ def machine(threads: list[int]) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "torch": torch.__version__, "threads": threads, "python": platform.python_version()}
+    name = runtime.__name__
+    return {"cpu": cpu, name: runtime.__version__, "threads": threads, "python": platform.python_version()}

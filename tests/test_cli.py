@@ -196,6 +196,7 @@ def test_cli_modules_import_downward_only():
         "inspect",
         "plot",
         "benchmark",
+        "export",
         "tune",
     }
     assert {p.stem for p in cli.glob("*.py")} == commands | {"__init__", "app", "common"}

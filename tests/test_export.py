@@ -19,9 +19,10 @@ from lstmtext.config import resolve_recipe
 from lstmtext.data import sample_path
 from lstmtext.heads.tag import CRF
 from lstmtext.tasks import get_task, ner
-from lstmtext.tasks.ner_onnx import viterbi
+from lstmtext.tasks.ner_onnx import OnnxTagger, viterbi
 from lstmtext.tokenizer import Tokenizer
 
+pytest.importorskip("onnx", reason="the [onnx] extra; the test extra installs it")
 pytest.importorskip("onnxruntime", reason="the [onnx] extra; the test extra installs it")
 
 TEXTS = [
@@ -58,12 +59,13 @@ def make_ckpt(path: Path, sample, *overrides: str) -> Path:
     return path
 
 
-VARIANTS = {
+VARIANTS = {  # every part of the tagger the graph reproduces
     "first": [],
     "span-wordlstm-bioes": ["ner.word_state=span", "ner.word_hidden=8", "ner.scheme=bioes"],
     "two-layers-shape": ["encoder.num_layers=2", "ner.word_state=span", "ner.shape_dim=4"],
     "gru-span-wordlstm": ["encoder.cell=gru", "ner.word_state=span", "ner.word_hidden=8", "encoder.num_layers=2"],
     "lm-weight": ["ner.lm_weight=0.2", "ner.word_state=span", "ner.word_hidden=8", "ner.scheme=bioes"],
+    "context": ["ner.context=8", "ner.word_state=span"],
 }
 
 
@@ -76,7 +78,7 @@ def test_export_tags_as_the_checkpoint_does(variant, sample, tmp_path):
     path = make_ckpt(tmp_path / "m.ckpt", sample, *VARIANTS[variant])
     export(path, tmp_path / "m.onnx")
     theirs, ours = api.load(path), api.load(tmp_path / "m.onnx")
-    assert ours.exported == "fp32" and "torch" not in type(ours.model).__module__
+    assert ours.exported == "fp32" and isinstance(ours.model, OnnxTagger)
 
     feats = ner.featurize([{"tokens": t.split()} for t in TEXTS if t], theirs.tok, theirs.labels, theirs.recipe)
     batch = ner.collate(feats)
@@ -92,6 +94,8 @@ def test_export_tags_as_the_checkpoint_does(variant, sample, tmp_path):
     a, b = theirs.predict(TEXTS), ours.predict(TEXTS)
     assert a == b
     assert any(r["entities"] for r in b)  # the random CRF scores make the comparison say something
+    theirs.context = ours.context = True  # tag --context: each line after the earlier ones of its paragraph
+    assert theirs.predict(TEXTS) == ours.predict(TEXTS)
 
 
 def test_viterbi_is_the_best_valid_path_by_brute_force():
@@ -163,23 +167,58 @@ def test_cli_tag_evaluate_info_from_the_export(exported, tmp_path):
     assert proc.returncode == 0 and "precision=fp32" in proc.stderr and "opset=17" in proc.stderr
 
 
-def test_tag_from_the_export_never_imports_torch(exported):
-    """What makes its start-up short: the command runs on onnxruntime, numpy and SentencePiece alone."""
-    _, onnx = exported
-    code = (
-        "import sys\n"
-        "from lstmtext.cli import main\n"
-        f"sys.argv = ['lstmtext', 'tag', '-m', {str(onnx)!r}, '--format', 'jsonl']\n"
-        "try:\n    main()\n"
-        "except SystemExit:\n    pass\n"
-        "sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], input="Angela Merkel visited Paris.\n", capture_output=True, text=True,
+NO_TORCH = (
+    "import sys\n"
+    "from lstmtext.cli import main\n"
+    "sys.argv, code = ['lstmtext'] + sys.argv[1:], 0\n"
+    "try:\n    main()\n"
+    "except SystemExit as e:\n    code = e.code\n"
+    "sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_watched(*args, stdin: str = "", hide_onnxruntime: bool = False) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process that says at the end whether torch was imported; hide_onnxruntime runs it as
+    where onnxruntime is not installed."""
+    code = ("import sys; sys.modules['onnxruntime'] = None\n" if hide_onnxruntime else "") + NO_TORCH
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], input=stdin, capture_output=True, text=True,
         env=cli_env(), cwd=REPO, timeout=120,
     )  # fmt: skip
+
+
+def test_the_export_runs_without_importing_torch(exported, tmp_path):
+    """What makes its start-up short: tag, predict, evaluate, info and benchmark speed on onnxruntime alone."""
+    _, onnx = exported
+    proc = run_watched("tag", "-m", onnx, "--format", "jsonl", stdin="Angela Merkel visited Paris.\n")
     assert proc.stderr.endswith("NO-TORCH"), proc.stderr
     assert json.loads(proc.stdout)["tokens"] == ["Angela", "Merkel", "visited", "Paris", "."]
+    proc = run_watched("predict", onnx, "--format", "jsonl", stdin="Angela Merkel visited Paris.\n")
+    assert proc.stderr.endswith("NO-TORCH") and json.loads(proc.stdout)["tokens"][0] == "Angela", proc.stderr
+    proc = run_watched("evaluate", onnx, "data/ner/dev.conll", "--format", "json")
+    assert proc.stderr.endswith("NO-TORCH") and "loss" not in json.loads(proc.stdout), proc.stderr
+    assert run_watched("info", onnx).stderr.endswith("NO-TORCH")
+    data = tmp_path / "lines.txt"
+    data.write_text("Angela Merkel visited Paris.\n")
+    proc = run_watched("benchmark", "speed", onnx, data, "--repeats", "2", "--format", "json")
+    assert proc.stderr.endswith("NO-TORCH"), proc.stderr
+    assert "onnxruntime" in json.loads(proc.stdout)["machine"]
+
+
+def test_without_onnxruntime_the_export_is_one_error_line(exported, tmp_path):
+    path, onnx = exported
+    for args in (
+        ("tag", "-m", onnx),
+        ("predict", onnx),
+        ("export", path, "-o", tmp_path / "q.onnx", "--precision", "int8"),
+    ):
+        proc = run_watched(*args, stdin="Paris\n", hide_onnxruntime=True)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.replace("NO-TORCH", "").replace("TORCH", "").strip().splitlines()
+        assert lines == [lines[0]] and lines[0].startswith("lstmtext: error:"), proc.stderr
+        assert "pip install 'lstmtext[onnx]'" in lines[0]
+    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_int8_export_quantizes_the_recurrent_and_projection_weights(exported, tmp_path):
@@ -194,6 +233,10 @@ def test_int8_export_quantizes_the_recurrent_and_projection_weights(exported, tm
     assert got.returncode == 0, got.stderr
     rows = [json.loads(line) for line in got.stdout.splitlines()]
     assert len(rows) == len(TEXTS) and all(len(r["tags"]) == len(r["tokens"]) for r in rows)
+    fp32 = run_cli("tag", "-m", plain, "--format", "jsonl", input="\n".join(TEXTS) + "\n")
+    want = [json.loads(line) for line in fp32.stdout.splitlines()]
+    pairs = [(a, b) for r, w in zip(rows, want) for a, b in zip(r["tags"], w["tags"])]
+    assert sum(a == b for a, b in pairs) >= 0.9 * len(pairs)  # int8 weights move few tags (a broken graph, most)
     assert api.load(tmp_path / "q.onnx").exported == "int8"
 
 
@@ -213,6 +256,23 @@ def test_export_refusals(exported, tmp_path, sample):
     junk.write_bytes(b"not a model")
     assert_usage_error(run_cli("tag", "-m", junk, input="Paris\n"), "junk.onnx", "not an ONNX model")
     assert_usage_error(run_cli("translate", "-m", onnx, input="Hallo\n"), "is a 'ner' model")
+    assert_usage_error(run_cli("predict", onnx, "--explain", input="Paris\n"), "--explain", "not its ONNX export")
+    assert_usage_error(run_cli("export", onnx, "-o", tmp_path / "d.onnx"), "is an ONNX export already")
+    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model that lstmtext export did not write
+    import onnx as onnx_lib
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx_lib.save(helper.make_model(graph), str(foreign))
+    assert_usage_error(run_cli("tag", "-m", foreign, input="Paris\n"), "foreign.onnx", "lstmtext export did not write")
+    gru = make_ckpt(tmp_path / "gru.ckpt", sample, "encoder.cell=gru")
+    assert_usage_error(run_cli("export", gru, "-o", tmp_path / "g.onnx", "--precision", "int8"), "not a GRU", "fp32")
 
 
 def test_export_refuses_a_task_without_a_graph(sentiment_ckpt, tmp_path):

@@ -22,7 +22,11 @@ def speed(
         "--precision",
         help="Comma list of precisions, e.g. fp32,int8,bf16 (auto: fp32 on a CPU; an ONNX export's own).",
     ),
-    threads: str = typer.Option("1", "--threads", help="Comma list of torch thread counts, e.g. 1,2,4."),
+    threads: str = typer.Option(
+        "1",
+        "--threads",
+        help="Comma list of thread counts, e.g. 1,2,4 (torch's threads; for an ONNX export, batches run side by side).",
+    ),
     warmup: int = typer.Option(1, "--warmup", help="Untimed passes before the timed ones."),
     repeats: int = typer.Option(5, "--repeats", help="Timed passes (at least 2, for the confidence interval)."),
     fmt: choice("SpeedFormat", ("table", "json")) = typer.Option(
@@ -60,7 +64,7 @@ def speed(
             {**time_process(checkpoint, data, precisions[0], counts[0], repeats), "precision": rows[0]["precision"]}
         )
     if value(fmt) == "json":
-        sys.stdout.write(json.dumps({"machine": machine(counts), "rows": rows}) + "\n")
+        sys.stdout.write(json.dumps({"machine": machine(counts, checkpoint), "rows": rows}) + "\n")
     else:
         show(rows)
 

@@ -174,8 +174,11 @@ def model_or_default(model: Optional[str], task: Optional[str]) -> str:
 
 
 def looks_like_checkpoint(path: str) -> bool:
-    from lstmtext.checkpoint import read_meta
+    from lstmtext.api import read_meta
+    from lstmtext.export import is_exported
 
+    if is_exported(path) and Path(path).is_file():  # loading it gives the real error (onnxruntime missing, ...)
+        return True
     try:
         read_meta(path)
         return True

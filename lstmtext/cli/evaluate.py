@@ -43,7 +43,7 @@ def evaluate(
     if data_dir is not None:
         os.environ["LSTMTEXT_DATA"] = str(data_dir)
     from lstmtext.api import evaluate as run
-    from lstmtext.checkpoint import read_meta
+    from lstmtext.api import read_meta
     from lstmtext.progress import console, note
     from lstmtext.tasks import get_task
 

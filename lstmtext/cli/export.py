@@ -11,7 +11,7 @@ def export(
     checkpoint: str = typer.Argument(..., help="The checkpoint to export (an NER model)."),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32 | int8 (LSTM and projection weights quantized, as --precision int8)."
+        "fp32", "--precision", help="fp32 | int8 (the LSTM and projection weights quantized; LSTM models only)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
 ) -> None:

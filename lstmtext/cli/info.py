@@ -19,7 +19,7 @@ def info(
 
     Example: lstmtext info sst2.ckpt
     """
-    from lstmtext.checkpoint import read_meta
+    from lstmtext.api import read_meta
 
     fmt = value(fmt)
     meta = read_meta(checkpoint)

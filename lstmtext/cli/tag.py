@@ -63,10 +63,6 @@ def tag(
     predictor = load(model or str(default_model("ner")), device=device, task="ner", command="tag")
     predictor.pretokenized = pretokenized
     predictor.context = context
-    if explain and getattr(predictor, "exported", None):
-        from lstmtext.errors import UsageError
-
-        raise UsageError("--explain takes gradients through the model: pass the checkpoint, not its ONNX export")
     if explain:
         _explain(predictor, fmt, context, explain_steps, precision)
     if context and predictor.recipe.options.context <= 0:

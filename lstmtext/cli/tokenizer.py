@@ -14,7 +14,8 @@ app = typer.Typer(help="Train, encode and decode with a SentencePiece model.", n
 
 
 def load_tokenizer(model: str):
-    from lstmtext.checkpoint import read_meta, tokenizer_proto
+    from lstmtext.api import read_meta
+    from lstmtext.checkpoint import tokenizer_proto
     from lstmtext.data import check_file
     from lstmtext.tokenizer import Tokenizer
 

@@ -15,9 +15,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmtext.encoder import lengths_to_mask, take_rows
-from lstmtext.heads import WORD_STATES
-from lstmtext.tasks.ner_data import allowed_moves as moves
-from lstmtext.tasks.ner_data import bioes_labels  # noqa: F401  (tests and callers import it from here)
+from lstmtext.heads import WORD_STATES, bioes_labels
+from lstmtext.heads import allowed_moves as moves
 
 NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
 
@@ -27,7 +26,7 @@ FORBIDDEN = -1e4
 
 def allowed_moves(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(allowed transitions (L, L) from → to, allowed first tags (L,), allowed last tags (L,)) as bool tensors
-    (tasks/ner_data.py allowed_moves says which)."""
+    (heads/__init__.py allowed_moves says which)."""
     return tuple(torch.tensor(m, dtype=torch.bool) for m in moves(labels))
 
 

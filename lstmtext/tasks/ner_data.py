@@ -282,28 +282,3 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
         "token_accuracy": correct / tokens if tokens else 0.0,
         "per_type": dict(sorted(per_type.items())),
     }
-
-
-# -- the CRF's tag schemes (torch-free: an exported tagger decodes with them too) ----------------------------
-def _may_follow(frm: str, to: str, bioes: bool) -> bool:
-    if bioes and frm[:2] in ("B-", "I-"):  # BIOES: an entity that B-/I- opened must go on, of its own type
-        return to in (f"I-{frm[2:]}", f"E-{frm[2:]}")
-    if to[:2] in ("I-", "E-"):  # continues an entity: in BIO only one of its own type (in BIOES none is open)
-        return not bioes and frm[:2] in ("B-", "I-") and frm[2:] == to[2:]
-    return True
-
-
-def allowed_moves(labels: list[str]) -> tuple[list[list[bool]], list[bool], list[bool]]:
-    """(allowed transitions [from][to], allowed first tags, allowed last tags) for tag names O, B-X, I-X and,
-    in BIOES, E-X (an entity's last word) and S-X (a one-word entity)."""
-    bioes = any(t[:2] in ("E-", "S-") for t in labels)
-    trans = [[_may_follow(a, b, bioes) for b in labels] for a in labels]
-    start = [_may_follow("O", b, bioes) for b in labels]
-    end = [_may_follow(a, "O", bioes) for a in labels]
-    return trans, start, end
-
-
-def bioes_labels(labels: list[str]) -> list[str]:
-    """The CRF's tags for BIO labels in BIOES: O, then B-, I-, E-, S- of every type."""
-    kinds = list(dict.fromkeys(t[2:] for t in labels if t != "O"))
-    return ["O"] + [f"{p}-{k}" for k in kinds for p in "BIES"]

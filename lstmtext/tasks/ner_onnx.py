@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmtext.tasks.ner_data import allowed_moves, bioes_labels
+from lstmtext.heads import allowed_moves, bioes_labels
 
 # ONNX orders an LSTM's gates (i, o, f, c) and a GRU's (z, r, h); torch orders them (i, f, g, o) and (r, z, n).
 GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
@@ -165,9 +165,14 @@ class OnnxTagger:
         self.start = np.where(start_ok, np.asarray(crf["start"], dtype=np.float32), inf)
         self.end = np.where(end_ok, np.asarray(crf["end"], dtype=np.float32), inf)
         index = {t: i for i, t in enumerate(bio)}
-        # BIOES → BIO (E-X is inside, S-X begins), as TagHead's _to_bio
-        self.to_bio = np.array(
-            [index.get(t if t == "O" else f"{'I' if t[0] in 'IE' else 'B'}-{t[2:]}", 0) for t in crf_labels]
+        # BIOES → BIO (E-X is inside, S-X begins), as TagHead's _to_bio; a BIO CRF's paths are BIO already
+        bioes = any(t[:2] in ("E-", "S-") for t in crf_labels)
+        self.to_bio = (
+            None
+            if not bioes
+            else np.array(
+                [index.get(t if t == "O" else f"{'I' if t[0] in 'IE' else 'B'}-{t[2:]}", 0) for t in crf_labels]
+            )
         )
         self.inputs = {i.name for i in session.get_inputs()}
 
@@ -191,7 +196,9 @@ class OnnxTagger:
     def decode(self, features: list[dict]) -> list[list[int]]:
         feed = self.feed(features)
         (em,) = self.session.run(["emissions"], feed)
-        paths = self.to_bio[viterbi(em, feed["word_lengths"], self.trans, self.start, self.end)]
+        paths = viterbi(em, feed["word_lengths"], self.trans, self.start, self.end)  # (B, W)
+        if self.to_bio is not None:
+            paths = self.to_bio[paths]
         return [p[: len(f["first"])].tolist() for p, f in zip(paths, features)]
 
     def decode_features(self, features: list[dict], batch_tokens: int, workers: int | None = None):
