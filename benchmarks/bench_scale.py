@@ -26,18 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED, record  # noqa: E402
-
-
-def cpu() -> str:
-    """The CPU's model and whether it has native bf16 (AVX-512 BF16 / AMX), for every row."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = re.search(r"Model name:\s*(.+)", out)
-    flags = re.search(r"Flags:\s*(.+)", out)
-    have = [f for f in ("avx512_bf16", "amx_bf16") if flags and f in flags.group(1).split()]
-    return f"{model.group(1).strip() if model else 'unknown CPU'}, {os.cpu_count()} cores" + (
-        f", {'+'.join(have)}" if have else ", no native bf16"
-    )
+from common import REPO, SHARED, cpu, record  # noqa: E402
 
 
 def base_lines() -> list[str]:

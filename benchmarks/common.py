@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -116,3 +117,14 @@ def record(
             f"{fmt(tokens_per_s)} | `{command}` | {row['commit']} |\n"
         )
     print(json.dumps(row))
+
+
+def cpu() -> str:
+    """The CPU's model and whether it has native bf16 (AVX-512 BF16 / AMX), for every row."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = re.search(r"Model name:\s*(.+)", out)
+    flags = re.search(r"Flags:\s*(.+)", out)
+    have = [f for f in ("avx512_bf16", "amx_bf16") if flags and f in flags.group(1).split()]
+    return f"{model.group(1).strip() if model else 'unknown CPU'}, {os.cpu_count()} cores" + (
+        f", {'+'.join(have)}" if have else ", no native bf16"
+    )

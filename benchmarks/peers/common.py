@@ -217,14 +217,8 @@ def end_to_end(
 
 
 def cpu() -> str:
-    """The CPU's model name as lscpu gives it, and the number of CPUs."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}).stdout
-    except OSError:
-        return "unknown CPU"
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    name = info.get("Model name", "unknown CPU").strip()
-    return f"{name}, {info.get('CPU(s)', '?').strip()} CPUs"
+    """The CPU as every benchmark row names it (benchmarks/common.py)."""
+    return bench.cpu()
 
 
 def label(name: str, budget: str, issue_budget: str, threads: int, note: str) -> str:
