@@ -1,8 +1,8 @@
 """``lstmtext export``: a checkpoint as one ONNX file that predicts without torch, and loading it back.
 
-The file holds the graph (the task's ``onnx_graph``: the encoder and the head up to what decoding needs), the
-checkpoint's metadata (recipe, labels, tokenizer, provenance) under the metadata key ``lstmtext``, and what the
-task decodes with beside the graph (a CRF's transitions). ``lstmtext tag -m model.onnx`` (and ``predict``,
+The file holds the graph (``graph`` of the module the task names as ``ONNX``: the encoder and the head up to
+what decoding needs), the checkpoint's metadata (recipe, labels, tokenizer, provenance) under the metadata key
+``lstmtext``, and what the task decodes with beside the graph (a CRF's scores). ``lstmtext tag -m model.onnx`` (and ``predict``,
 ``evaluate``, ``benchmark speed``) then run it on onnxruntime: its start-up is onnxruntime's import rather than
 torch's, which is most of a short command's time.
 
