@@ -182,10 +182,10 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     tok = Tokenizer(ckpt.tokenizer_proto(meta, path))
     labels = meta.get("labels") or []
     try:
-        decode = json.loads(session.get_modelmeta().custom_metadata_map.get(DECODE_KEY) or "{}")
+        decode = json.loads(session.get_modelmeta().custom_metadata_map.get(DECODE_KEY) or "null")
     except ValueError:
         decode = None
-    if not isinstance(decode, dict) or not decode:
+    if not isinstance(decode, dict):
         raise UsageError(f"model {path}: what it decodes with is missing; export the checkpoint again")
     model = _task_onnx(mod).model(session, decode, recipe, labels, threads)
     predictor = mod.Predictor(model, tok, labels, recipe, "cpu")

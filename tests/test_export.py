@@ -275,18 +275,74 @@ def test_export_refusals(exported, tmp_path, sample):
     assert_usage_error(run_cli("export", gru, "-o", tmp_path / "g.onnx", "--precision", "int8"), "not a GRU", "fp32")
 
 
-def test_export_refuses_a_task_without_a_graph(sentiment_ckpt, tmp_path):
-    proc = run_cli("export", sentiment_ckpt, "-o", tmp_path / "s.onnx")
-    assert_usage_error(proc, "ner models export to ONNX", "this is a sentiment model")
-    assert not (tmp_path / "s.onnx").exists()
+def test_export_refuses_a_task_without_a_graph(sample, tmp_path):
+    tok, _ = sample
+    lm = tmp_path / "lm.ckpt"
+    ckpt.save(lm, {"w": torch.zeros(2)}, {"task": "lm", "recipe": {}, "labels": []}, tok.model_proto)
+    proc = run_cli("export", lm, "-o", tmp_path / "lm.onnx")
+    assert_usage_error(proc, "sentiment and ner models export to ONNX", "this is a lm model")
+    assert not (tmp_path / "lm.onnx").exists()
 
 
-def test_benchmark_speed_runs_the_export_at_each_thread_count(exported, tmp_path):
-    _, onnx = exported
-    data = tmp_path / "lines.txt"
-    data.write_text("\n".join(t for t in TEXTS if t) + "\n")
-    proc = run_cli("benchmark", "speed", onnx, data, "--repeats", "2", "--threads", "1,2", "--format", "json")
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)["rows"]
-    assert [(r["precision"], r["threads"], r["unit"]) for r in rows] == [("fp32", 1, "words"), ("fp32", 2, "words")]
-    assert all(r["median"] > 0 for r in rows)
+# -- sentiment ---------------------------------------------------------------------------------------------
+def make_sentiment_ckpt(path: Path, *overrides: str) -> Path:
+    """A tiny sentiment model with random weights, saved as a checkpoint."""
+    mod = get_task("sentiment")
+    recipe = resolve_recipe("sentiment", None, ["encoder.embed_dim=16", "encoder.hidden_dim=12", *overrides])
+    examples = mod.read(str(sample_path("sentiment", "train")), recipe.options, "train")[:300]
+    tok, labels = Tokenizer.train(mod.tokenizer_texts(examples), 400), mod.make_labels(examples)
+    torch.manual_seed(0)
+    model = mod.build_model(recipe, len(tok), labels)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("head.") or name.endswith("bias"):
+                p.normal_(0, 1.0)
+    meta = {"task": "sentiment", "recipe": recipe.to_dict(), "labels": labels, "metrics": {}, "provenance": {}}
+    ckpt.save(path, model.state_dict(), meta, tok.model_proto)
+    return path
+
+
+REVIEWS = ["a gorgeous, witty film", "", "dull , lifeless and far too long", "the cast is great but the plot"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["sentiment.pooling=max"], ["sentiment.pooling=mean"], ["sentiment.pooling=attention"],
+     ["encoder.cell=gru", "encoder.num_layers=2"]],
+    ids=["maxmean", "max", "mean", "attention", "gru-two-layers"],
+)  # fmt: skip
+def test_sentiment_export_classifies_as_the_checkpoint_does(overrides, tmp_path):
+    from lstmtext.export import export
+    from lstmtext.tasks import sentiment
+
+    path = make_sentiment_ckpt(tmp_path / "s.ckpt", *overrides)
+    export(path, tmp_path / "s.onnx")
+    theirs, ours = api.load(path), api.load(tmp_path / "s.onnx")
+    texts = REVIEWS + ["x " * 90]  # a long one beside short ones: padding inside a batch
+    feats = sentiment.featurize([{"text": t} for t in texts if t], theirs.tok, theirs.labels, theirs.recipe)
+    with torch.inference_mode():
+        want = theirs.model(sentiment.collate(feats))[0].softmax(-1).numpy()  # (B, L)
+    got = np.array(ours.model.probabilities(feats))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    a, b = theirs.predict(texts), ours.predict(texts)
+    assert [r and r["label"] for r in a] == [r and r["label"] for r in b] and b[1] is None
+    for r, s in zip(a, b):
+        if r:
+            assert all(abs(r["scores"][k] - s["scores"][k]) <= 1e-4 for k in r["scores"])
+
+
+def test_sentiment_export_cli_predict_and_evaluate(tmp_path):
+    path = make_sentiment_ckpt(tmp_path / "s.ckpt")
+    assert run_cli("export", path, "-o", tmp_path / "s.onnx").returncode == 0
+    want = run_cli("evaluate", path, "data/sentiment/dev.tsv", "--format", "json")
+    got = run_cli("evaluate", tmp_path / "s.onnx", "data/sentiment/dev.tsv", "--format", "json")
+    assert want.returncode == got.returncode == 0, got.stderr
+    w, g = json.loads(want.stdout), json.loads(got.stdout)
+    assert g["accuracy"] == w["accuracy"] and "loss" not in g
+    proc = run_watched("predict", tmp_path / "s.onnx", "--format", "jsonl", stdin="a gorgeous, witty film\n")
+    assert proc.stderr.endswith("NO-TORCH"), proc.stderr
+    assert json.loads(proc.stdout)["label"] in ("negative", "positive", "0", "1")
+    assert_usage_error(
+        run_cli("predict", tmp_path / "s.onnx", "--attention", "--format", "jsonl", input="good\n"),
+        "not its ONNX export",
+    )

@@ -1,22 +1,26 @@
 """Pieces that several tasks share: padding, batched inference over features (in parallel threads on a CPU),
-classification metrics."""
+classification metrics. Torch is imported inside the functions that use it, so an exported model (which runs
+without torch) can still use the metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from lstmtext.data import bucket_batches
 from lstmtext.tokenizer import PAD
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
 
 def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
     """Right-pad lists of ids to one (B, T) tensor."""
+    import torch
+
     T = max(1, max((len(s) for s in seqs), default=1))
     out = torch.full((len(seqs), T), value, dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -26,11 +30,15 @@ def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
 
 
 def to_device(batch: dict, device) -> dict:
+    import torch
+
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def inference_workers(device, n_batches: int) -> int:
     """How many threads map_batches runs: one per intra-op thread on a CPU, never more than the batches."""
+    import torch
+
     if torch.device(device).type != "cpu":
         return 1
     return max(1, min(torch.get_num_threads(), n_batches))
@@ -54,6 +62,8 @@ def map_batches(
     batch at a time). workers=1 runs one batch at a time; None picks inference_workers. The intra-op thread count is set to 1 for the call and restored after, so a program
     that calls this from several threads at once should pass workers=1. The caller's autocast (bf16) is
     carried into the threads, which do not inherit it."""
+    import torch
+
     lengths = [f["length"] for f in features]
     groups = [g.tolist() for g in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)]
     dev = torch.device(device)

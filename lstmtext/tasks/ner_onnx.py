@@ -17,75 +17,32 @@ from __future__ import annotations
 import numpy as np
 
 from lstmtext.heads import allowed_moves, bioes_labels
-
-# ONNX orders an LSTM's gates (i, o, f, c) and a GRU's (z, r, h); torch orders them (i, f, g, o) and (r, z, n).
-GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
+from lstmtext.onnx_parts import Graph, pad, run_batches, tensor
 
 
 # -- export: torch weights → graph (called by lstmtext/export.py, which imports onnx) -------------------------
 def graph(state: dict, recipe, labels: list[str]):
     """(nodes, initializers, inputs, outputs, extra) of the tagger whose weights are ``state`` (numpy arrays by
     name); ``extra`` {"crf": ...} is what decoding needs beside the emissions, kept in the file's metadata."""
-    from onnx import helper, numpy_helper
-
-    opts, enc = recipe.options, recipe.encoder
-    H = enc.hidden_dim
-    nodes, inits = [], []
-
-    def const(name: str, value) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(kind: str, ins: list[str], out: str, **attrs) -> str:
-        nodes.append(helper.make_node(kind, ins, [out], name=out, **attrs))
-        return out
-
-    def rnn(
-        x: str, lens: str, prefix: str, suffixes: list[str], direction: str, hidden: int, out: str, cell: str
-    ) -> str:
-        """One ONNX recurrent node over x (T, B, D) from torch's weights ``prefix.weight_ih{suffix}`` etc., one
-        suffix per direction → (T, num_directions, B, hidden)."""
-        order = GATE_ORDER[cell]
-
-        def gates(a: np.ndarray) -> np.ndarray:  # torch's gate blocks in ONNX's order
-            return np.concatenate([a[k * hidden : (k + 1) * hidden] for k in order])
-
-        W = np.stack([gates(state[f"{prefix}.weight_ih{s}"]) for s in suffixes])  # (D, G*h, in)
-        R = np.stack([gates(state[f"{prefix}.weight_hh{s}"]) for s in suffixes])  # (D, G*h, h)
-        Bias = np.stack(
-            [
-                np.concatenate([gates(state[f"{prefix}.bias_ih{s}"]), gates(state[f"{prefix}.bias_hh{s}"])])
-                for s in suffixes
-            ]
-        )  # (D, 2*G*h)
-        extra = {"linear_before_reset": 1} if cell == "gru" else {}  # torch's GRU applies r after the product
-        ins = [x, const(f"{out}.W", W), const(f"{out}.R", R), const(f"{out}.B", Bias), lens]
-        return node(cell.upper(), ins, out, direction=direction, hidden_size=hidden, **extra)
-
-    squeeze1 = const("axes1", np.array([1], dtype=np.int64))
-    x = node("Gather", [const("embed", state["encoder.embed.weight"]), "tokens"], "embedded")  # (B, T, E)
-    x = node("Transpose", [x], "embedded_tb", perm=[1, 0, 2])  # (T, B, E)
+    opts, H = recipe.options, recipe.encoder.hidden_dim
+    g = Graph(state)
     halves = []
-    for stack, direction in (("fwd", "forward"), ("bwd", "reverse")):
-        h = x
-        for k in range(enc.num_layers):
-            y = rnn(h, "lengths", f"encoder.{stack}", [f"_l{k}"], direction, H, f"{stack}{k}", enc.cell)  # (T, 1, B, H)
-            h = node("Squeeze", [y, squeeze1], f"{stack}{k}_out")  # (T, B, H)
-        h = node("Transpose", [h], f"{stack}_bt", perm=[1, 0, 2])  # (B, T, H)
-        h = node("Reshape", [h, const(f"{stack}_flat_shape", np.array([-1, H], dtype=np.int64))], f"{stack}_rows")
-        halves.append(node("Gather", [h, f"{stack}_index"], f"{stack}_words"))  # (B, W, H)
-    words = node("Concat", halves, "words", axis=-1)  # (B, W, 2H)
+    for name, stack in zip(("fwd", "bwd"), g.encoder(recipe.encoder)):  # (B, T, H) each
+        flat = g.const(f"{name}_flat", np.array([-1, H], dtype=np.int64))
+        rows = g.node("Reshape", [stack, flat], f"{name}_rows")  # (B*T, H)
+        halves.append(g.node("Gather", [rows, f"{name}_index"], f"{name}_words"))  # (B, W, H)
+    words = g.node("Concat", halves, "words", axis=-1)  # (B, W, 2H)
     if opts.shape_dim:
-        shapes = node("Gather", [const("shape_embed", state["head.shape_embed.weight"]), "shape"], "shapes")
-        words = node("Concat", [words, shapes], "words_shapes", axis=-1)  # (B, W, 2H + S)
+        shapes = g.node("Gather", [g.const("shape_embed", state["head.shape_embed.weight"]), "shape"], "shapes")
+        words = g.node("Concat", [words, shapes], "words_shapes", axis=-1)  # (B, W, 2H + S)
     if opts.word_hidden:
-        h = opts.word_hidden
-        x = node("Transpose", [words], "words_tb", perm=[1, 0, 2])  # (W, B, D)
-        y = rnn(x, "word_lengths", "head.word_lstm", ["_l0", "_l0_reverse"], "bidirectional", h, "word_lstm", "lstm")
-        y = node("Transpose", [y], "word_lstm_bt", perm=[2, 0, 1, 3])  # (W, 2, B, h) → (B, W, 2, h)
-        words = node("Reshape", [y, const("word_lstm_shape", np.array([0, 0, -1], dtype=np.int64))], "word_out")
-    proj = node("MatMul", [words, const("proj_w", state["head.proj.weight"].T.copy())], "proj")
-    node("Add", [proj, const("proj_b", state["head.proj.bias"])], "emissions")  # (B, W, L)
+        x = g.node("Transpose", [words], "words_tb", perm=[1, 0, 2])  # (W, B, D)
+        y = g.rnn(x, "word_lengths", "head.word_lstm", ["_l0", "_l0_reverse"], "bidirectional", "word_lstm", "lstm")
+        y = g.node("Transpose", [y], "word_lstm_bt", perm=[2, 0, 1, 3])  # (W, 2, B, h) → (B, W, 2, h)
+        words = g.node("Reshape", [y, g.const("word_lstm_shape", np.array([0, 0, -1], dtype=np.int64))], "word_out")
+    proj = g.node("MatMul", [words, g.const("proj_w", state["head.proj.weight"].T.copy())], "proj")
+    g.node("Add", [proj, g.const("proj_b", state["head.proj.bias"])], "emissions")  # (B, W, L)
+    nodes, inits = g.nodes, g.inits
 
     inputs, outputs = io_tensors(opts.shape_dim > 0)
     crf = {
@@ -99,21 +56,16 @@ def graph(state: dict, recipe, labels: list[str]):
 
 def io_tensors(shapes: bool) -> tuple[list, list]:
     """The graph's inputs (what OnnxTagger.feed gives) and its one output."""
-    from onnx import TensorProto, helper
-
-    def tensor(name: str, kind, dims: list):
-        return helper.make_tensor_value_info(name, kind, dims)
-
     inputs = [
-        tensor("tokens", TensorProto.INT64, ["B", "T"]),
-        tensor("lengths", TensorProto.INT32, ["B"]),
-        tensor("fwd_index", TensorProto.INT64, ["B", "W"]),  # rows of (B*T) states: see OnnxTagger.feed
-        tensor("bwd_index", TensorProto.INT64, ["B", "W"]),
-        tensor("word_lengths", TensorProto.INT32, ["B"]),
+        tensor("tokens", "int64", ["B", "T"]),
+        tensor("lengths", "int32", ["B"]),
+        tensor("fwd_index", "int64", ["B", "W"]),  # rows of (B*T) states: see OnnxTagger.feed
+        tensor("bwd_index", "int64", ["B", "W"]),
+        tensor("word_lengths", "int32", ["B"]),
     ]
     if shapes:
-        inputs.append(tensor("shape", TensorProto.INT64, ["B", "W"]))
-    return inputs, [tensor("emissions", TensorProto.FLOAT, ["B", "W", "L"])]
+        inputs.append(tensor("shape", "int64", ["B", "W"]))
+    return inputs, [tensor("emissions", "float", ["B", "W", "L"])]
 
 
 # -- run: the ONNX session as the NER Predictor's model ----------------------------------------------------
@@ -136,14 +88,6 @@ def viterbi(em: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: np.nd
         last = np.take_along_axis(ptr, last[:, None], 1)[:, 0]
         path.append(last)
     return np.stack(path[::-1], axis=1)  # (B, W)
-
-
-def pad(seqs: list[list[int]], value: int = 0) -> np.ndarray:
-    """Right-pad lists of ids to one (B, T) int64 array."""
-    out = np.full((len(seqs), max(1, max(map(len, seqs), default=1))), value, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out
 
 
 def model(session, decode: dict, recipe, labels: list[str], threads: int) -> OnnxTagger:
@@ -203,19 +147,8 @@ class OnnxTagger:
 
     def decode_features(self, features: list[dict], batch_tokens: int, workers: int | None = None):
         """Best BIO ids for every feature, in order, and no loss (the graph computes none)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from lstmtext.data import bucket_batches
-
-        groups = [g.tolist() for g in bucket_batches([f["length"] for f in features], batch_tokens, 256, False)]
         out: list = [None] * len(features)
-        n = max(1, min(self.threads if workers is None else workers, len(groups)))
-
-        def one(idx: list[int]) -> tuple[list[int], list[list[int]]]:
-            return idx, self.decode([features[i] for i in idx])
-
-        with ThreadPoolExecutor(n) as pool:
-            for idx, paths in pool.map(one, groups):
-                for j, p in zip(idx, paths):
-                    out[j] = p
+        for idx, paths in run_batches(self.decode, features, batch_tokens, workers or self.threads):
+            for j, p in zip(idx, paths):
+                out[j] = p
         return out, None

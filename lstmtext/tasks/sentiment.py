@@ -25,6 +25,7 @@ HIGHER_IS_BETTER = True
 FORMATS = ("text", "jsonl")
 PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass and a pooled head
 SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
+ONNX = "lstmtext.tasks.sentiment_onnx"  # lstmtext export: the module with its graph and the model that runs it
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")
 
@@ -177,6 +178,11 @@ def evaluate(
 ) -> dict:
     from lstmtext.tasks.common import classification_metrics, map_batches
 
+    if hasattr(model, "classify"):  # an exported model (tasks/sentiment_onnx.py): no loss
+        pairs = [(i, p) for idx, probs in model.classify(features, batch_tokens) for i, p in zip(idx, probs)]
+        gold, pred = [features[i]["label"] for i, _ in pairs], [max(range(len(p)), key=p.__getitem__) for _, p in pairs]
+        return classification_metrics(gold, pred, labels)
+
     def run(batch: dict):
         logits, loss = model(batch)
         return batch["labels"].tolist(), logits.argmax(-1).tolist(), loss.item()
@@ -259,12 +265,16 @@ class Predictor:
         out: list[dict | None] = [None] * len(texts)
         keep = [i for i, t in enumerate(texts) if t.strip()]
         feats = featurize([{"text": texts[i].strip()} for i in keep], self.tok, self.labels, self.recipe)
-        self.model.eval()
 
         def run(batch: dict) -> list[list[float]]:
             return self.model(batch)[0].float().softmax(-1).tolist()
 
-        for idx, probs in map_batches(run, feats, collate, self.batch_tokens, self.device, workers=self.workers):
+        if hasattr(self.model, "classify"):  # an exported model (tasks/sentiment_onnx.py)
+            batches = self.model.classify(feats, self.batch_tokens, self.workers)
+        else:
+            self.model.eval()
+            batches = map_batches(run, feats, collate, self.batch_tokens, self.device, workers=self.workers)
+        for idx, probs in batches:
             for j, p in zip(idx, probs):
                 best = max(range(len(p)), key=p.__getitem__)
                 out[keep[j]] = {
@@ -282,6 +292,8 @@ class Predictor:
 
     def show_attention(self, jsonl: bool = True, plot_dir=None) -> None:
         """``predict --attention`` / ``--plot DIR``: attention pooling's weights per piece (JSONL, one PNG a line)."""
+        if getattr(self, "exported", None):
+            raise UsageError("--attention/--plot read the model's weights: pass the checkpoint, not its ONNX export")
         pooling = self.model.head.pooling
         if pooling != "attention":
             raise UsageError(
