@@ -114,29 +114,19 @@ def bleu(hyps: list[str], refs: list[str]) -> dict:
 
 
 def translate_both(a, py: Path | None, step: Path | None, ckpt: Path | None, data: Path, work: Path) -> dict:
-    """Beam-5 translations of the test source by each side, best of 3 end to end (alternated), and their BLEU."""
+    """Beam-5 translations of the test source by each side, best of 3 end to end (alternated) at each of
+    --speed-threads, and their BLEU; each side's row is its best thread count."""
     src, refs = data / "test.de", (data / "test.en").read_text(encoding="utf-8").splitlines()
+    counts = [int(n) for n in (a.speed_threads or str(a.threads)).split(",")]
     cmds = {}
-    if step:
-        out = work / "peer.test.en"
-        cmd = [
-            py,
-            "-m",
-            "eole.bin.main",
-            "predict",
-            "-model_path",
-            step,
-            "-src",
-            src,
-            "-output",
-            out,
-            "-beam_size",
-            "5",
-        ]
-        cmds["peer"] = (cmd, peers.thread_env(a.threads), out)
-    if ckpt:
-        cmd = [sys.executable, "-m", "lstmtext", "translate", "-m", ckpt, "--beam", "5", src]
-        cmds["lstmtext"] = (cmd, peers.lstmtext_env(a.threads), None)
+    for n in counts:
+        if step:
+            out = work / f"peer.test.{n}.en"
+            cmd = [py, "-m", "eole.bin.main", "predict", "-model_path", step, "-src", src, "-output", out]
+            cmds[("peer", n)] = ([*cmd, "-beam_size", "5"], peers.thread_env(n), out)
+        if ckpt:
+            cmd = [sys.executable, "-m", "lstmtext", "translate", "-m", ckpt, "--beam", "5", src]
+            cmds[("lstmtext", n)] = (cmd, peers.lstmtext_env(n), None)
     runs: dict = {k: [] for k in cmds}
     outputs = {}
     for _ in range(3):
@@ -145,13 +135,16 @@ def translate_both(a, py: Path | None, step: Path | None, ckpt: Path | None, dat
             runs[k].append(r["best_s"])
             outputs[k] = r["output"].split("\n")[: len(refs)]
     res = {}
-    for k, times in runs.items():
-        assert len(outputs[k]) == len(refs), f"{k}: {len(outputs[k])} lines for {len(refs)} sentences"
-        res[k] = {
-            **bleu(outputs[k], refs),
-            "best_s": min(times),
-            "runs": times,
-            "sentences_per_s": round(len(refs) / min(times), 2),
+    for side in dict.fromkeys(k[0] for k in cmds):
+        n = min((k[1] for k in cmds if k[0] == side), key=lambda n: min(runs[(side, n)]))
+        assert len(outputs[(side, n)]) == len(refs), f"{side}: {len(outputs[(side, n)])} lines for {len(refs)}"
+        best = min(runs[(side, n)])
+        res[side] = {
+            **bleu(outputs[(side, n)], refs),
+            "best_s": best,
+            "threads": n,
+            "runs": {str(m): runs[(side, m)] for m in counts},
+            "sentences_per_s": round(len(refs) / best, 2),
         }
     return res
 
@@ -162,6 +155,14 @@ def main() -> None:
     ap.add_argument("--eole", default="eole==0.6.4", help="pip requirement for Eole (default eole==0.6.4)")
     ap.add_argument("--save-every", type=int, default=250, help="Eole's valid_steps and save_checkpoint_steps")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--speed-threads",
+        help="thread counts to time translating at, comma-separated (e.g. 1,2); each side's best is its row "
+        "(default: --threads)",
+    )
+    ap.add_argument(
+        "--no-train", action="store_true", help="score and time the models an earlier run left in the work dir"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstmtext recipe override")
     a = ap.parse_args()
     work = Path(a.work_dir) / "opennmt" / ("quick" if a.quick else "full")
@@ -170,6 +171,19 @@ def main() -> None:
     pairs = len((data / "train.de").read_text(encoding="utf-8").splitlines())
     budget_s = peers.seconds(a.budget)
     sides, py, ckpt = [], None, None
+    if a.no_train:  # score and time what an earlier run left here; its models stay as they are
+        py = (
+            peers.venv(Path(a.work_dir), "venv-eole", [peers.TORCH, a.eole, "aiohttp"])
+            if a.only != "lstmtext"
+            else None
+        )
+        ckpt = work / f"lstmtext-translate-s{a.seed}.ckpt" if a.only != "peer" else None
+        r = json.loads((work / "result.json").read_text())
+        step = Path(r["peer_train"]["model"]) if py and r.get("peer_train", {}).get("model") else None
+        r["test"] = translate_both(a, py, step, ckpt, data, work)
+        (work / "result.json").write_text(json.dumps(r, indent=2) + "\n")
+        report(a, r)
+        return
     if a.only in ("both", "peer"):
         py = peers.venv(Path(a.work_dir), "venv-eole", [peers.TORCH, a.eole, "aiohttp"])
         env = peers.thread_env(a.threads)
@@ -255,7 +269,12 @@ def report(a, r: dict) -> None:
             "eole-rnn-speed",
             lab,
             ds,
-            "sentences/s end to end, beam 5 (process start to last output, best of 3)",
+            "sentences/s end to end, beam 5 (process start to last output, best of 3"
+            + (
+                f"; best of threads {a.speed_threads}: eole {t['peer']['threads']}, lstmtext {t['lstmtext']['threads']})"
+                if a.speed_threads
+                else ")"
+            ),
             t["peer"]["sentences_per_s"],
             t["lstmtext"]["sentences_per_s"],
             None,
