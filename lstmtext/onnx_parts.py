@@ -1,6 +1,6 @@
 """What every task's ONNX export shares (lstmtext export; export.py): a builder of nodes and initializers from
-torch's weights, the shared encoder's two stacks as ONNX recurrent nodes, and running batches of features on
-onnxruntime side by side.
+torch's weights, and the shared encoder's two stacks as ONNX recurrent nodes. (Running the batches is
+tasks/common.py's ``length_groups`` and ``in_threads``, as for the torch model.)
 
 The encoder's stacks are ONNX ``LSTM``/``GRU`` nodes with ``sequence_lens``: onnxruntime's CPU kernels reverse each
 sequence within its own length for the reverse direction, as encoder.py's backward stack does, and leave zeros
@@ -72,27 +72,3 @@ def tensor(name: str, kind: str, dims: list):
     from onnx import TensorProto, helper
 
     return helper.make_tensor_value_info(name, getattr(TensorProto, kind.upper()), dims)
-
-
-def pad(seqs: list[list[int]], value: int = 0) -> np.ndarray:
-    """Right-pad lists of ids to one (B, T) int64 array."""
-    out = np.full((len(seqs), max(1, max(map(len, seqs), default=1))), value, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out
-
-
-def run_batches(fn, features: list[dict], batch_tokens: int, threads: int) -> list[tuple[list[int], object]]:
-    """[(indices, fn(those features))] over length-bucketed batches, in that order: ``threads`` batches side by
-    side, each on one onnxruntime thread (it releases the GIL), as tasks.common.map_batches does with torch."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from lstmtext.data import bucket_batches
-
-    groups = [g.tolist() for g in bucket_batches([f["length"] for f in features], batch_tokens, 256, False)]
-
-    def one(idx: list[int]):
-        return idx, fn([features[i] for i in idx])
-
-    with ThreadPoolExecutor(max(1, min(threads, len(groups)))) as pool:
-        return list(pool.map(one, groups))

@@ -32,3 +32,11 @@ def bioes_labels(labels: list[str]) -> list[str]:
     """The CRF's tags for BIO labels in BIOES: O, then B-, I-, E-, S- of every type."""
     kinds = list(dict.fromkeys(t[2:] for t in labels if t != "O"))
     return ["O"] + [f"{p}-{k}" for k in kinds for p in "BIES"]
+
+
+def bio_ids(crf_labels: list[str], labels: list[str]) -> list[int]:
+    """Per BIOES tag of the CRF, the id of its BIO label in ``labels``: E-X continues an entity (I-X), S-X begins
+    one (B-X)."""
+    back = {"O": "O", "B": "B", "I": "I", "E": "I", "S": "B"}
+    bio = {t: i for i, t in enumerate(labels)}
+    return [bio.get(t if t == "O" else f"{back[t[0]]}-{t[2:]}", 0) for t in crf_labels]

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmtext.encoder import lengths_to_mask, take_rows
-from lstmtext.heads import WORD_STATES, bioes_labels
+from lstmtext.heads import WORD_STATES, bio_ids, bioes_labels
 from lstmtext.heads import allowed_moves as moves
 
 NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
@@ -163,12 +163,11 @@ class TagHead(nn.Module):
             # per BIO id: the id of the I- that would continue it (-1: none), its BIOES id when the next word
             # continues it (B-X, I-X) and when not (S-X, E-X); per BIOES id: its BIO id. Not stored: derived.
             ended = {"O": "O", "B": "S", "I": "E"}  # what B-X / I-X become when the entity stops there
-            back = {"O": "O", "B": "B", "I": "I", "E": "I", "S": "B"}
             tables = {
                 "_continued_by": [bio.get(f"I-{k}", -1) if t != "O" else -1 for t, k in zip(labels, kind)],
                 "_when_continued": [crf[t] for t in labels],
                 "_when_ended": [crf[t if t == "O" else f"{ended[t[0]]}-{k}"] for t, k in zip(labels, kind)],
-                "_to_bio": [bio.get(t if t == "O" else f"{back[t[0]]}-{t[2:]}", 0) for t in crf_labels],
+                "_to_bio": bio_ids(crf_labels, labels),
             }
             for name, values in tables.items():
                 self.register_buffer(name, torch.tensor(values), persistent=False)

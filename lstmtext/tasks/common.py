@@ -12,21 +12,27 @@ from lstmtext.data import bucket_batches
 from lstmtext.tokenizer import PAD
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 T = TypeVar("T")
 
 
-def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
-    """Right-pad lists of ids to one (B, T) tensor."""
+def pad_ids(seqs, value: int = PAD) -> np.ndarray:
+    """Right-pad id sequences (lists or arrays) to one (B, T) int64 array."""
+    import numpy as np
+
+    out = np.full((len(seqs), max(1, max(map(len, seqs), default=1))), value, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def pad(seqs, value: int = PAD) -> torch.Tensor:
+    """Right-pad id sequences (lists or arrays) to one (B, T) tensor."""
     import torch
 
-    T = max(1, max((len(s) for s in seqs), default=1))
-    out = torch.full((len(seqs), T), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
+    return torch.from_numpy(pad_ids(seqs, value))
 
 
 def to_device(batch: dict, device) -> dict:
@@ -44,6 +50,28 @@ def inference_workers(device, n_batches: int) -> int:
     return max(1, min(torch.get_num_threads(), n_batches))
 
 
+def length_groups(features: list[dict], batch_tokens: int, max_batch_size: int = 256) -> list[list[int]]:
+    """Index lists of length-bucketed batches of the features (sorted by length: the order that wastes least
+    on padding)."""
+    lengths = [f["length"] for f in features]
+    return [g.tolist() for g in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)]
+
+
+def in_threads(fn: Callable[[list[dict]], T], features: list[dict], groups: list[list[int]], n: int):
+    """[(indices, fn(those features))] for each group, in order; n groups side by side in threads (each thread
+    takes the next group as it finishes one), or one at a time for n = 1. Torch-free: an exported model's
+    batches (onnxruntime releases the GIL) go through it as the torch model's do."""
+
+    def one(idx: list[int]) -> tuple[list[int], T]:
+        return idx, fn([features[i] for i in idx])
+
+    n = max(1, min(n, len(groups)))
+    if n == 1:
+        return [one(idx) for idx in groups]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, groups))
+
+
 def map_batches(
     fn: Callable[[dict], T],
     features: list[dict],
@@ -53,35 +81,34 @@ def map_batches(
     max_batch_size: int = 256,
     workers: int | None = None,
 ) -> list[tuple[list[int], T]]:
-    """[(indices, fn(batch))] over length-bucketed batches of the features (sorted by length: the order that
-    wastes least on padding), in that order, under inference_mode.
+    """[(indices, fn(batch))] over length-bucketed batches of the features (``length_groups``), in that order,
+    under inference_mode.
 
     On a CPU with n intra-op threads, n threads each take whole batches and run them on one intra-op
     thread: an LSTM steps through time with GEMMs too small to split well between cores, so whole batches
     side by side keep the cores busier (benchmarks/bench_ner.py --only batching measures it against one
-    batch at a time). workers=1 runs one batch at a time; None picks inference_workers. The intra-op thread count is set to 1 for the call and restored after, so a program
-    that calls this from several threads at once should pass workers=1. The caller's autocast (bf16) is
-    carried into the threads, which do not inherit it."""
+    batch at a time). workers=1 runs one batch at a time; None picks inference_workers. The intra-op thread
+    count is set to 1 for the call and restored after, so a program that calls this from several threads at
+    once should pass workers=1. The caller's autocast (bf16) is carried into the threads, which do not inherit
+    it."""
     import torch
 
-    lengths = [f["length"] for f in features]
-    groups = [g.tolist() for g in bucket_batches(lengths, batch_tokens, max_batch_size, shuffle=False)]
+    groups = length_groups(features, batch_tokens, max_batch_size)
     dev = torch.device(device)
     autocast = dev.type in ("cpu", "cuda") and torch.is_autocast_enabled(dev.type)
     dtype = torch.get_autocast_dtype(dev.type) if autocast else None
 
-    def one(idx: list[int]) -> tuple[list[int], T]:
+    def run(batch: list[dict]) -> T:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=autocast):
-            return idx, fn(to_device(collate([features[i] for i in idx]), device))
+            return fn(to_device(collate(batch), device))
 
     n = inference_workers(device, len(groups)) if workers is None else max(1, min(workers, len(groups)))
     if n == 1:
-        return [one(idx) for idx in groups]
+        return in_threads(run, features, groups, 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(n) as pool:
-            return list(pool.map(one, groups))  # each thread takes the next batch as it finishes one
+        return in_threads(run, features, groups, n)
     finally:
         torch.set_num_threads(threads)
 

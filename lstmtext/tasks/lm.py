@@ -163,18 +163,12 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe) -> list[dict
 
 
 def collate(features: list[dict]) -> dict:
-    import numpy as np
     import torch
 
     from lstmtext.tasks.common import pad
 
-    ids = [f["ids"] for f in features]
     lengths = torch.tensor([max(1, f["length"]) for f in features])
-    if ids and isinstance(ids[0], np.ndarray):  # windows read from the token cache
-        if len({len(i) for i in ids}) == 1:
-            return {"tokens": torch.from_numpy(np.stack(ids)), "lengths": lengths}
-        ids = [i.tolist() for i in ids]
-    return {"tokens": pad(ids), "lengths": lengths}
+    return {"tokens": pad([f["ids"] for f in features]), "lengths": lengths}  # ids: lists, or arrays of the cache
 
 
 # -- model -------------------------------------------------------------------------------------------------

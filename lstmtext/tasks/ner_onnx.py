@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmtext.heads import allowed_moves, bioes_labels
-from lstmtext.onnx_parts import Graph, pad, run_batches, tensor
+from lstmtext.heads import allowed_moves, bio_ids, bioes_labels
+from lstmtext.onnx_parts import Graph, tensor
+from lstmtext.tasks.common import in_threads, length_groups
+from lstmtext.tasks.common import pad_ids as pad
 
 
 # -- export: torch weights → graph (called by lstmtext/export.py, which imports onnx) -------------------------
@@ -108,16 +110,9 @@ class OnnxTagger:
         self.trans = np.where(allowed, np.asarray(crf["transitions"], dtype=np.float32), inf)
         self.start = np.where(start_ok, np.asarray(crf["start"], dtype=np.float32), inf)
         self.end = np.where(end_ok, np.asarray(crf["end"], dtype=np.float32), inf)
-        index = {t: i for i, t in enumerate(bio)}
-        # BIOES → BIO (E-X is inside, S-X begins), as TagHead's _to_bio; a BIO CRF's paths are BIO already
+        # a BIOES CRF's paths map back to BIO ids, as TagHead.decode does; a BIO CRF's are BIO already
         bioes = any(t[:2] in ("E-", "S-") for t in crf_labels)
-        self.to_bio = (
-            None
-            if not bioes
-            else np.array(
-                [index.get(t if t == "O" else f"{'I' if t[0] in 'IE' else 'B'}-{t[2:]}", 0) for t in crf_labels]
-            )
-        )
+        self.to_bio = np.array(bio_ids(crf_labels, bio)) if bioes else None
         self.inputs = {i.name for i in session.get_inputs()}
 
     def feed(self, features: list[dict]) -> dict:
@@ -148,7 +143,8 @@ class OnnxTagger:
     def decode_features(self, features: list[dict], batch_tokens: int, workers: int | None = None):
         """Best BIO ids for every feature, in order, and no loss (the graph computes none)."""
         out: list = [None] * len(features)
-        for idx, paths in run_batches(self.decode, features, batch_tokens, workers or self.threads):
+        groups = length_groups(features, batch_tokens)
+        for idx, paths in in_threads(self.decode, features, groups, workers or self.threads):
             for j, p in zip(idx, paths):
                 out[j] = p
         return out, None

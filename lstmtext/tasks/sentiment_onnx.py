@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
-from lstmtext.onnx_parts import Graph, pad, run_batches, tensor
+from lstmtext.onnx_parts import Graph, tensor
+from lstmtext.tasks.common import in_threads, length_groups
+from lstmtext.tasks.common import pad_ids as pad
 
 
 def graph(state: dict, recipe, labels: list[str]):
@@ -75,4 +77,4 @@ class OnnxClassifier:
 
     def classify(self, features: list[dict], batch_tokens: int, workers: int | None = None):
         """[(indices, class probabilities of each)] over length-bucketed batches."""
-        return run_batches(self.probabilities, features, batch_tokens, workers or self.threads)
+        return in_threads(self.probabilities, features, length_groups(features, batch_tokens), workers or self.threads)
