@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 
 def _bench_common():
@@ -216,6 +217,58 @@ def end_to_end(
     return {"best_s": min(runs), "runs": runs, "output": out}
 
 
+def thread_counts(a) -> list[int]:
+    """The thread counts to time at: --speed-threads, or --threads alone."""
+    return [int(n) for n in (a.speed_threads or str(a.threads)).split(",")]
+
+
+def time_sides(cmds: dict, check=None) -> tuple[dict, dict]:
+    """Best of 3 end to end for each of ``cmds`` {(side, threads): (cmd, env, stdin, output_file)}, the keys
+    alternated run by run so every side meets the same machine. ``check(key, output)`` vets each run's output.
+    Returns, per side, {"best_s", "threads" (its fastest count), "runs" {threads: [s, ...]}}, and the output of
+    each side's last run at its fastest count."""
+    runs: dict = {k: [] for k in cmds}
+    outputs: dict = {}
+    for _ in range(3):
+        for k, (cmd, env, stdin, output_file) in cmds.items():
+            r = end_to_end(cmd, env, stdin=stdin, repeats=1, cwd=REPO, output_file=output_file)
+            if check:
+                check(k, r["output"])
+            runs[k].append(r["best_s"])
+            outputs[k] = r["output"]
+    best, out = {}, {}
+    for side in dict.fromkeys(k[0] for k in cmds):
+        counts = [k[1] for k in cmds if k[0] == side]
+        n = min(counts, key=lambda m: min(runs[(side, m)]))
+        best[side] = {"best_s": min(runs[(side, n)]), "threads": n, "runs": {str(m): runs[(side, m)] for m in counts}}
+        out[side] = outputs[(side, n)]
+    return best, out
+
+
+def speed_metric(a, what: str, best: dict, peer: str) -> str:
+    """The speed rows' metric: what is timed, and with --speed-threads the count each side was fastest at."""
+    if not a.speed_threads:
+        return f"{what}, best of 3)"
+    counts = f"{peer} {best['peer']['threads']}, lstmtext {best['lstmtext']['threads']}"
+    return f"{what}, best of 3; best of threads {a.speed_threads}: {counts})"
+
+
+class Row(NamedTuple):
+    """One measure of a side-by-side run: record_side_by_side writes the peer's row, lstmtext's and the ratio."""
+
+    key: str
+    label: str
+    dataset: str
+    metric: str
+    peer: float | None
+    lstmtext: float | None
+    peer_min: float | None = None
+    lstmtext_min: float | None = None
+    peer_tok_s: float | None = None
+    lstmtext_tok_s: float | None = None
+    higher_is_better: bool = True
+
+
 def cpu() -> str:
     """The CPU as every benchmark row names it (benchmarks/common.py)."""
     return bench.cpu()
@@ -233,11 +286,11 @@ def label(name: str, budget: str, issue_budget: str, threads: int, note: str) ->
     return f"{name} ({'; '.join(parts)})"
 
 
-def record_side_by_side(a, rows: list[tuple], command: str, extra: dict) -> None:
-    """rows: (key, label, dataset, metric, peer value, lstmtext value, train min peer, train min lstmtext,
-    tokens/s peer, tokens/s lstmtext, higher_is_better). Writes the peer row, lstmtext's row and the ratio row
-    (lstmtext over the peer) for each, or prints them with --no-record / --quick. ``key`` names the JSON files
+def record_side_by_side(a, rows: list[Row], extra: dict) -> None:
+    """Writes the peer row, lstmtext's row and the ratio row (lstmtext over the peer) for each Row, or prints
+    them with --no-record / --quick, with the script's own command line. ``key`` names the JSON files
     (benchmarks/out/peer-KEY.json, lstmtext-KEY.json, ratio-KEY.json); the table shows the full label."""
+    command = f"python benchmarks/peers/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
     save = not a.no_record and (not a.quick or a.record)
     sha = bench.commit()  # the commit the runs used, before the rows make BENCHMARKS.md differ from it
     labels = {}

@@ -117,35 +117,21 @@ def translate_both(a, py: Path | None, step: Path | None, ckpt: Path | None, dat
     """Beam-5 translations of the test source by each side, best of 3 end to end (alternated) at each of
     --speed-threads, and their BLEU; each side's row is its best thread count."""
     src, refs = data / "test.de", (data / "test.en").read_text(encoding="utf-8").splitlines()
-    counts = [int(n) for n in (a.speed_threads or str(a.threads)).split(",")]
     cmds = {}
-    for n in counts:
+    for n in peers.thread_counts(a):
         if step:
             out = work / f"peer.test.{n}.en"
             cmd = [py, "-m", "eole.bin.main", "predict", "-model_path", step, "-src", src, "-output", out]
-            cmds[("peer", n)] = ([*cmd, "-beam_size", "5"], peers.thread_env(n), out)
+            cmds[("peer", n)] = ([*cmd, "-beam_size", "5"], peers.thread_env(n), None, out)
         if ckpt:
             cmd = [sys.executable, "-m", "lstmtext", "translate", "-m", ckpt, "--beam", "5", src]
-            cmds[("lstmtext", n)] = (cmd, peers.lstmtext_env(n), None)
-    runs: dict = {k: [] for k in cmds}
-    outputs = {}
-    for _ in range(3):
-        for k, (cmd, env, out) in cmds.items():
-            r = peers.end_to_end(cmd, env, repeats=1, cwd=peers.REPO, output_file=out)
-            runs[k].append(r["best_s"])
-            outputs[k] = r["output"].split("\n")[: len(refs)]
+            cmds[("lstmtext", n)] = (cmd, peers.lstmtext_env(n), None, None)
+    best, outputs = peers.time_sides(cmds)
     res = {}
-    for side in dict.fromkeys(k[0] for k in cmds):
-        n = min((k[1] for k in cmds if k[0] == side), key=lambda n: min(runs[(side, n)]))
-        assert len(outputs[(side, n)]) == len(refs), f"{side}: {len(outputs[(side, n)])} lines for {len(refs)}"
-        best = min(runs[(side, n)])
-        res[side] = {
-            **bleu(outputs[(side, n)], refs),
-            "best_s": best,
-            "threads": n,
-            "runs": {str(m): runs[(side, m)] for m in counts},
-            "sentences_per_s": round(len(refs) / best, 2),
-        }
+    for side, b in best.items():
+        hyps = outputs[side].split("\n")[: len(refs)]
+        assert len(hyps) == len(refs), f"{side}: {len(hyps)} lines for {len(refs)} sentences"
+        res[side] = {**bleu(hyps, refs), **b, "sentences_per_s": round(len(refs) / b["best_s"], 2)}
     return res
 
 
@@ -251,41 +237,16 @@ def report(a, r: dict) -> None:
     pt, lt = r["peer_train"], r["lstmtext_train"]
     ds = "Multi30k de→en test_2016_flickr" + (" (quick subset)" if a.quick else "") + f", eole {pt['eole']}"
     peer_min = round(r["runs"]["peer"]["train_s"] / 60, 1)
+    speed = peers.speed_metric(a, "sentences/s end to end, beam 5 (process start to last output", t, "eole")
     rows = [
-        (
-            "eole-rnn-bleu",
-            lab,
-            ds,
-            "sacreBLEU, beam 5 (same sacrebleu call on both outputs)",
-            t["peer"]["bleu"],
-            t["lstmtext"]["bleu"],
-            peer_min,
-            lt["train_min"],
-            pt["src_tokens_per_s"],
-            lt["pieces_per_s"],
-            True,
+        peers.Row(
+            "eole-rnn-bleu", lab, ds, "sacreBLEU, beam 5 (same sacrebleu call on both outputs)",
+            t["peer"]["bleu"], t["lstmtext"]["bleu"],
+            peer_min, lt["train_min"], pt["src_tokens_per_s"], lt["pieces_per_s"],
         ),
-        (
-            "eole-rnn-speed",
-            lab,
-            ds,
-            "sentences/s end to end, beam 5 (process start to last output, best of 3"
-            + (
-                f"; best of threads {a.speed_threads}: eole {t['peer']['threads']}, lstmtext {t['lstmtext']['threads']})"
-                if a.speed_threads
-                else ")"
-            ),
-            t["peer"]["sentences_per_s"],
-            t["lstmtext"]["sentences_per_s"],
-            None,
-            None,
-            None,
-            None,
-            True,
-        ),
-    ]
-    command = "python benchmarks/peers/opennmt.py " + " ".join(sys.argv[1:])
-    peers.record_side_by_side(a, rows, command, {"result": r})
+        peers.Row("eole-rnn-speed", lab, ds, speed, t["peer"]["sentences_per_s"], t["lstmtext"]["sentences_per_s"]),
+    ]  # fmt: skip
+    peers.record_side_by_side(a, rows, {"result": r})
 
 
 if __name__ == "__main__":

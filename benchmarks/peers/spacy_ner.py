@@ -111,35 +111,21 @@ def score_spacy(py: Path, model: Path, files: dict, threads: int) -> dict:
 def speeds(a, py, spacy_model, ckpt, files) -> dict:
     """Best-of-3 seconds for each side over eng.testb's raw text at each of --speed-threads, alternated so both
     meet the same machine; each side's row is its best thread count."""
-    raw = files["raw"]
-    counts = [int(n) for n in (a.speed_threads or str(a.threads)).split(",")]
+    raw, lines = files["raw"], len(files["eng.testb"]["sents"])
     cmds = {}
-    for n in counts:
+    for n in peers.thread_counts(a):
         if spacy_model:
-            cmds[("peer", n)] = ([py, SIDE, "tag", spacy_model], peers.thread_env(n), raw)
+            cmds[("peer", n)] = ([py, SIDE, "tag", spacy_model], peers.thread_env(n), raw, None)
         if ckpt:
             lt = [sys.executable, "-m", "lstmtext", "tag", raw, "-m", exported(a, ckpt), "--format", "jsonl"]
-            cmds[("lstmtext", n)] = (lt, peers.lstmtext_env(n), None)
-    runs: dict = {k: [] for k in cmds}
-    lines = len(files["eng.testb"]["sents"])
-    for _ in range(3):
-        for k, (cmd, env, stdin) in cmds.items():
-            r = peers.end_to_end(cmd, env, stdin=stdin, repeats=1, cwd=peers.REPO)
-            assert len(r["output"].splitlines()) == lines, f"{k} lost line alignment"
-            runs[k].append(r["best_s"])
+            cmds[("lstmtext", n)] = (lt, peers.lstmtext_env(n), None, None)
+
+    def aligned(key, output: str) -> None:
+        assert len(output.splitlines()) == lines, f"{key} lost line alignment"
+
+    best, _ = peers.time_sides(cmds, aligned)
     words = sum(len(s["words"]) for s in files["eng.testb"]["sents"])
-    out = {}
-    for side in dict.fromkeys(k[0] for k in cmds):
-        n = min((k[1] for k in cmds if k[0] == side), key=lambda n: min(runs[(side, n)]))
-        best = min(runs[(side, n)])
-        out[side] = {
-            "best_s": best,
-            "threads": n,
-            "runs": {str(m): runs[(side, m)] for m in counts},
-            "words": words,
-            "words_per_s": round(words / best),
-        }
-    return out
+    return {side: {**b, "words": words, "words_per_s": round(words / b["best_s"])} for side, b in best.items()}
 
 
 def exported(a, ckpt: Path) -> Path:
@@ -246,42 +232,19 @@ def report(a, r: dict) -> None:
     dataset = "CoNLL-2003 eng.testb" + (" (quick subset)" if a.quick else "") + f", {sp}"
     words = r["speed"]["peer"]["words"]
     peer_min = round(r["runs"]["peer"]["train_s"] / 60, 1)
+    speed = peers.speed_metric(a, "words/s end to end (process start to last line", r["speed"], "spaCy")
     rows = [
-        (
-            f"spacy-ner-{a.optimize}-f1",
-            lab,
-            dataset,
-            "entity F1 (seqeval strict, lstmtext's entity_metrics)",
-            round(100 * r["peer"]["f1"], 2),
-            round(100 * r["lstmtext"]["f1"], 2),
-            peer_min,
-            r["lstmtext_cost"]["train_min"],
-            None,
-            r["lstmtext_cost"]["pieces_per_s"],
-            True,
+        peers.Row(
+            f"spacy-ner-{a.optimize}-f1", lab, dataset, "entity F1 (seqeval strict, lstmtext's entity_metrics)",
+            round(100 * r["peer"]["f1"], 2), round(100 * r["lstmtext"]["f1"], 2),
+            peer_min, r["lstmtext_cost"]["train_min"], None, r["lstmtext_cost"]["pieces_per_s"],
         ),
-        (
-            f"spacy-ner-{a.optimize}-speed",
-            lab,
-            f"CoNLL-2003 eng.testb raw text ({words} words), {sp}",
-            "words/s end to end (process start to last line, best of 3"
-            + (
-                f"; best of threads {a.speed_threads}: spaCy {r['speed']['peer']['threads']}, lstmtext "
-                f"{r['speed']['lstmtext']['threads']})"
-                if a.speed_threads
-                else ")"
-            ),
-            r["speed"]["peer"]["words_per_s"],
-            r["speed"]["lstmtext"]["words_per_s"],
-            None,
-            None,
-            None,
-            None,
-            True,
+        peers.Row(
+            f"spacy-ner-{a.optimize}-speed", lab, f"CoNLL-2003 eng.testb raw text ({words} words), {sp}", speed,
+            r["speed"]["peer"]["words_per_s"], r["speed"]["lstmtext"]["words_per_s"],
         ),
-    ]
-    command = "python benchmarks/peers/spacy_ner.py " + " ".join(sys.argv[1:])
-    peers.record_side_by_side(a, rows, command, {"result": r})
+    ]  # fmt: skip
+    peers.record_side_by_side(a, rows, {"result": r})
 
 
 if __name__ == "__main__":

@@ -158,35 +158,18 @@ def report(a, r: dict) -> None:
     )
     peer_min = round(r["runs"]["peer"]["train_s"] / 60, 1)
     rows = [
-        (
-            "word-lm-ppl",
-            lab,
-            dataset,
+        peers.Row(
+            "word-lm-ppl", lab, dataset,
             f"test perplexity per word (peer: {p['epochs_done']} epochs, its own test ppl)",
-            p["test_ppl"],
-            round(lt["ppl_word"], 2),
-            peer_min,
-            lt["train_min"],
-            p["words_per_s"],
-            lt["pieces_per_s"],
-            False,
+            p["test_ppl"], round(lt["ppl_word"], 2),
+            peer_min, lt["train_min"], p["words_per_s"], lt["pieces_per_s"], higher_is_better=False,
         ),
-        (
-            "word-lm-train-speed",
-            lab,
-            "WikiText-2 train",
-            "training words/s (lstmtext: pieces/s × words/piece)",
-            p["words_per_s"],
-            lt["words_per_s"],
-            None,
-            None,
-            None,
-            None,
-            True,
+        peers.Row(
+            "word-lm-train-speed", lab, "WikiText-2 train", "training words/s (lstmtext: pieces/s × words/piece)",
+            p["words_per_s"], lt["words_per_s"],
         ),
-    ]
-    command = "python benchmarks/peers/word_lm.py " + " ".join(sys.argv[1:])
-    peers.record_side_by_side(a, rows, command, {"result": r})
+    ]  # fmt: skip
+    peers.record_side_by_side(a, rows, {"result": r})
 
 
 if __name__ == "__main__":
