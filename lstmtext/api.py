@@ -105,13 +105,9 @@ def inference_precision(predictor, precision: str = "auto"):
     check_precision(precision)
     exported = getattr(predictor, "exported", None)  # an ONNX file runs in the precision it was exported in
     if exported:
-        if precision not in ("auto", exported):
-            from lstmtext.export import PRECISIONS
+        from lstmtext.export import require_precision
 
-            again = f", or export the checkpoint again with --precision {precision}" if precision in PRECISIONS else ""
-            raise UsageError(
-                f"--precision {precision}: this ONNX model was exported in {exported}; run it without --precision{again}"
-            )
+        require_precision(exported, precision)
         return nullcontext()
     if precision == "int8":
         quantize_int8(predictor)

@@ -13,6 +13,7 @@ LSTMs; unlike it, the projection too (a MatMul), and onnxruntime has no int8 GRU
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -118,15 +119,33 @@ def _save(model, path: str, precision: str) -> None:
         root.setLevel(level)
 
 
+def require_precision(exported: str, precision: str) -> None:
+    """An exported file runs in the precision it was exported in (``auto`` means that one)."""
+    if precision not in ("auto", exported):
+        again = f", or export the checkpoint again with --precision {precision}" if precision in PRECISIONS else ""
+        raise UsageError(
+            f"--precision {precision}: this ONNX model was exported in {exported}; run it without --precision{again}"
+        )
+
+
 def read_meta(path: str | Path) -> dict:
     """The checkpoint metadata an exported file keeps (``api.read_meta`` of a .onnx path)."""
     return _meta(_session(path), path)
 
 
 def _session(path: str | Path):
+    """The onnxruntime session of an exported file. ``evaluate`` reads the metadata first and then loads the
+    model, so sessions are kept per (file, size, mtime) and the graph is built once for both."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model {path}: file not found")
+    st = path.stat()
+    return _open_session(str(path.resolve()), st.st_size, st.st_mtime_ns, str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _open_session(real: str, size: int, mtime: int, shown: str):
+    path = shown
     try:
         import onnxruntime as ort
     except ImportError:
@@ -136,7 +155,7 @@ def _session(path: str | Path):
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: its warnings about unused initializers are not the user's business
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(real, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf classes
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UsageError(f"model {path}: not an ONNX model onnxruntime can load ({why})") from None

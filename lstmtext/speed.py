@@ -180,11 +180,11 @@ def speed(path: str, data: str, precisions: list[str], threads: list[int], warmu
 def check_exported(path: str, precisions: list[str]) -> None:
     """An ONNX export runs in the precision it was exported in: refuse any other before timing anything."""
     from lstmtext.api import read_meta
+    from lstmtext.export import require_precision
 
     exported = read_meta(path)["export"]["precision"]
     for p in precisions:
-        if p not in ("auto", exported):
-            raise UsageError(f"--precision {p}: {path} was exported in {exported}; export the checkpoint again")
+        require_precision(exported, p)
 
 
 def default_precision(device) -> str:
