@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -210,6 +211,19 @@ def test_a_second_run_reuses_the_tokenizer_and_the_stream(tmp_path):
     held = [json.loads(l) for l in next((tmp_path / "cache" / "streams").iterdir()).joinpath("dev.jsonl").open()]
     n = len(SAMPLE.read_text(encoding="utf-8").splitlines())
     assert len(held) == min(2000, int(n * 0.05))  # the default data.valid_fraction and data.valid_max
+
+
+def test_the_model_card_names_the_token_stream(tmp_path):
+    """A streamed run's provenance lists the token stream beside its sources; info shows it as one."""
+    ckpt = tmp_path / "m.ckpt"
+    proc = run_cli("train", "lm", "--train", SAMPLE, "--epochs", "1", *TINY, "-o", ckpt, "--cache-dir", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    key = next((tmp_path / "c" / "streams").iterdir()).name
+    data = json.loads(run_cli("info", ckpt, "--format", "json").stdout)["provenance"]["data"]
+    assert data[-1]["token_stream"].startswith(key) and data[0]["source"] == str(SAMPLE)
+    card = run_cli("info", ckpt)
+    assert card.returncode == 0 and re.search(rf"token stream\s*│\s*{key[:12]} \([\d,]+ pieces\)", card.stderr)
+    assert not re.search(r"data\s*│\s*None", card.stderr)  # the stream is not shown as a source
 
 
 def test_resume_from_the_middle_of_a_shard_is_exact(tmp_path, monkeypatch):

@@ -50,7 +50,10 @@ def info(
     for k, v in (meta.get("provenance") or {}).items():
         if k == "data":
             for src in v:
-                t.add_row("data", f"{src.get('source')} sha256={src.get('sha256', '-')[:12]}")
+                if "token_stream" in src:  # a streamed task's tokenized text (tokenstream.py), keyed by its content
+                    t.add_row("token stream", f"{src['token_stream'][:12]} ({src.get('pieces', 0):,} pieces)")
+                else:
+                    t.add_row("data", f"{src.get('source')} sha256={src.get('sha256', '-')[:12]}")
         elif k == "lineage":
             for i, entry in enumerate(v, 1):
                 t.add_row(f"lineage {i}", lineage_line(entry))
