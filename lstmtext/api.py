@@ -97,9 +97,9 @@ def _no_weight_init():
 
 
 def inference_precision(predictor, precision: str = "auto"):
-    """The context to run a loaded predictor in: ``auto`` is bf16 autocast on CUDA and fp32 on any CPU (training's
-    ``auto`` also takes bf16 on a CPU with bf16 instructions; device.resolve_auto). bf16 runs the encoder faster
-    only on a CPU with bf16 instructions (BENCHMARKS.md); weights stay fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
+    """The context to run a loaded predictor in: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, as in
+    training. bf16 runs the encoder faster only on a CPU with bf16 instructions (BENCHMARKS.md); weights stay
+    fp32. ``int8`` first converts the predictor's LSTMs in place (quantize_int8), then runs it as fp32."""
     from contextlib import nullcontext
 
     check_precision(precision)
@@ -114,7 +114,7 @@ def inference_precision(predictor, precision: str = "auto"):
         return nullcontext()
     from lstmtext.device import autocast_for
 
-    return autocast_for(predictor.device, precision, option="--precision", training=False)[0]()
+    return autocast_for(predictor.device, precision, option="--precision")[0]()
 
 
 def quantize_int8(predictor) -> None:

@@ -88,7 +88,7 @@ class TrainConfig:
     seed: int = 1
     init_seed: int = 0  # seeds the model's random initial weights alone; 0 = train.seed (see lstmtext average)
     device: str = choice("auto", "cpu", "cuda")
-    precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA and on a CPU with bf16 instructions, else fp32
+    precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
 
 

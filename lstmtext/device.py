@@ -1,9 +1,8 @@
 """Devices and numeric precision, shared by training and inference (which must not import the training code).
 
-Mixed precision is used only where it pays. ``auto`` trains in bf16 on CUDA and on a CPU with bf16 instructions
-(AVX-512 BF16 or AMX), where it computes more per second; elsewhere on a CPU bf16 is emulated and slower than
-fp32, so it stays fp32 there. Inference's ``auto`` is bf16 on CUDA and fp32 on any CPU: a model's outputs on a
-CPU do not depend on which instructions that CPU has unless the user asks for bf16.
+Mixed precision is used only where it pays: bf16 autocast on CUDA by default; on a CPU bf16 is opt-in, because
+it is fast only where the CPU has bf16 instructions (AVX-512 BF16 or AMX) and emulated, and slower than fp32,
+elsewhere.
 """
 
 from __future__ import annotations
@@ -29,11 +28,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda", local)
 
 
-def autocast_for(device: torch.device, precision: str, option: str = "train.precision", training: bool = True):
+def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None) for ``precision`` on ``device``."""
     check_precision(precision, option, PRECISIONS)  # recipes are checked as read; this guards every other caller
     if precision == "auto":
-        precision = resolve_auto(device, training)
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return nullcontext, None
     if device.type == "cpu" and precision == "fp16":
@@ -46,14 +45,6 @@ def autocast_for(device: torch.device, precision: str, option: str = "train.prec
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
-
-
-def resolve_auto(device: torch.device, training: bool) -> str:
-    """What ``auto`` means on ``device``: bf16 on CUDA where supported; in training, bf16 on a CPU that has bf16
-    instructions as well; fp32 otherwise."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if training and native_bf16() else "fp32"
 
 
 def native_bf16() -> bool:
