@@ -5,23 +5,39 @@ that ``lstmtext train lm`` builds, on random ids, so only the arithmetic differs
     python benchmarks/speed_lm_shapes.py                       # the default table, 2 threads
     python benchmarks/speed_lm_shapes.py --threads 1 --shapes 256x512x4000
     python benchmarks/speed_lm_shapes.py --shapes 256x512x4000 --batch-tokens 2048 --chunk 128 --directions both,forward
+    python benchmarks/speed_lm_shapes.py --shapes 256x512x4000 --batch-tokens 2048 --chunk 128 \
+        --precisions fp32,bf16 --repeats 3 --record          # does bf16 pay on this CPU? (alternated, medians)
 
-Prints one JSON object per shape; nothing is written to BENCHMARKS.md (a speed probe, not a quality result).
+Prints one JSON object per shape; --record also writes a BENCHMARKS.md row per shape and precision, with the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu, record  # noqa: E402
 
 
 def measure(
-    embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, steps: int, bidirectional: bool = True
+    embed: int,
+    hidden: int,
+    vocab: int,
+    batch_tokens: int,
+    chunk: int,
+    steps: int,
+    bidirectional: bool = True,
+    precision: str = "fp32",
 ) -> float:
     import torch
 
     from lstmtext.config import resolve_recipe
+    from lstmtext.device import autocast_for
     from lstmtext.tasks import lm
 
     recipe = resolve_recipe(
@@ -37,10 +53,12 @@ def measure(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     B = max(1, batch_tokens // chunk)
     batch = {"tokens": torch.randint(5, vocab, (B, chunk)), "lengths": torch.full((B,), chunk)}
+    autocast = autocast_for(torch.device("cpu"), precision)[0]  # as training wraps each step
     for i in range(steps + 3):
         if i == 3:  # the first steps allocate and pick kernels
             t0 = time.perf_counter()
-        _, loss = model(batch)
+        with autocast():
+            _, loss = model(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -59,28 +77,47 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--directions", default="both", help="both, forward (lm.bidirectional=false), or both,forward")
+    ap.add_argument("--precisions", default="fp32", help="train.precision values, alternated: fp32 or fp32,bf16")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over the precisions; the median is reported")
+    ap.add_argument("--record", action="store_true", help="also write BENCHMARKS.md rows")
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
+    precisions = a.precisions.split(",")
     for shape in a.shapes.split(","):
         e, h, v = map(int, shape.split("x"))
         for d in a.directions.split(","):
-            rate = measure(e, h, v, a.batch_tokens, a.chunk, a.steps, bidirectional=d == "both")
-            print(
-                json.dumps(
-                    {
-                        "embed": e,
-                        "hidden": h,
-                        "vocab": v,
-                        "directions": d,
-                        "threads": a.threads,
-                        "batch_tokens": a.batch_tokens,
-                        "chunk": a.chunk,
-                        "pieces_per_s": round(rate),
-                    }
-                )
-            )
+            rates: dict[str, list[float]] = {p: [] for p in precisions}
+            for _ in range(a.repeats):
+                for p in precisions:
+                    rates[p].append(measure(e, h, v, a.batch_tokens, a.chunk, a.steps, d == "both", p))
+            for p, runs in rates.items():
+                row = {
+                    "embed": e,
+                    "hidden": h,
+                    "vocab": v,
+                    "directions": d,
+                    "threads": a.threads,
+                    "batch_tokens": a.batch_tokens,
+                    "chunk": a.chunk,
+                    "precision": p,
+                    "pieces_per_s": round(statistics.median(runs)),
+                    "runs": [round(r) for r in runs],
+                    "vs_first": round(statistics.median(runs) / statistics.median(rates[precisions[0]]), 3),
+                }
+                print(json.dumps(row))
+                if a.record:
+                    record(
+                        f"lm-train-speed-{e}x{h}x{v}-{d}-{p} [{cpu()}]",
+                        f"random ids, {a.batch_tokens} pieces per step, chunks of {a.chunk}",
+                        f"training pieces/s (median; {p}/{precisions[0]} {row['vs_first']})",
+                        row["pieces_per_s"],
+                        None,
+                        row["pieces_per_s"],
+                        "python benchmarks/speed_lm_shapes.py " + " ".join(sys.argv[1:]),
+                        row,
+                    )
 
 
 if __name__ == "__main__":

@@ -229,7 +229,6 @@ def test_predict_attention_pooling_weights_are_the_ones_the_model_pools_with(att
 def test_predict_attention_refusals(sentiment_ckpt, attentive_ckpt, tmp_path):
     from types import SimpleNamespace
 
-    from lstmtext.cli.predict import show_attention
     from lstmtext.errors import UsageError
 
     proc = run_cli("predict", sentiment_ckpt, "-f", "jsonl", "--attention", input="good\n")
@@ -240,9 +239,4 @@ def test_predict_attention_refusals(sentiment_ckpt, attentive_ckpt, tmp_path):
 
     for predictor, name in ((ner.Predictor, "NER model"), (lm.Predictor, "language model")):
         with pytest.raises(UsageError, match=f"a {name} has no attention weights"):
-            show_attention(
-                SimpleNamespace(show_attention=lambda p=predictor, **kw: p.show_attention(None, **kw)),
-                True,
-                None,
-                "jsonl",
-            )
+            predictor.show_attention(SimpleNamespace(), jsonl=True, plot_dir=None)

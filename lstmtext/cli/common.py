@@ -186,6 +186,18 @@ def looks_like_checkpoint(path: str) -> bool:
         return False
 
 
+def attention_outputs(attention: bool, plot, fmt: Optional[str]) -> Optional[Path]:
+    """--attention and --plot, checked before a model loads: the folder --plot writes into (made if missing), or
+    None. ``fmt`` None is a task's default format, checked again once the model says which it is."""
+    if attention and fmt not in (None, "jsonl"):
+        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
+    if plot is None:
+        return None
+    from lstmtext.viz.attention import plot_dir
+
+    return plot_dir(plot)
+
+
 def stream_predictions(predictor, source: Optional[str], fmt: str) -> None:
     """Files and fast pipes fill batches of up to the predictor's stream_batch lines (or 1 MiB of text), which
     it sorts by length, so the LSTMs see few part-filled length buckets. An interactive line comes alone, at once.

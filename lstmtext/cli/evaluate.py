@@ -11,7 +11,6 @@ from typing import Optional
 import typer
 
 from lstmtext.cli.common import device_choice, precision_choice, precision_help, report_choice, value
-from lstmtext.errors import UsageError
 
 
 def evaluate(
@@ -38,8 +37,10 @@ def evaluate(
     Example: lstmtext evaluate sst2.ckpt sst2:dev --data-dir DIR --plot pictures/
     """
     fmt, device, precision = value(fmt), value(device), value(precision)
-    if plot is not None and plot.exists() and not plot.is_dir():
-        raise UsageError(f"--plot {plot} is a file; pass a folder for the pictures (it is created if missing)")
+    if plot is not None:
+        from lstmtext.viz.attention import plot_dir
+
+        plot_dir(plot)  # refused in one line before the data are read, not after
     if data_dir is not None:
         os.environ["LSTMTEXT_DATA"] = str(data_dir)
     from lstmtext.api import evaluate as run
@@ -54,6 +55,5 @@ def evaluate(
     else:
         mod.report(metrics, console)
     if plot is not None:
-        plot.mkdir(parents=True, exist_ok=True)
         for path in mod.plots(metrics, plot):
             note(f"wrote {path}")

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from lstmtext.cli.common import (
+    attention_outputs,
     device_choice,
     format_choice,
     formats_help,
@@ -80,11 +81,7 @@ def predict(
     """
     fmt, device, precision, task = value(fmt), value(device), value(precision), value(task)
     model, source = split_arguments(list(args or []), model)
-    if attention and fmt not in (None, "jsonl"):
-        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
-    from lstmtext.viz.attention import plot_dir
-
-    folder = plot_dir(plot) if plot is not None else None
+    folder = attention_outputs(attention, plot, fmt)
     model = model_or_default(model, task)
     from lstmtext.api import inference_precision, load
 
@@ -98,13 +95,7 @@ def predict(
 
         configure(predictor, explain_steps, sys.stdout.isatty(), precision, fmt)
     if attention or folder is not None:
-        show_attention(predictor, attention, folder, fmt)
+        attention_outputs(attention, None, fmt)  # the task's default format is known now
+        predictor.show_attention(jsonl=attention, plot_dir=folder)
     with inference_precision(predictor, precision):
         stream_predictions(predictor, source, fmt)
-
-
-def show_attention(predictor, attention: bool, folder, fmt: str) -> None:
-    """Ask the task's predictor for its attention weights (Predictor.show_attention; one without refuses)."""
-    if attention and fmt != "jsonl":
-        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
-    predictor.show_attention(jsonl=attention, plot_dir=folder)

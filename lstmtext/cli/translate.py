@@ -6,7 +6,15 @@ from typing import Optional
 
 import typer
 
-from lstmtext.cli.common import device_choice, format_choice, model_or_default, precision_choice, precision_help, value
+from lstmtext.cli.common import (
+    attention_outputs,
+    device_choice,
+    format_choice,
+    model_or_default,
+    precision_choice,
+    precision_help,
+    value,
+)
 
 
 def translate(
@@ -54,13 +62,7 @@ def translate(
     from lstmtext.tasks.translate import check_decoding
 
     check_decoding(beam, n_best, batch_size)
-    if attention and fmt != "jsonl":
-        from lstmtext.errors import UsageError
-
-        raise UsageError("--attention: the weights are written in JSONL; add --format jsonl")
-    from lstmtext.viz.attention import plot_dir
-
-    folder = plot_dir(plot) if plot is not None else None
+    folder = attention_outputs(attention, plot, fmt)
     model = model_or_default(model, "translate")
     from lstmtext.api import inference_precision, load
     from lstmtext.data import InputLines, write_lines

@@ -16,7 +16,7 @@ def plot_dir(path: str | Path) -> Path:
     """The folder --plot writes into, made if missing; a file in its place is refused in one line."""
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise UsageError(f"--plot {path}: is a file; expected a folder to write one PNG per input line into")
+        raise UsageError(f"--plot {path}: is a file; expected a folder for the pictures (made if missing)")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
