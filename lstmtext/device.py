@@ -31,8 +31,7 @@ def pick_device(name: str) -> torch.device:
 def autocast_for(device: torch.device, precision: str, option: str = "train.precision"):
     """(context factory, GradScaler or None) for ``precision`` on ``device``."""
     check_precision(precision, option, PRECISIONS)  # recipes are checked as read; this guards every other caller
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return nullcontext, None
     if device.type == "cpu" and precision == "fp16":
@@ -45,6 +44,14 @@ def autocast_for(device: torch.device, precision: str, option: str = "train.prec
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto`` made concrete: bf16 on a CUDA device that supports it, fp32 elsewhere (on a CPU bf16 is asked for,
+    not assumed: AVX-512 BF16 alone can train an LSTM slower than fp32; BENCHMARKS.md)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def native_bf16() -> bool:

@@ -65,6 +65,7 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     meta = json.loads(info.stdout)
     assert meta["task"] == "sentiment" and meta["labels"] == ["negative", "positive"]
     assert meta["provenance"]["seed"] == 1 and len(meta["provenance"]["data"][0]["sha256"]) == 64
+    assert (meta["provenance"]["device"], meta["provenance"]["precision"]) == ("cpu", "fp32")  # what auto is on CPU
     assert meta["recipe"]["encoder"]["hidden_dim"] == 32 and "tokenizer" not in meta
     assert "sentiment" in run_cli("info", sentiment_ckpt).stderr
 

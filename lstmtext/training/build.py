@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lstmtext.device import autocast_for
+from lstmtext.device import autocast_for, resolve_precision
 from lstmtext.training.distributed import Dist
 from lstmtext.transfer import check_fits, copy_encoder
 
@@ -97,6 +97,7 @@ class Built:
     autocast: Any
     scaler: Any
     average: WeightAverage | None
+    precision: str  # what train.precision resolved to on this device ("auto" → bf16 or fp32)
 
 
 def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, init=None, weights=None) -> Built:
@@ -125,4 +126,5 @@ def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, in
     opt = torch.optim.AdamW(param_groups(raw_model, tc.weight_decay, tc.encoder_lr_scale), lr=tc.lr, foreach=True)
     autocast, scaler = autocast_for(device, tc.precision)
     average = WeightAverage(raw_model, tc.ema) if tc.ema else None
-    return Built(recipe, tok, labels, device, model, raw_model, opt, autocast, scaler, average)
+    precision = resolve_precision(device, tc.precision)
+    return Built(recipe, tok, labels, device, model, raw_model, opt, autocast, scaler, average, precision)

@@ -104,6 +104,7 @@ class Evaluator:
                 "init_seed": tc.init_seed or tc.seed,
                 **self.context,
                 "device": run.device.type,
+                "precision": run.precision,
                 "lstmtext": __version__,
                 "torch": torch.__version__,
                 "python": platform.python_version(),
