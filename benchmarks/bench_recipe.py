@@ -2,6 +2,9 @@
 
     python benchmarks/bench_recipe.py conll2003                 # seed 1: what recipes/conll2003.toml's header says
     python benchmarks/bench_recipe.py conll2003 --seed 2 --seed 3   # more seeds; the stages are built once
+    python benchmarks/bench_recipe.py conll2003 --seed 2 --seed 3 --parallel   # at once, one thread each
+    python benchmarks/bench_recipe.py conll2003 --set ner.scheme=bio --name conll2003-bio --seed 1 --dev-only
+                                                                # a choice, compared on dev; test never read
     python benchmarks/bench_recipe.py sst2 --no-record          # print only
 
 Each recipe's first line is the command (``lstmtext train TASK --recipe NAME --data-dir DIR -o OUT.ckpt``) and its
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -42,69 +46,114 @@ def header_commands(recipe: Path) -> tuple[str, str]:
     return train.group(1), then.group(1)
 
 
+def score(a, task: str, test: str, tag: str, ckpt: Path, command: str, wall: float) -> float:
+    """The run's dev metric (what it selected on) and, unless --dev-only, the test split scored once; one row."""
+    key = get_task(task).MAIN_METRIC
+    scale = 100 if key in PERCENT else 1
+    info, minutes, tok_s = training_cost(ckpt)
+    lineage = info["provenance"].get("lineage") or []
+    stages = [
+        {"name": s["name"], "minutes": round(s["train_seconds"] / 60, 1), "metrics": s["metrics"]} for s in lineage
+    ]
+    total = round(minutes + sum(s["minutes"] for s in stages), 1)
+    dev = info["metrics"].get(key)
+    dev = round(scale * dev, 2) if dev is not None else None
+    if a.dev_only:  # a choice is compared on dev: the test split is not read
+        value, dataset, shown = dev, "dev (the run's selection split)", command
+    else:
+        ev, _ = lstmtext("evaluate", rel(ckpt), test, "--data-dir", SHARED, "--format", "json")
+        value = round(scale * json.loads(ev.stdout)[key], 2)
+        dataset, shown = (
+            f"{test} (dev: {dev})",
+            f"{command} && lstmtext evaluate {rel(ckpt)} {test} --data-dir {SHARED}",
+        )
+    print(
+        f"{tag}: {dataset} {key} {value}; {minutes} min here, {total} min with the stages "
+        f"{[(s['name'], s['minutes']) for s in stages]}; this command took {wall / 60:.1f} min",
+        flush=True,
+    )
+    if not a.no_record:
+        record(
+            f"{tag} [{cpu()}]",
+            dataset,
+            key,
+            value,
+            total,
+            tok_s,
+            shown,
+            {
+                "dev": dev,
+                "selection": info["metrics"],
+                "stages": stages,
+                "final_minutes": minutes,
+                "command_minutes": round(wall / 60, 1),
+                "precision": info["provenance"].get("precision"),
+                "seed": info["provenance"]["seed"],
+            },
+        )
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", help="a shipped recipe's name (recipes/NAME.toml)")
     ap.add_argument(
         "--seed", type=int, action="append", help="train.seed; repeat for several runs (default: the recipe's)"
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override, for a choice compared on dev",
+    )
+    ap.add_argument("--name", help="the rows' name (default recipe-NAME; give one when --set changes the recipe)")
+    ap.add_argument("--dev-only", action="store_true", help="record the dev metric and never read the test split")
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="train the seeds at once, one thread each (OMP_NUM_THREADS=1); the stages must exist already",
+    )
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row")
     a = ap.parse_args()
+    if a.set and not a.name:
+        ap.error("--set changes the recipe: give the rows a --name of their own")
     recipe = REPO / "recipes" / f"{a.recipe}.toml"
     task, test = header_commands(recipe)
-    key = get_task(task).MAIN_METRIC
-    scale = 100 if key in PERCENT else 1
     OUT.mkdir(parents=True, exist_ok=True)
-    runs = []
+    if a.parallel:
+        os.environ["OMP_NUM_THREADS"] = "1"  # the runs inherit it, and record() writes it into each row's command
+    jobs, walls = [], {}
     for seed in a.seed or [None]:
-        tag = f"recipe-{a.recipe}" + (f"-s{seed}" if seed is not None else "")
+        tag = (a.name or f"recipe-{a.recipe}") + (f"-s{seed}" if seed is not None else "")
         ckpt = OUT / f"{tag}.ckpt"
         args = ["train", task, "--recipe", a.recipe, "--data-dir", SHARED, "-o", rel(ckpt), "--force"]
         args += ["--seed", str(seed)] if seed is not None else []
+        for item in a.set:
+            args += ["--set", item]
         command = "lstmtext " + " ".join(map(str, args))
         print(command, flush=True)
         t0 = time.perf_counter()
         # progress and each stage's note go to this script's stderr as they happen: a run lasts hours
-        subprocess.run([sys.executable, "-m", "lstmtext", *map(str, args)], cwd=REPO, check=True)
-        wall = time.perf_counter() - t0
-        info, minutes, tok_s = training_cost(ckpt)
-        lineage = info["provenance"].get("lineage") or []
-        stages = [
-            {"name": s["name"], "minutes": round(s["train_seconds"] / 60, 1), "metrics": s["metrics"]} for s in lineage
-        ]
-        total = round(minutes + sum(s["minutes"] for s in stages), 1)
-        ev, _ = lstmtext("evaluate", rel(ckpt), test, "--data-dir", SHARED, "--format", "json")
-        value = round(scale * json.loads(ev.stdout)[key], 2)
-        dev = info["metrics"].get(key)
-        dev = round(scale * dev, 2) if dev is not None else None
+        proc = subprocess.Popen([sys.executable, "-m", "lstmtext", *map(str, args)], cwd=REPO)
+        jobs.append((tag, ckpt, command, proc, t0))
+        if not a.parallel:
+            if proc.wait() != 0:
+                raise SystemExit(f"{tag}: training failed ({proc.returncode})")
+            walls[tag] = time.perf_counter() - t0
+    while len(walls) < len(jobs):  # --parallel: each run's wall time as it ends, before any is scored
+        for tag, _, _, proc, t0 in jobs:
+            if tag not in walls and proc.poll() is not None:
+                walls[tag] = time.perf_counter() - t0
+        time.sleep(1)
+    values = []
+    for tag, ckpt, command, proc, _ in jobs:
+        if proc.returncode != 0:
+            raise SystemExit(f"{tag}: training failed ({proc.returncode})")
+        values.append(score(a, task, test, tag, ckpt, command, walls[tag]))
+    if len(values) > 1:
         print(
-            f"{tag}: {test} {key} {value} (dev {dev}); {minutes} min here, {total} min with the stages "
-            f"{[(s['name'], s['minutes']) for s in stages]}; this command took {wall / 60:.1f} min",
-            flush=True,
-        )
-        runs.append(value)
-        if not a.no_record:
-            record(
-                f"{tag} [{cpu()}]",
-                f"{test} (dev: {dev})",
-                key,
-                value,
-                total,
-                tok_s,
-                f"{command} && lstmtext evaluate {rel(ckpt)} {test} --data-dir {SHARED}",
-                {
-                    "dev": dev,
-                    "selection": info["metrics"],
-                    "stages": stages,
-                    "final_minutes": minutes,
-                    "command_minutes": round(wall / 60, 1),
-                    "precision": info["provenance"].get("precision"),
-                    "seed": info["provenance"]["seed"],
-                },
-            )
-    if len(runs) > 1:
-        print(
-            f"{a.recipe}: {key} mean {statistics.mean(runs):.2f}, spread {min(runs)}-{max(runs)} over {len(runs)} seeds"
+            f"{a.recipe}: mean {statistics.mean(values):.2f}, spread {min(values)}-{max(values)} over {len(values)} seeds"
         )
 
 
