@@ -124,7 +124,7 @@ def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, in
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(param_groups(raw_model, tc.weight_decay, tc.encoder_lr_scale), lr=tc.lr, foreach=True)
-    autocast, scaler = autocast_for(device, tc.precision)
-    average = WeightAverage(raw_model, tc.ema) if tc.ema else None
     precision = resolve_precision(device, tc.precision)
+    autocast, scaler = autocast_for(device, precision)
+    average = WeightAverage(raw_model, tc.ema) if tc.ema else None
     return Built(recipe, tok, labels, device, model, raw_model, opt, autocast, scaler, average, precision)
