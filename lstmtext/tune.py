@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lstmtext.config import Recipe, parse_duration, parse_set, resolve_recipe
+from lstmtext.config import ENCODER_SHAPE, Recipe, parse_duration, parse_set, resolve_recipe
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.paths import companion, default_study_path
 from lstmtext.progress import fmt_seconds, note
@@ -82,7 +82,12 @@ def tune(
     if best_path.is_dir():
         raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
     study = open_study(optuna, path, mod, base, params, sampler, pruner)
-    objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress)
+    # The recipe's stages are built (or reused) once, before the clock starts, as `lstmtext train` does: every
+    # trial then starts from the same checkpoint, and --max-time is the trials' alone.
+    from lstmtext.training import stages, train
+
+    start = stages.starting_point(task, recipe, settings, overrides, None, False, show_progress, train)
+    objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress, start)
     from lstmtext.training import Interrupted
 
     try:
@@ -110,6 +115,13 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
     if base.data.train and not base.data.dev and base.data.valid_fraction == 0:
         raise UsageError("tuning needs dev data: pass --dev or set data.valid_fraction above 0")
     tuned = {p.key for p in params}
+    start = base.init.recipe or base.init.checkpoint
+    fixed = {f"encoder.{k}" for k in ENCODER_SHAPE}
+    for key in sorted(k for k in tuned if start and (k in fixed or k.startswith("tokenizer."))):
+        raise UsageError(
+            f"[tune.space] {key}: the encoder's shape and the tokenizer come from the checkpoint the recipe starts "
+            f"from ([init] {start}), so a trial cannot change it; tune it in that recipe, or drop it"
+        )
     given = {".".join(parse_set(item)[:2]) for item in overrides} | set(settings)
     for key in sorted(tuned & given):
         raise UsageError(f"{key} is both tuned ([tune.space]) and set on the command line; drop one of them")
@@ -183,8 +195,9 @@ def _check_same(path: Path, stored: dict, info: dict) -> None:
 class Objective:
     """One trial: sample, train with the trial's budget, report dev scores on the way, return the best."""
 
-    def __init__(self, optuna, mod, recipe, settings, overrides, params, base, path: Path, total, show_progress):
+    def __init__(self, optuna, mod, recipe, settings, overrides, params, base, path: Path, total, show_progress, start):
         self.optuna, self.mod, self.recipe = optuna, mod, recipe
+        self.init_from, self.lineage = start  # stages.starting_point's: what every trial starts from
         self.settings, self.overrides, self.params = settings, overrides, params
         self.folder = companion(path, "trials")
         self.trial_time = parse_duration(base.tune.trial_time, "tune.trial_time")
@@ -203,7 +216,17 @@ class Objective:
         if self.deadline and self.deadline - time.monotonic() < self.shortest:
             study.stop()
 
+    def recorded(self, recipe: dict) -> dict:
+        """A trial's recipe as the best-recipe file holds it: no search, and a stage recipe given as a path
+        named absolutely, so the file trains from any folder (a shipped recipe's bare name stays)."""
+        recipe = {k: v for k, v in recipe.items() if k != "tune"}
+        stage = recipe.get("init", {}).get("recipe", "")
+        if self.lineage and ("/" in stage or "\\" in stage or stage.endswith(".toml")):
+            recipe["init"] = recipe["init"] | {"recipe": self.lineage[-1]["recipe"]}
+        return recipe
+
     def __call__(self, trial) -> float:
+        from lstmtext.checkpoint import read_meta
         from lstmtext.training import train
 
         values = {p.key: p.suggest(trial) for p in self.params}
@@ -211,8 +234,7 @@ class Objective:
         budget = self.budget()
         settings = self.settings | ({"train.max_time": f"{budget:.0f}s"} if budget else {})
         overrides = [*self.overrides, *sets]
-        recipe = resolve_recipe(self.mod.NAME, self.recipe, overrides, settings=settings).to_dict()
-        del recipe["tune"]
+        recipe = self.recorded(resolve_recipe(self.mod.NAME, self.recipe, overrides, settings=settings).to_dict())
         out = self.folder / f"trial-{trial.number:04d}.ckpt"
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("checkpoint", str(out))
@@ -225,6 +247,8 @@ class Objective:
                 settings=settings,
                 overrides=overrides,
                 out=out,
+                init_from=self.init_from,
+                lineage=self.lineage,
                 force=True,  # a trial number is never reused; a file there is a killed trial's
                 show_progress=self.show_progress,
                 on_eval=self.reporter(trial),
@@ -234,6 +258,7 @@ class Objective:
             raise
         finally:
             companion(out, "resume.safetensors").unlink(missing_ok=True)  # a trial is never resumed
+        trial.set_user_attr("recipe", self.recorded(read_meta(out)["recipe"]))  # with the starting encoder's shape
         trial.set_user_attr("steps", summary["steps"])
         return (summary["best"] or {})[self.mod.MAIN_METRIC]
 

@@ -179,6 +179,52 @@ def test_refusals_are_one_line_before_any_trial(tmp_path, args, fragments):
     assert not (tmp_path / "s.trials").exists()
 
 
+def test_a_recipe_with_a_stage_builds_it_once_before_the_trials_and_each_trial_starts_from_it(tmp_path):
+    from tests.test_stages import lineage, write_stage
+
+    write_stage(tmp_path)
+    init = 'task = "sentiment"\n[init]\nrecipe = "lm-stage.toml"\n'
+    recipe = write_recipe(tmp_path, RECIPE.replace('task = "sentiment"\n', init))
+    db, home, elsewhere = tmp_path / "s.db", tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # the stage fixes the encoder's shape and the tokenizer: searching them is refused before anything is built
+    for key, low, high in (("encoder.hidden_dim", 16, 64), ("tokenizer.vocab_size", 400, 800)):
+        proc = run_cli(
+            "tune",
+            "sentiment",
+            "-r",
+            recipe,
+            "--study",
+            db,
+            *space(f'"{key}" = {{ low = {low}, high = {high} }}'),
+            LSTMTEXT_HOME=home,
+        )
+        assert_usage_error(proc, f"[tune.space] {key}: the encoder's shape and the tokenizer come from", "lm-stage")
+    assert not (home / "stages").exists()
+
+    proc = run_cli("tune", "sentiment", "-r", recipe, "--study", db, "--trials", "2", cwd=elsewhere, LSTMTEXT_HOME=home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("stage lm-stage: building") == 1 and "stage lm-stage: reused" not in proc.stderr
+    (stage_ckpt,) = (home / "stages").glob("*.ckpt")
+    trials = load(db).trials
+    assert len(trials) == 2
+    for t in trials:
+        assert [(s["name"], s["checkpoint"]) for s in lineage(Path(t.user_attrs["checkpoint"]))] == [
+            ("lm-stage", str(stage_ckpt))
+        ]
+        assert t.user_attrs["recipe"]["init"]["recipe"] == str(tmp_path / "lm-stage.toml")
+    # the best recipe names its stage absolutely, so it trains from another folder, from the same stage
+    best = db.with_name("s.best.toml")
+    proc = run_cli(
+        "train", "sentiment", "--recipe", best, "-o", elsewhere / "b.ckpt", cwd=elsewhere, LSTMTEXT_HOME=home
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"stage lm-stage: reused {stage_ckpt}" in proc.stderr
+    from lstmtext.checkpoint import read_meta
+
+    assert read_meta(elsewhere / "b.ckpt")["metrics"]["accuracy"] == load(db).best_trial.value
+
+
 def test_a_study_of_another_task_or_recipe_or_no_study_at_all_is_refused(study, tmp_path):
     db, recipe = study["db"], study["recipe"]
     lm = run_cli("tune", "lm", "--study", db, *space('"train.lr" = { low = 0.001, high = 0.01 }'))
