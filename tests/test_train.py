@@ -279,6 +279,54 @@ def test_train_param_groups_scale_the_encoder_lr_and_cover_every_parameter_once(
     assert next(g for g in groups if any(p is embed for p in g["params"]))["weight_decay"] == 0.0
 
 
+def test_train_fused_adamw_steps_as_the_foreach_one_and_takes_its_resume_state():
+    """make_optimizer's fused AdamW is the same algorithm as the foreach AdamW it replaced: identical gradients
+    give the same weights, and a resume state written by the foreach one (older runs) continues identically."""
+    import copy
+
+    from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import sentiment
+    from lstmtext.training.build import make_optimizer, param_groups
+
+    recipe = resolve_recipe(
+        "sentiment", None, ["encoder.embed_dim=8", "encoder.hidden_dim=8", "sentiment.hidden_dim=8", "train.lr=0.01"]
+    )
+    torch.manual_seed(0)
+    ref = sentiment.build_model(recipe, 50, ["neg", "pos"])
+    ref.eval()  # no dropout: both models see the same gradients
+    new = copy.deepcopy(ref)
+    start = copy.deepcopy(ref.state_dict())
+    tc = recipe.train
+    ref_opt = torch.optim.AdamW(param_groups(ref, tc.weight_decay), lr=tc.lr, foreach=True)
+    new_opt = make_optimizer(new, tc, torch.device("cpu"))
+    assert new_opt.defaults["fused"] is True
+    batch = {
+        "tokens": torch.randint(1, 50, (3, 7)),
+        "lengths": torch.tensor([7, 5, 2]),
+        "labels": torch.tensor([0, 1, 1]),
+    }
+
+    def step(model, opt):
+        opt.zero_grad(set_to_none=True)
+        model(batch)[1].backward()
+        opt.step()
+
+    for _ in range(3):
+        step(ref, ref_opt)
+        step(new, new_opt)
+    for (name, a), b in zip(ref.named_parameters(), new.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+        assert not torch.equal(a, start[name]), name  # every parameter moved, so the comparison means something
+    resumed = make_optimizer(new, tc, torch.device("cpu"))
+    # the foreach optimizer's state, copied as an older resume file holds it (state_dict() shares its tensors)
+    resumed.load_state_dict(copy.deepcopy(ref_opt.state_dict()))
+    new.load_state_dict(ref.state_dict())
+    step(ref, ref_opt)
+    step(new, resumed)
+    for (name, a), b in zip(ref.named_parameters(), new.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
 def test_train_encoder_lr_scale_zero_freezes_an_init_from_encoder(sentiment_ckpt, tmp_path):
     before = _weights(sentiment_ckpt)
     enc = [k for k in before if k.startswith("encoder.")]
