@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
+from common import OUT, REPO, SHARED, cpu, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 EVAL = {"sst2": SHARED / "sst2" / "dev.tsv", "imdb": SHARED / "imdb" / "test.jsonl.gz"}
 SPLIT = {"sst2": "SST-2 dev (872)", "imdb": "IMDB test (25,000)"}
@@ -76,15 +76,15 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     feats = mod.featurize(examples, p.tok, p.labels, recipe)
     idx = bucket_batches([f["length"] for f in feats], recipe.train.batch_tokens, recipe.train.max_batch_size, True, 1)
     idx = idx[:batches]
-    cpu = torch.device("cpu")
+    host = torch.device("cpu")
     model = mod.build_model(recipe, len(p.tok), p.labels)
     model.train()
     # the loop's own optimizer (build.make_optimizer), and beside it the foreach AdamW it replaced
     opts = {
-        "loop": make_optimizer(model, recipe.train, cpu),
+        "loop": make_optimizer(model, recipe.train, host),
         "foreach": torch.optim.AdamW(param_groups(model, recipe.train.weight_decay), lr=recipe.train.lr, foreach=True),
     }
-    autocast, scaler = autocast_for(cpu, "fp32")
+    autocast, scaler = autocast_for(host, "fp32")
     pre = [mod.collate([feats[i] for i in b]) for b in idx]
     n_tokens = sum(int(b["lengths"].sum()) for b in pre)
 
@@ -98,7 +98,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     def loop(opt) -> float:  # what train.py does per step: collate, move, forward, loss, backward, clip, AdamW
         t0 = time.perf_counter()
         for b in idx:
-            batch = to_device(mod.collate([feats[i] for i in b]), cpu)
+            batch = to_device(mod.collate([feats[i] for i in b]), host)
             loss, stepped = train_step(model, opt, batch, autocast, scaler, recipe.train.clip)
             if not stepped:  # a skipped update is cheaper than a real one and would flatter the rate
                 raise SystemExit("a non-finite loss in the throughput comparison; its rates would be wrong")
@@ -135,7 +135,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     if save:
         cmd = f"python benchmarks/bench_sentiment.py --only speed --checkpoint {ckpt.relative_to(REPO) if ckpt.is_relative_to(REPO) else ckpt}"
         record(
-            "train-throughput-vs-raw-encoder",
+            f"train-throughput-vs-raw-encoder [{cpu()}]",
             "SST-2 train (20k, recipe batches)",
             "loop/raw tokens/s",
             round(ratio, 3),
@@ -149,9 +149,9 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
                 "repeats": repeats,
             },
         )
-        record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
+        record(f"cli-help [{cpu()}]", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
         record(
-            "cli-predict-sst2-dev",
+            f"cli-predict-sst2-dev [{cpu()}]",
             "SST-2 dev (872 lines)",
             "seconds end to end",
             round(pred_s, 2),
