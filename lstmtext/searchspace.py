@@ -29,6 +29,8 @@ FIXED = {
     "data.train": "the data stay the same in every trial (--train)",
     "data.dev": "the data stay the same in every trial (--dev)",
     "train.max_time": "each trial's time is tune.trial_time, within --max-time",
+    "init.recipe": "every trial starts from the same checkpoint, built before the first",
+    "init.checkpoint": "every trial starts from the same checkpoint, built before the first",
 }
 EXAMPLE = "{ low = 0.1, high = 0.5 }, { low = 100, high = 400, step = 50 } or { choices = [1, 2] }"
 

@@ -16,6 +16,7 @@ import json
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def tune(
     pruner=None,
 ) -> dict:
     """Run ``trials`` more trials (default ``tune.trials``) of the study at ``study_path`` and write the best
-    trial's recipe to ``best_out``; returns a summary. ``max_time`` bounds the whole call (each trial gets
-    ``tune.trial_time`` or what is left); ``settings`` and ``overrides`` are as for ``training.train``.
+    trial's recipe to ``best_out``; returns a summary. ``max_time`` bounds the trials (each gets
+    ``tune.trial_time`` or what is left; the recipe's stages are built before it starts); ``settings`` and ``overrides`` are as for ``training.train``.
     ``sampler``/``pruner`` (Optuna objects) replace the recipe's ``tune.sampler``/``tune.pruner``."""
     optuna = load_optuna()
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
@@ -82,13 +83,9 @@ def tune(
     if best_path.is_dir():
         raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
     study = open_study(optuna, path, mod, base, params, sampler, pruner)
-    # The recipe's stages are built (or reused) once, before the clock starts, as `lstmtext train` does: every
-    # trial then starts from the same checkpoint, and --max-time is the trials' alone.
-    from lstmtext.training import stages, train
-
-    start = stages.starting_point(task, recipe, settings, overrides, None, False, show_progress, train)
+    start = _start(task, recipe, settings, overrides, base, show_progress)
     objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress, start)
-    from lstmtext.training import Interrupted
+    from lstmtext.training import Interrupted  # after _start: torch loads once the inputs are known good
 
     try:
         study.optimize(objective, n_trials=n, timeout=total, catch=(TrainingStopped,), callbacks=[objective.enough])
@@ -104,7 +101,8 @@ def tune(
 
 
 def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: list[str]) -> None:
-    """Dev data that is no reported split, and no tuned key also fixed on the command line."""
+    """Dev data that is no reported split, no tuned key also fixed on the command line, and none that the
+    checkpoint a recipe starts from fixes (the encoder's shape, the tokenizer)."""
     for source in (base.data.dev, base.data.train):
         why = reported_split(source) if source else None
         if why:
@@ -192,12 +190,50 @@ def _check_same(path: Path, stored: dict, info: dict) -> None:
             )
 
 
+@dataclass
+class Start:
+    """What every trial starts from: the checkpoint (None: from scratch), its lineage, and the encoder shape it
+    fixes, which each trial's recorded recipe takes as `lstmtext train` does."""
+
+    init_from: str | None
+    lineage: list[dict]
+    shape: dict
+    init: dict  # the recipe's [init] as a file in another folder must name it (_absolute_init)
+
+
+def _start(task: str, recipe, settings: dict, overrides: list[str], base: Recipe, show_progress: bool) -> Start:
+    """The recipe's stages built (or reused) once, before the clock starts, as `lstmtext train` does: every
+    trial then starts from the same checkpoint, and --max-time is the trials' alone."""
+    from lstmtext.checkpoint import read_meta
+    from lstmtext.training import stages, train
+
+    init_from, lineage = stages.starting_point(task, recipe, settings, overrides, None, False, show_progress, train)
+    shape = {}
+    if init_from:
+        meta = read_meta(init_from)
+        lineage = lineage if lineage is not None else stages.ancestry(init_from, meta)  # an [init] checkpoint's
+        shape = {k: v for k, v in meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+    return Start(init_from, lineage or [], shape, _absolute_init(base, recipe))
+
+
+def _absolute_init(base: Recipe, recipe) -> dict:
+    """The recipe's [init] with a path made absolute, as stages resolves it (a value the recipe file holds is
+    relative to that file, one from --set to the working folder); a shipped recipe's bare name stays."""
+    from lstmtext.training.stages import init_target
+
+    kind, target = init_target(base.init, Path(recipe) if recipe else None, "tune")
+    value = getattr(base.init, kind) if kind else ""
+    if kind == "checkpoint" or (kind == "recipe" and ("/" in value or "\\" in value or value.endswith(".toml"))):
+        return {kind: str(target.absolute())}
+    return {}
+
+
 class Objective:
     """One trial: sample, train with the trial's budget, report dev scores on the way, return the best."""
 
     def __init__(self, optuna, mod, recipe, settings, overrides, params, base, path: Path, total, show_progress, start):
         self.optuna, self.mod, self.recipe = optuna, mod, recipe
-        self.init_from, self.lineage = start  # stages.starting_point's: what every trial starts from
+        self.start = start
         self.settings, self.overrides, self.params = settings, overrides, params
         self.folder = companion(path, "trials")
         self.trial_time = parse_duration(base.tune.trial_time, "tune.trial_time")
@@ -217,16 +253,14 @@ class Objective:
             study.stop()
 
     def recorded(self, recipe: dict) -> dict:
-        """A trial's recipe as the best-recipe file holds it: no search, and a stage recipe given as a path
-        named absolutely, so the file trains from any folder (a shipped recipe's bare name stays)."""
+        """A trial's recipe as the best-recipe file holds it: no search, and what it starts from named so that
+        the file trains from any folder."""
         recipe = {k: v for k, v in recipe.items() if k != "tune"}
-        stage = recipe.get("init", {}).get("recipe", "")
-        if self.lineage and ("/" in stage or "\\" in stage or stage.endswith(".toml")):
-            recipe["init"] = recipe["init"] | {"recipe": self.lineage[-1]["recipe"]}
+        if self.start.init:
+            recipe["init"] = recipe["init"] | self.start.init
         return recipe
 
     def __call__(self, trial) -> float:
-        from lstmtext.checkpoint import read_meta
         from lstmtext.training import train
 
         values = {p.key: p.suggest(trial) for p in self.params}
@@ -234,7 +268,9 @@ class Objective:
         budget = self.budget()
         settings = self.settings | ({"train.max_time": f"{budget:.0f}s"} if budget else {})
         overrides = [*self.overrides, *sets]
-        recipe = self.recorded(resolve_recipe(self.mod.NAME, self.recipe, overrides, settings=settings).to_dict())
+        inherited = {"encoder": self.start.shape} if self.start.shape else None  # the starting encoder's shape
+        recipe = resolve_recipe(self.mod.NAME, self.recipe, overrides, settings=settings, inherited=inherited)
+        recipe = self.recorded(recipe.to_dict())
         out = self.folder / f"trial-{trial.number:04d}.ckpt"
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("checkpoint", str(out))
@@ -247,8 +283,8 @@ class Objective:
                 settings=settings,
                 overrides=overrides,
                 out=out,
-                init_from=self.init_from,
-                lineage=self.lineage,
+                init_from=self.start.init_from,
+                lineage=self.start.lineage,
                 force=True,  # a trial number is never reused; a file there is a killed trial's
                 show_progress=self.show_progress,
                 on_eval=self.reporter(trial),
@@ -258,7 +294,6 @@ class Objective:
             raise
         finally:
             companion(out, "resume.safetensors").unlink(missing_ok=True)  # a trial is never resumed
-        trial.set_user_attr("recipe", self.recorded(read_meta(out)["recipe"]))  # with the starting encoder's shape
         trial.set_user_attr("steps", summary["steps"])
         return (summary["best"] or {})[self.mod.MAIN_METRIC]
 

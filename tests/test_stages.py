@@ -199,7 +199,7 @@ def test_shipped_recipes_name_their_stages():
     from lstmtext.data import recipe_path
 
     for final, task, stage in (("conll2003", "ner", "wikitext2-bilm"), ("sst2", "sentiment", "imdb-lm")):
-        kind, target = stages._init_target(
+        kind, target = stages.init_target(
             stages.resolve_recipe(task, recipe_path(final)).init, recipe_path(final), final
         )
         assert (kind, target) == ("recipe", recipe_path(stage))

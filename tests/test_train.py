@@ -281,7 +281,8 @@ def test_train_param_groups_scale_the_encoder_lr_and_cover_every_parameter_once(
 
 def test_train_fused_adamw_steps_as_the_foreach_one_and_takes_its_resume_state():
     """make_optimizer's fused AdamW is the same algorithm as the foreach AdamW it replaced: identical gradients
-    give the same weights, and a resume state written by the foreach one (older runs) continues identically."""
+    give the same weights. A resume state keeps the kernel it was written with (its param groups say which), so
+    a run resumed from an older, foreach state continues exactly as it would have, and a fused one stays fused."""
     import copy
 
     from lstmtext.config import resolve_recipe
@@ -320,6 +321,10 @@ def test_train_fused_adamw_steps_as_the_foreach_one_and_takes_its_resume_state()
     resumed = make_optimizer(new, tc, torch.device("cpu"))
     # the foreach optimizer's state, copied as an older resume file holds it (state_dict() shares its tensors)
     resumed.load_state_dict(copy.deepcopy(ref_opt.state_dict()))
+    assert (resumed.param_groups[0]["foreach"], resumed.param_groups[0]["fused"]) == (True, None)
+    again = make_optimizer(new, tc, torch.device("cpu"))
+    again.load_state_dict(copy.deepcopy(new_opt.state_dict()))
+    assert again.param_groups[0]["fused"] is True
     new.load_state_dict(ref.state_dict())
     step(ref, ref_opt)
     step(new, resumed)

@@ -182,12 +182,15 @@ def test_refusals_are_one_line_before_any_trial(tmp_path, args, fragments):
 def test_a_recipe_with_a_stage_builds_it_once_before_the_trials_and_each_trial_starts_from_it(tmp_path):
     from tests.test_stages import lineage, write_stage
 
-    write_stage(tmp_path)
+    stage = write_stage(tmp_path)
+    stage.write_text(stage.read_text().replace("hidden_dim = 32", "hidden_dim = 24"))  # not the final's 32
     init = 'task = "sentiment"\n[init]\nrecipe = "lm-stage.toml"\n'
     recipe = write_recipe(tmp_path, RECIPE.replace('task = "sentiment"\n', init))
     db, home, elsewhere = tmp_path / "s.db", tmp_path / "home", tmp_path / "elsewhere"
     elsewhere.mkdir()
     # the stage fixes the encoder's shape and the tokenizer: searching them is refused before anything is built
+    proc = run_cli("tune", "sentiment", "-r", recipe, "--study", db, *space('"init.recipe" = { choices = ["a.toml"] }'))
+    assert_usage_error(proc, "[tune.space] init.recipe: cannot be tuned: every trial starts from the same checkpoint")
     for key, low, high in (("encoder.hidden_dim", 16, 64), ("tokenizer.vocab_size", 400, 800)):
         proc = run_cli(
             "tune",
@@ -213,8 +216,10 @@ def test_a_recipe_with_a_stage_builds_it_once_before_the_trials_and_each_trial_s
             ("lm-stage", str(stage_ckpt))
         ]
         assert t.user_attrs["recipe"]["init"]["recipe"] == str(tmp_path / "lm-stage.toml")
+        assert t.user_attrs["recipe"]["encoder"]["hidden_dim"] == 24  # the shape the trial trained: the stage's
     # the best recipe names its stage absolutely, so it trains from another folder, from the same stage
     best = db.with_name("s.best.toml")
+    assert tomllib.loads(best.read_text(encoding="utf-8"))["encoder"]["hidden_dim"] == 24
     proc = run_cli(
         "train", "sentiment", "--recipe", best, "-o", elsewhere / "b.ckpt", cwd=elsewhere, LSTMTEXT_HOME=home
     )

@@ -20,7 +20,10 @@ def tune(
         None, "--trials", help="Trials to run now; a continued study adds them (default: tune.trials)."
     ),
     max_time: Optional[str] = typer.Option(
-        None, "--max-time", help="Wall time for the whole command: 2h, 90m. Each trial gets tune.trial_time or less."
+        None,
+        "--max-time",
+        help="Wall time for the trials: 2h, 90m (a recipe's stages are built first, outside it). "
+        "Each trial gets tune.trial_time or less.",
     ),
     trial_time: Optional[str] = typer.Option(
         None, "--trial-time", help="Wall time of one trial, reading included: 10m (tune.trial_time)."

@@ -72,7 +72,7 @@ def starting_point(task, recipe_file, settings, overrides, init_from, resume: bo
             note(f"init: --init-from {init_from} replaces the recipe's [init] {init.recipe or init.checkpoint}")
         return init_from, None
     where = f"recipe {recipe_file}" if recipe_file else "--set"
-    kind, target = _init_target(init, Path(recipe_file) if recipe_file else None, where)
+    kind, target = init_target(init, Path(recipe_file) if recipe_file else None, where)
     if kind == "checkpoint":
         return str(target), None
     if kind is None:
@@ -92,7 +92,7 @@ def _all_built(stage: Stage | None) -> bool:
     return stage is None or (stage.checkpoint.exists() and _all_built(stage.init))
 
 
-def _init_target(init, recipe_file: Path | None, where: str) -> tuple[str | None, Path | None]:
+def init_target(init, recipe_file: Path | None, where: str) -> tuple[str | None, Path | None]:
     """("recipe" | "checkpoint" | None, its path). A value the recipe file holds is relative to that file;
     one from --set to the working folder."""
     written = {}
@@ -139,7 +139,7 @@ def plan(path: Path, chain: list[Path]) -> Stage:
             f'{where}: a stage recipe names its task at its top, as task = "..." (one of {", ".join(TASKS)}); '
             f"it has {task!r}"
         )
-    kind, target = _init_target(resolve_recipe(task, path).init, path, where)
+    kind, target = init_target(resolve_recipe(task, path).init, path, where)
     init, init_checkpoint, shape, init_key = None, None, {}, None
     if kind == "recipe":
         init = plan(target, [*chain, resolved])
