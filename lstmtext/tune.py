@@ -103,7 +103,7 @@ def tune(
 def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: list[str]) -> None:
     """Dev data that is no reported split, no tuned key also fixed on the command line, and none that the
     checkpoint a recipe starts from fixes (the encoder's shape, the tokenizer)."""
-    for source in (base.data.dev, base.data.train):
+    for source in (base.data.dev, *base.data.train):  # data.train is a list of inputs
         why = reported_split(source) if source else None
         if why:
             raise UsageError(

@@ -152,6 +152,7 @@ def space(text: str) -> list[str]:
     [
         (["--dev", "sst2:dev"], ["sst2:dev is the split sst2 scores are reported on", "seeded slice of train"]),
         (["--dev", "conll2003:test"], ["conll2003:test is the split"]),
+        (["--train", "sst2:dev"], ["sst2:dev is the split sst2 scores are reported on"]),
         (["--dev", "data/sentiment/test.tsv"], ["data/sentiment/test.tsv: its name marks a test split"]),
         (space('"train.lrr" = { low = 0.001, high = 0.01 }'), ["[tune.space] train.lrr", "did you mean train.lr?"]),
         (space('"train.lr" = { low = 0.01, high = 0.001 }'), ["[tune.space] train.lr: low (0.01) must be below"]),
