@@ -62,7 +62,8 @@ def tune(
 ) -> dict:
     """Run ``trials`` more trials (default ``tune.trials``) of the study at ``study_path`` and write the best
     trial's recipe to ``best_out``; returns a summary. ``max_time`` bounds the trials (each gets
-    ``tune.trial_time`` or what is left; the recipe's stages are built before it starts); ``settings`` and ``overrides`` are as for ``training.train``.
+    ``tune.trial_time`` or what is left; the recipe's stages are built before it starts); ``settings`` and
+    ``overrides`` are as for ``training.train``.
     ``sampler``/``pruner`` (Optuna objects) replace the recipe's ``tune.sampler``/``tune.pruner``."""
     optuna = load_optuna()
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
