@@ -83,7 +83,7 @@ def tune(
     best_path = Path(best_out) if best_out else companion(path, "best.toml")
     if best_path.is_dir():
         raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
-    study = open_study(optuna, path, mod, base, params, sampler, pruner)
+    study = open_study(optuna, path, mod, base, params, sampler, pruner, _start_id(base, recipe))
     start = _start(task, recipe, settings, overrides, base, show_progress)
     objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress, start)
     from lstmtext.training import Interrupted  # after _start: torch loads once the inputs are known good
@@ -126,10 +126,11 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
         raise UsageError(f"{key} is both tuned ([tune.space]) and set on the command line; drop one of them")
 
 
-def _fingerprint(base: Recipe, params: list[Param]) -> dict:
-    """What a study's scores depend on besides the tuned keys: the rest of the recipe and the trials' time. The
-    seed is left out: another seed draws other noise, not another experiment."""
-    out = {"tune.trial_time": base.tune.trial_time}
+def _fingerprint(base: Recipe, params: list[Param], start: str | None) -> dict:
+    """What a study's scores depend on besides the tuned keys: the rest of the recipe, the trials' time and the
+    checkpoint they start from (``start``: a stage's key, which changes with its recipe or data, or a checkpoint
+    file's hash). The seed is left out: another seed draws other noise, not another experiment."""
+    out = {"tune.trial_time": base.tune.trial_time, "[init] starting checkpoint": start}
     skip = {p.key for p in params} | {"train.max_time", "train.seed"}
     for section, values in base.to_dict().items():
         if section not in ("task", "tune"):
@@ -137,7 +138,21 @@ def _fingerprint(base: Recipe, params: list[Param]) -> dict:
     return out
 
 
-def open_study(optuna, path: Path, mod, base: Recipe, params: list[Param], sampler, pruner):
+def _start_id(base: Recipe, recipe) -> str | None:
+    """What names the checkpoint the trials start from, computed without building it (see _fingerprint)."""
+    from lstmtext.corpus import content_hash
+    from lstmtext.training import stages
+
+    kind, target = stages.init_target(base.init, Path(recipe) if recipe else None, "tune")
+    if kind == "recipe":
+        stage = stages.plan(target, [Path(recipe).resolve()] if recipe else [])
+        return f"stage {stage.name} {stage.key[:16]}"
+    if kind == "checkpoint":  # a missing one is refused by the stage builder, with the recipe it came from
+        return f"checkpoint sha256 {content_hash(target)[:16]}" if target.is_file() else f"checkpoint {target}"
+    return None
+
+
+def open_study(optuna, path: Path, mod, base: Recipe, params: list[Param], sampler, pruner, start: str | None):
     """The study in ``path`` (made on first use); one made for another task, metric or recipe is refused."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -150,7 +165,7 @@ def open_study(optuna, path: Path, mod, base: Recipe, params: list[Param], sampl
         raise UsageError(f"--study {path}: not an Optuna study file ({type(e).__name__}: {first})") from None
     direction = "maximize" if mod.HIGHER_IS_BETTER else "minimize"
     info = {"task": mod.NAME, "metric": mod.MAIN_METRIC, "direction": direction}
-    info |= {"space": {p.key: p.kind for p in params}, "recipe": _fingerprint(base, params)}
+    info |= {"space": {p.key: p.kind for p in params}, "recipe": _fingerprint(base, params, start)}
     if STUDY_NAME in existing:
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
         _check_same(path, study.user_attrs.get("lstmtext") or {}, info)

@@ -229,6 +229,11 @@ def test_a_recipe_with_a_stage_builds_it_once_before_the_trials_and_each_trial_s
     from lstmtext.checkpoint import read_meta
 
     assert read_meta(elsewhere / "b.ckpt")["metrics"]["accuracy"] == load(db).best_trial.value
+    # another stage (its recipe changed) makes other scores: the study refuses it before building anything
+    stage.write_text(stage.read_text().replace("seed = 1", "seed = 2"))
+    proc = run_cli("tune", "sentiment", "-r", recipe, "--study", db, "--trials", "1", LSTMTEXT_HOME=home)
+    assert_usage_error(proc, f"--study {db} was run with [init] starting checkpoint = 'stage lm-stage ")
+    assert list((home / "stages").glob("*.ckpt")) == [stage_ckpt] and len(load(db).trials) == 2
 
 
 def test_a_study_of_another_task_or_recipe_or_no_study_at_all_is_refused(study, tmp_path):
