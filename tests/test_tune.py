@@ -189,7 +189,8 @@ def test_a_recipe_with_a_stage_builds_it_once_before_the_trials_and_each_trial_s
     recipe = write_recipe(tmp_path, RECIPE.replace('task = "sentiment"\n', init))
     db, home, elsewhere = tmp_path / "s.db", tmp_path / "home", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    # the stage fixes the encoder's shape and the tokenizer: searching them is refused before anything is built
+    # what every trial shares (the stage, and the encoder's shape and tokenizer it fixes) cannot be searched:
+    # refused before anything is built
     proc = run_cli("tune", "sentiment", "-r", recipe, "--study", db, *space('"init.recipe" = { choices = ["a.toml"] }'))
     assert_usage_error(proc, "[tune.space] init.recipe: cannot be tuned: every trial starts from the same checkpoint")
     for key, low, high in (("encoder.hidden_dim", 16, 64), ("tokenizer.vocab_size", 400, 800)):
