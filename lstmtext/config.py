@@ -70,6 +70,11 @@ class EncoderConfig:
 ENCODER_SHAPE = ("cell", "embed_dim", "hidden_dim", "num_layers")
 
 
+def encoder_shape(recipe: dict) -> dict:
+    """The encoder-shape keys of a stored recipe (a checkpoint's): what a run that starts from it inherits."""
+    return {k: v for k, v in (recipe or {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstmtext.config import ENCODER_SHAPE, Recipe, parse_duration, parse_set, resolve_recipe
+from lstmtext.config import ENCODER_SHAPE, Recipe, encoder_shape, parse_duration, parse_set, resolve_recipe
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.paths import companion, default_study_path
 from lstmtext.progress import fmt_seconds, note
@@ -228,7 +228,7 @@ def _start(task: str, recipe, settings: dict, overrides: list[str], base: Recipe
     if init_from:
         meta = read_meta(init_from)
         lineage = lineage if lineage is not None else stages.ancestry(init_from, meta)  # an [init] checkpoint's
-        shape = {k: v for k, v in meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+        shape = encoder_shape(meta.get("recipe", {}))
     return Start(init_from, lineage or [], shape, _absolute_init(base, recipe))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ENCODER_SHAPE, parse_duration, resolve_recipe
+from lstmtext.config import encoder_shape, parse_duration, resolve_recipe
 from lstmtext.device import pick_device
 from lstmtext.errors import UsageError
 from lstmtext.paths import default_model_path
@@ -90,7 +90,7 @@ def _train(
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
     clock.carry(state)
     init_meta, init_tensors = ckpt.load(init_from) if init_from else ({}, {})
-    shape = {k: v for k, v in init_meta.get("recipe", {}).get("encoder", {}).items() if k in ENCODER_SHAPE}
+    shape = encoder_shape(init_meta.get("recipe", {}))
     recipe = resolve_recipe(
         mod.NAME,
         recipe_path,

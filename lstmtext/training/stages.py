@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ENCODER_SHAPE, resolve_recipe
+from lstmtext.config import encoder_shape, resolve_recipe
 from lstmtext.corpus import content_hash as file_hash
 from lstmtext.data import is_hf, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
@@ -143,15 +143,14 @@ def plan(path: Path, chain: list[Path]) -> Stage:
     init, init_checkpoint, shape, init_key = None, None, {}, None
     if kind == "recipe":
         init = plan(target, [*chain, resolved])
-        shape, init_key = init.recipe["encoder"], init.key
+        shape, init_key = encoder_shape(init.recipe), init.key
     elif kind == "checkpoint":
         init_checkpoint = target
         try:
-            shape = ckpt.read_meta(target).get("recipe", {}).get("encoder", {})
+            shape = encoder_shape(ckpt.read_meta(target).get("recipe", {}))
         except UsageError as e:
             raise UsageError(f"{where}: [init] {e}") from None
         init_key = file_hash(target)
-    shape = {k: v for k, v in shape.items() if k in ENCODER_SHAPE}
     recipe = resolve_recipe(task, path, inherited={"encoder": shape} if shape else None).to_dict()
     key = stage_key(recipe, init_key)
     return Stage(path.stem, path, task, recipe, key, init, init_checkpoint)
