@@ -83,8 +83,11 @@ def tune(
     best_path = Path(best_out) if best_out else companion(path, "best.toml")
     if best_path.is_dir():
         raise UsageError(f"--best-out {best_path} is a folder; pass a file path such as {best_path}/best.toml")
-    study = open_study(optuna, path, mod, base, params, sampler, pruner, _start_id(base, recipe))
-    start = _start(task, recipe, settings, overrides, base, show_progress)
+    from lstmtext.training.stages import init_target
+
+    init = init_target(base.init, Path(recipe) if recipe else None, "tune")  # (kind, path) of what trials start from
+    study = open_study(optuna, path, mod, base, params, sampler, pruner, _start_id(*init, recipe))
+    start = _start(task, recipe, settings, overrides, base, show_progress, init)
     objective = Objective(optuna, mod, recipe, settings, overrides, params, base, path, total, show_progress, start)
     from lstmtext.training import Interrupted  # after _start: torch loads once the inputs are known good
 
@@ -138,12 +141,11 @@ def _fingerprint(base: Recipe, params: list[Param], start: str | None) -> dict:
     return out
 
 
-def _start_id(base: Recipe, recipe) -> str | None:
+def _start_id(kind: str | None, target: Path | None, recipe) -> str | None:
     """What names the checkpoint the trials start from, computed without building it (see _fingerprint)."""
     from lstmtext.corpus import content_hash
     from lstmtext.training import stages
 
-    kind, target = stages.init_target(base.init, Path(recipe) if recipe else None, "tune")
     if kind == "recipe":
         stage = stages.plan(target, [Path(recipe).resolve()] if recipe else [])
         return f"stage {stage.name} {stage.key[:16]}"
@@ -217,7 +219,7 @@ class Start:
     init: dict  # the recipe's [init] as a file in another folder must name it (_absolute_init)
 
 
-def _start(task: str, recipe, settings: dict, overrides: list[str], base: Recipe, show_progress: bool) -> Start:
+def _start(task: str, recipe, settings: dict, overrides: list[str], base: Recipe, show_progress: bool, init) -> Start:
     """The recipe's stages built (or reused) once, before the clock starts, as `lstmtext train` does: every
     trial then starts from the same checkpoint, and --max-time is the trials' alone."""
     from lstmtext.checkpoint import read_meta
@@ -229,19 +231,22 @@ def _start(task: str, recipe, settings: dict, overrides: list[str], base: Recipe
         meta = read_meta(init_from)
         lineage = lineage if lineage is not None else stages.ancestry(init_from, meta)  # an [init] checkpoint's
         shape = encoder_shape(meta.get("recipe", {}))
-    return Start(init_from, lineage or [], shape, _absolute_init(base, recipe))
+    return Start(init_from, lineage or [], shape, _absolute_init(base, *init))
 
 
-def _absolute_init(base: Recipe, recipe) -> dict:
-    """The recipe's [init] with a path made absolute, as stages resolves it (a value the recipe file holds is
-    relative to that file, one from --set to the working folder); a shipped recipe's bare name stays."""
-    from lstmtext.training.stages import init_target
+def _absolute_init(base: Recipe, kind: str | None, target: Path | None) -> dict:
+    """The recipe's [init] with its path made absolute, as stages resolved it (``target``: a value the recipe
+    file holds is relative to that file, one from --set to the working folder); a name that resolved to a
+    shipped recipe stays a name."""
+    from lstmtext.data import recipe_path
 
-    kind, target = init_target(base.init, Path(recipe) if recipe else None, "tune")
-    value = getattr(base.init, kind) if kind else ""
-    if kind == "checkpoint" or (kind == "recipe" and ("/" in value or "\\" in value or value.endswith(".toml"))):
-        return {kind: str(target.absolute())}
-    return {}
+    if kind == "recipe":
+        try:
+            if Path(recipe_path(base.init.recipe)).resolve() == target.resolve():
+                return {}
+        except UsageError:  # no shipped recipe of that name
+            pass
+    return {kind: str(target.absolute())} if kind else {}
 
 
 class Objective:
