@@ -55,6 +55,15 @@ class Param:
             return trial.suggest_int(self.key, self.low, self.high, step=self.step or 1, log=self.log)
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is a point of this dimension (a choice, or in the range on its step)."""
+        if self.kind == "choice":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        n = (value - self.low) / self.step if self.step else 0
+        return abs(n - round(n)) <= 1e-9
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"{self.key} in {list(self.choices)}"

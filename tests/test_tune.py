@@ -83,6 +83,24 @@ def test_a_study_runs_its_trials_and_a_second_run_adds_to_it(study):
     assert table == ["0", "1", "2", "3", "4"]  # every trial of the study, the first run's too
     assert lines[header + 6].startswith("best: trial ")
     assert load(study["db"]).user_attrs["lstmtext"]["metric"] == "accuracy"
+    # the recipe's pooling (maxmean) is no choice of the space, so no trial is the recipe's own
+    assert "not a point of [tune.space] (sentiment.pooling = 'maxmean')" in first.stderr
+    assert not any(t.user_attrs.get("recipe_values") for t in trials)
+
+
+def test_a_new_studys_first_trial_runs_the_recipes_own_values(tmp_path):
+    from lstmtext.tune import tune
+
+    db = tmp_path / "own.db"
+    recipe = write_recipe(tmp_path, RECIPE.replace('["max", "mean"]', '["max", "maxmean"]'))
+    summary = tune("sentiment", recipe, trials=2, study_path=db, show_progress=False)
+    first, second = load(db).trials
+    assert first.params == {"train.lr": 0.002, "encoder.dropout": 0.3, "sentiment.pooling": "maxmean"}
+    assert first.user_attrs["recipe"]["train"]["lr"] == 0.002  # what the trial trained with
+    assert first.user_attrs["recipe_values"] and "recipe_values" not in second.user_attrs
+    assert summary["trials"][0]["state"].endswith(" (recipe)") and "recipe" not in summary["trials"][1]["state"]
+    tune("sentiment", recipe, trials=1, study_path=db, show_progress=False)  # a continued study samples anew
+    assert "recipe_values" not in load(db).trials[2].user_attrs
 
 
 def test_each_trial_reports_its_dev_scores_at_each_tenth_of_its_run(study):
@@ -270,6 +288,10 @@ def test_the_space_reads_dotted_keys_quoted_or_as_tables_and_the_recipe_file_rea
         Param("encoder.hidden_dim", "int", 64, 256, step=64),
         Param("train.schedule", "choice", choices=("linear", "cosine")),
     ]
+    lr, width, schedule = parse_space(recipe)
+    assert [lr.holds(v) for v in (1e-4, 2e-3, 1e-2, 1.1e-2, 0, True, "0.01")] == [1, 1, 1, 0, 0, 0, 0]
+    assert [width.holds(v) for v in (64, 128, 256, 100, 320)] == [1, 1, 1, 0, 0]  # on the step only
+    assert [schedule.holds(v) for v in ("cosine", "constant")] == [1, 0]
     d = recipe.to_dict()
     del d["tune"]
     d["sentiment"]["label_names"] = {"0": 'neg "x"\\', "1": "pos\tré"}
