@@ -128,6 +128,39 @@ def _mask_step(logp: torch.Tensor, at_limit_rows: torch.Tensor | None) -> None:
         logp[at_limit_rows, EOS] = eos
 
 
+CHUNK = 64  # vocabulary pieces per chunk in top_candidates: a multiple of the SIMD width, and V is often one
+
+
+def top_candidates(
+    scores: torch.Tensor, logp: torch.Tensor, n: int, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``n`` best extensions of each sentence's beams: scores (Ba, K) plus logp (Ba·K, V) →
+    (their scores (Ba, n), the beam each extends (Ba, n), its next piece (Ba, n)), best first.
+
+    The same as ``topk`` over the (Ba, K·V) sums, without forming them: every one of the n best lies in one of
+    the n vocabulary chunks whose maxima rank best (a chunk holding one of them has a maximum at least as high,
+    and no n+1 chunks can all beat the n-th best), so one cheap pass of chunk maxima and a ``topk`` over
+    n·chunk values replace a ``topk`` over all K·V."""
+    Ba, K = scores.shape
+    V, chunk = logp.size(-1), chunk or CHUNK
+    C = -(-V // chunk)  # chunks per beam
+    if n >= K * C:  # too few chunks to leave any out
+        top, idx = (scores.unsqueeze(-1) + logp.view(Ba, K, V)).view(Ba, K * V).topk(n, dim=1)
+        return top, idx // V, idx % V
+    lp = logp.view(Ba, K, V)
+    if C * chunk != V:  # the last chunk's tail never wins a place
+        lp = torch.nn.functional.pad(lp, (0, C * chunk - V), value=float("-inf"))
+    blocks = lp.reshape(Ba, K * C, chunk)  # (Ba, K·C, chunk)
+    bound = (blocks.amax(-1).view(Ba, K, C) + scores.unsqueeze(-1)).view(Ba, K * C)  # (Ba, K·C)
+    best_chunks = bound.topk(n, dim=1).indices  # (Ba, n)
+    beam = best_chunks // C
+    values = blocks.gather(1, best_chunks.unsqueeze(-1).expand(Ba, n, chunk)) + scores.gather(1, beam).unsqueeze(-1)
+    top, pos = values.view(Ba, n * chunk).topk(n, dim=1)  # (Ba, n) over the n chunks' values
+    which = best_chunks.gather(1, pos // chunk)
+    # a -inf place past V (only when fewer than n extensions are finite) points at V - 1; it never finishes
+    return top, which // C, ((which % C) * chunk + pos % chunk).clamp_max(V - 1)
+
+
 @torch.inference_mode()
 def greedy_search(
     decoder, states: torch.Tensor, lengths: torch.Tensor, max_len: list[int], alpha: float = 0.0
@@ -183,13 +216,11 @@ def beam_search(
     offsets = torch.arange(B, device=dev).unsqueeze(1) * K  # (B, 1)
     for t in range(int(limit.max()) + 1):
         logp, st = decoder.step(tokens, st)  # (Ba*K, V)
-        Ba, V = active.numel(), logp.size(-1)
+        Ba = active.numel()
         at_limit = limit[active] <= t  # (Ba,)
         _mask_step(logp, at_limit.repeat_interleave(K))
-        cand = (scores.unsqueeze(-1) + logp.view(Ba, K, V)).view(Ba, K * V)  # (Ba, K·V)
         # 2K candidates: each beam adds at most one EOS, so at least K of them continue.
-        top_scores, top_idx = cand.topk(2 * K, dim=1)  # (Ba, 2K)
-        beam_idx, tok = top_idx // V, top_idx % V
+        top_scores, beam_idx, tok = top_candidates(scores, logp, 2 * K)  # (Ba, 2K) each
         is_eos = (tok == EOS) & torch.isfinite(top_scores)
         for a, r in is_eos[:, :K].nonzero().tolist():  # an EOS among the best K ends a hypothesis
             b = int(active[a])

@@ -252,9 +252,12 @@ def brute_force(dec: TableDecoder, sentence: int, limit: int, alpha: float) -> l
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
-def test_beam_search_wide_enough_finds_exactly_the_brute_force_ranking(alpha):
+@pytest.mark.parametrize("chunk", [64, 2, 4])  # candidates without chunks (6 pieces), in 3 chunks, padded ones
+def test_beam_search_wide_enough_finds_exactly_the_brute_force_ranking(alpha, chunk, monkeypatch):
+    from lstmtext import decoding
     from lstmtext.decoding import beam_search
 
+    monkeypatch.setattr(decoding, "CHUNK", chunk)
     dec, limits = TableDecoder(), [3, 2]  # 1 + 3 + 9 + 27 = 40 outputs for the first sentence, 13 for the second
     states, lengths = torch.zeros(2, 1, 1), torch.tensor([1, 1])
     every = beam_search(dec, states, lengths, limits, beam=40, n_best=40, alpha=alpha)
@@ -266,6 +269,27 @@ def test_beam_search_wide_enough_finds_exactly_the_brute_force_ranking(alpha):
         assert [ids for ids, _ in every[b]] == [ids for ids, _ in want]
         assert [s for _, s in every[b]] == pytest.approx([s for _, s in want], rel=1e-5)
         assert [ids for ids, _ in top[b]] == [ids for ids, _ in want[:3]]
+
+
+@pytest.mark.parametrize("V, chunk", [(64, 8), (70, 8), (7, 1), (9, 64), (50, 3)])
+def test_top_candidates_equal_a_topk_over_every_extension(V, chunk):
+    from lstmtext.decoding import top_candidates
+
+    g = torch.Generator().manual_seed(V * 100 + chunk)
+    Ba, K, n = 6, 3, 6
+    logp = torch.randn(Ba * K, V, generator=g).log_softmax(-1)
+    logp[logp < -4.5] = float("-inf")  # banned pieces
+    logp[2 * K : 3 * K] = float("-inf")  # a sentence at its limit: only EOS stays
+    logp[2 * K : 3 * K, 2] = torch.randn(K, generator=g)
+    scores = torch.randn(Ba, K, generator=g)
+    scores[0, 1:] = float("-inf")  # the first step: only beam 0 is live, so fewer than n may be finite
+    sums = (scores.unsqueeze(-1) + logp.view(Ba, K, V)).view(Ba, K * V)
+    want_scores, want = sums.topk(n, dim=1)
+    got_scores, beam, piece = top_candidates(scores, logp, n, chunk=chunk)
+    assert torch.equal(got_scores, want_scores)  # the same sums, bit for bit
+    finite = torch.isfinite(want_scores)
+    assert torch.equal((beam * V + piece)[finite], want[finite])  # and the same places (no ties among them)
+    assert bool((piece < V).all()) and bool((beam < K).all())  # -inf places still name a real piece and beam
 
 
 def test_translate_evaluate_selects_with_select_beam_and_reports_with_beam(tiny):
