@@ -216,7 +216,11 @@ def build(stage: Stage, show_progress: bool, train_fn) -> tuple[Path, list[dict]
     else:
         _train_stage(stage, init_path, lineage, show_progress, train_fn)
         meta = ckpt.read_meta(final)
-    return final, ancestry(final, meta)
+    *before, entry = ancestry(final, meta)
+    # the same key is the same content under any file name: the lineage names the files this run read, not
+    # those of the run that first built the stages
+    entry["recipe"] = str(stage.path)
+    return final, [*(lineage if stage.init is not None else before), entry]
 
 
 def _train_stage(stage: Stage, init_path, lineage, show_progress: bool, train_fn) -> None:
