@@ -181,11 +181,11 @@ def explain_entities(predictor, feats: list[dict], keep: list[int], results: lis
     head = model.head
     model.eval()
 
-    def emissions(x, lengths, first, last, word_lengths, shape):
-        return head.emissions(encode(model.encoder, x, lengths), first, last, word_lengths, shape)
+    def emissions(x, lengths, first, last, word_lengths, shape, chars):
+        return head.emissions(encode(model.encoder, x, lengths), first, last, word_lengths, shape, chars)
 
-    def score(x, lengths, first, last, word_lengths, shape, path, i, j):
-        em = emissions(x, lengths, first, last, word_lengths, shape)[:, i:j]  # (n, j-i, L)
+    def score(x, lengths, first, last, word_lengths, shape, chars, path, i, j):
+        em = emissions(x, lengths, first, last, word_lengths, shape, chars)[:, i:j]  # (n, j-i, L)
         picked = em.gather(2, path[:, i:j].unsqueeze(2)).squeeze(2).sum(1)  # (n,)
         trans = head.crf._scores(FORBIDDEN)[0]
         return picked + trans[path[0, i : j - 1], path[0, i + 1 : j]].sum()
@@ -198,7 +198,7 @@ def explain_entities(predictor, feats: list[dict], keep: list[int], results: lis
         if not spans:
             continue
         b = {k: v.to(dev) for k, v in collate([f]).items()}
-        extra = (b["lengths"], b["first"], b["last"], b["word_lengths"], b.get("shape"))
+        extra = (b["lengths"], b["first"], b["last"], b["word_lengths"], b.get("shape"), b.get("chars"))
         with torch.no_grad(), torch.autocast(dev.type, enabled=False):
             em = emissions(model.encoder.embed(b["tokens"]), *extra)
             path = head.crf.decode(em, lengths_to_mask(b["word_lengths"], em.size(1)))  # the CRF's own tags

@@ -27,15 +27,19 @@ class Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def node(self, kind: str, ins: list[str], out: str, **attrs) -> str:
+    def node(self, kind: str, ins: list[str], out: str, outputs: list[str] | None = None, **attrs) -> str:
+        """A node named ``out`` with the one output ``out``, or ``outputs`` ("" for one left unnamed)."""
         from onnx import helper
 
-        self.nodes.append(helper.make_node(kind, ins, [out], name=out, **attrs))
+        self.nodes.append(helper.make_node(kind, ins, outputs or [out], name=out, **attrs))
         return out
 
-    def rnn(self, x: str, lens: str, prefix: str, suffixes: list[str], direction: str, out: str, cell: str) -> str:
+    def rnn(
+        self, x: str, lens: str, prefix: str, suffixes: list[str], direction: str, out: str, cell: str, final=False
+    ) -> str:
         """One ONNX recurrent node over x (T, B, D) from torch's ``prefix.weight_ih{suffix}`` etc., one suffix per
-        direction → (T, num_directions, B, hidden)."""
+        direction → (T, num_directions, B, hidden), or with ``final`` each sequence's last state in each
+        direction (num_directions, B, hidden)."""
         hidden = self.state[f"{prefix}.weight_hh{suffixes[0]}"].shape[1]
         order = GATE_ORDER[cell]
 
@@ -49,7 +53,8 @@ class Graph:
         extra = {"linear_before_reset": 1} if cell == "gru" else {}  # torch's GRU applies r after the product
         ins = [x, self.const(f"{out}.W", weights("weight_ih")), self.const(f"{out}.R", weights("weight_hh"))]
         ins += [self.const(f"{out}.B", bias), lens]
-        return self.node(cell.upper(), ins, out, direction=direction, hidden_size=hidden, **extra)
+        outputs = ["", out] if final else [out]
+        return self.node(cell.upper(), ins, out, outputs, direction=direction, hidden_size=hidden, **extra)
 
     def encoder(self, enc) -> tuple[str, str]:
         """The shared encoder over inputs ``tokens`` (B, T) and ``lengths`` (B,) → the names of its forward and

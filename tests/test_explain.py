@@ -28,15 +28,25 @@ def tolerance(diff: float, entries: int) -> float:
     return 1e-2 * abs(diff) + 1e-4 + 5e-7 * entries
 
 
-@pytest.fixture(scope="module")
-def ner_ckpt(tmp_path_factory):
+def train_tiny_ner(tmp_path_factory, *sets: str):
     out = tmp_path_factory.mktemp("ner") / "tiny.ckpt"
     proc = run_cli(
-        "train", "ner", "-o", out, "--epochs", "8", "-q", *TINY, "--set", "train.batch_tokens=600",
+        "train", "ner", "-o", out, "--epochs", "8", "-q", *TINY, "--set", "train.batch_tokens=600", *sets,
         LSTMTEXT_HOME=str(out.parent / "home"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def ner_ckpt(tmp_path_factory):
+    return train_tiny_ner(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ner_chars_ckpt(tmp_path_factory):
+    """With the character BiLSTM: its bytes are no input of the integral, so they stay as they are."""
+    return train_tiny_ner(tmp_path_factory, "--set", "ner.char_dim=8", "--set", "ner.char_hidden=8")
 
 
 def batch_for(predictor, task, text: str) -> dict:
@@ -82,10 +92,11 @@ def test_entity_spans_follow_bio():
     assert entity_spans(tags) == [(0, 2), (3, 4), (4, 5), (5, 7), (7, 8)]
 
 
-def test_ner_attributions_are_complete(ner_ckpt):
+@pytest.mark.parametrize("ckpt", ["ner_ckpt", "ner_chars_ckpt"])
+def test_ner_attributions_are_complete(ckpt, request):
     from lstmtext.tasks import ner
 
-    p = lstmtext.load(ner_ckpt)
+    p = lstmtext.load(request.getfixturevalue(ckpt))
     p.explain = 50
     results = p.predict(SENTENCES)
     assert results[1]["entities"] == []

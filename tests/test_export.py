@@ -66,6 +66,8 @@ VARIANTS = {  # every part of the tagger the graph reproduces
     "gru-span-wordlstm": ["encoder.cell=gru", "ner.word_state=span", "ner.word_hidden=8", "encoder.num_layers=2"],
     "lm-weight": ["ner.lm_weight=0.2", "ner.word_state=span", "ner.word_hidden=8", "ner.scheme=bioes"],
     "context": ["ner.context=8", "ner.word_state=span"],
+    "chars-shape-wordlstm": ["ner.char_dim=6", "ner.char_hidden=5", "ner.shape_dim=4", "ner.word_hidden=8"],
+    "chars-span-bioes": ["ner.char_dim=6", "ner.char_hidden=3", "ner.word_state=span", "ner.scheme=bioes"],
 }
 
 

@@ -317,6 +317,54 @@ def test_ner_word_shapes_reach_the_tag_scores():
         build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.shape_dim=-1"])
 
 
+def test_ner_character_bilstm_reads_each_words_own_bytes():
+    from lstmtext.tasks.ner_data import pad_chars, word_bytes
+
+    assert word_bytes("Ab") == [66, 99]  # byte + 1: 0 pads
+    assert word_bytes("é") == [0xC3 + 1, 0xA9 + 1]  # UTF-8: two bytes
+    assert word_bytes("") == [1]
+    long = "x" * 20 + "y" * 20
+    assert word_bytes(long) == [ord("x") + 1] * 16 + [ord("y") + 1] * 16  # first and last 16 bytes
+    assert pad_chars([[[5, 6], [7]], [[8, 9, 10]]]).tolist() == [
+        [[5, 6, 0], [7, 0, 0]],
+        [[8, 9, 10], [0, 0, 0]],
+    ]
+    recipe = build_recipe(
+        "ner", ner.Options, ner.DEFAULTS, overrides=["ner.char_dim=5", "ner.char_hidden=3", "encoder.hidden_dim=8"]
+    )
+
+    class Tok:  # one piece per word is enough here
+        def encode_words(self, words):
+            return [len(w) for w in words], list(range(len(words)))
+
+    examples = [{"tokens": ["Angela", "Merkel", "met", "Éire"]}, {"tokens": ["PARIS", "."]}]
+    feats = ner.featurize(examples, Tok(), LABELS, recipe)
+    assert feats[1]["chars"] == [[81, 66, 83, 74, 84], [47]]
+    batch = ner.collate(feats)
+    assert batch["chars"].shape == (2, 4, 6)  # "Angela", "Merkel", "Éire" (5 bytes): 6 bytes at most
+    torch.manual_seed(0)
+    model = ner.build_model(recipe, 64, LABELS).eval()
+    head = model.head
+    with torch.no_grad():
+        got = head.spellings(batch["chars"])  # (2, 4, 6)
+        for b, e in enumerate(examples):  # each word alone, unpadded: the forward's last and backward's last step
+            for w, word in enumerate(e["tokens"]):
+                ids = torch.tensor([word_bytes(word)])
+                out, _ = head.char_lstm(head.char_embed(ids))  # (1, C, 2c)
+                want = torch.cat([out[0, -1, :3], out[0, 0, 3:]])
+                assert torch.allclose(got[b, w], want, atol=1e-6), (b, w)
+        em, _ = model(batch)
+        batch["chars"][1, 0, 1:5] = torch.tensor(word_bytes("aris"))  # "Paris" instead of "PARIS"
+        em2, _ = model(batch)
+    assert torch.equal(em[0], em2[0]) and torch.equal(em[1, 1], em2[1, 1])  # no word BiLSTM: only that word moves
+    assert not torch.allclose(em[1, 0], em2[1, 0])
+    assert "chars" not in ner.featurize(examples, Tok(), LABELS, build_recipe("ner", ner.Options, ner.DEFAULTS))[0]
+    with pytest.raises(UsageError, match=r"ner.char_dim: must be 0 \(off\)"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.char_dim=-1"])
+    with pytest.raises(UsageError, match=r"ner.char_hidden: the character BiLSTM needs a width of 1 or more"):
+        build_recipe("ner", ner.Options, ner.DEFAULTS, overrides=["ner.char_dim=4", "ner.char_hidden=0"])
+
+
 def test_ner_word_dropout_zeroes_whole_words_in_training_only():
     torch.manual_seed(0)
     head = TagHead(8, LABELS, 0.0, "first", word_dropout=0.5)

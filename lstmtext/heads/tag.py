@@ -19,6 +19,7 @@ from lstmtext.heads import WORD_STATES, bio_ids, bioes_labels
 from lstmtext.heads import allowed_moves as moves
 
 NUM_SHAPES = 9  # word shape classes of tasks/ner.py word_shape, 0 being padding
+NUM_BYTES = 257  # a word's UTF-8 bytes as ids 1 … 256 (tasks/ner_data.py word_bytes), 0 being padding
 
 # Finite in the loss (so an all-masked row never turns into NaN), -inf in Viterbi (so it is never chosen).
 FORBIDDEN = -1e4
@@ -111,6 +112,11 @@ class TagHead(nn.Module):
     the spelling features of Huang et al. (2015): subword pieces learned on running text say little about
     ALL-CAPS headlines, and the shape is a strong cue for names the training data never showed.
 
+    char_dim > 0 reads each word's bytes with a character BiLSTM (char_hidden per direction) and puts its two
+    final states beside the word's state (Lample et al. 2016): the forward one has read the whole word ending in
+    its suffix, the backward one the whole word ending in its prefix. Pieces cut a rare name into fragments
+    the encoder may have seen in other words; the characters see the name's own spelling.
+
     word_dropout > 0 zeroes whole words' states in training (as Flair's word dropout; no rescaling), so the
     word BiLSTM learns to tag a word from its neighbours too: what it must do for names never seen in training.
 
@@ -132,6 +138,8 @@ class TagHead(nn.Module):
         word_state: str = "first",
         word_hidden: int = 0,
         shape_dim: int = 0,
+        char_dim: int = 0,
+        char_hidden: int = 25,
         word_dropout: float = 0.0,
         scheme: str = "bio",
         lm: nn.Module | None = None,
@@ -151,6 +159,9 @@ class TagHead(nn.Module):
         self.word_dropout = word_dropout
         self.shape_embed = nn.Embedding(NUM_SHAPES, shape_dim, padding_idx=0) if shape_dim else None
         input_dim += shape_dim
+        self.char_embed = nn.Embedding(NUM_BYTES, char_dim, padding_idx=0) if char_dim else None
+        self.char_lstm = nn.LSTM(char_dim, char_hidden, batch_first=True, bidirectional=True) if char_dim else None
+        input_dim += 2 * char_hidden if char_dim else 0
         self.word_lstm = nn.LSTM(input_dim, word_hidden, batch_first=True, bidirectional=True) if word_hidden else None
         crf_labels = bioes_labels(labels) if scheme == "bioes" else list(labels)
         self.proj = nn.Linear(2 * word_hidden if word_hidden else input_dim, len(crf_labels))
@@ -179,9 +190,10 @@ class TagHead(nn.Module):
         last: torch.Tensor | None = None,
         word_lengths: torch.Tensor | None = None,
         shape: torch.Tensor | None = None,
+        chars: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """states (B, T, D), each word's first- and last-piece index (B, W), words per sentence (B,), word shape
-        classes (B, W) → per-word tag scores (B, W, L)."""
+        classes (B, W), each word's byte ids (B, W, C) → per-word tag scores (B, W, L)."""
         if self.word_state == "span":
             # one select over half-rows: forward half (2t) at the last piece, backward half (2t+1) at the first
             B, T, D = states.shape
@@ -195,15 +207,27 @@ class TagHead(nn.Module):
         if self.shape_embed is not None:
             shapes = self.shape_embed(shape.to(states.device)).to(words.dtype)  # (B, W, S)
             words = torch.cat([words, shapes], dim=-1)  # (B, W, D + S)
+        if self.char_lstm is not None:
+            words = torch.cat([words, self.spellings(chars.to(states.device)).to(words.dtype)], dim=-1)
         if self.word_lstm is not None:
             W = words.size(1)
             packed = pack_padded_sequence(words, word_lengths.cpu(), batch_first=True, enforce_sorted=False)
             words = pad_packed_sequence(self.word_lstm(packed)[0], batch_first=True, total_length=W)[0]  # (B, W, 2h)
         return self.proj(self.dropout(words)).float()
 
+    def spellings(self, chars: torch.Tensor) -> torch.Tensor:
+        """Byte ids (B, W, C) → the character BiLSTM's final states, forward then backward (B, W, 2c). A padding
+        word reads one padding byte (its row is masked out downstream)."""
+        B, W, C = chars.shape
+        flat = chars.reshape(B * W, C)  # (N, C)
+        lengths = (flat != 0).sum(1).clamp(min=1)  # (N,)
+        packed = pack_padded_sequence(self.char_embed(flat), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.char_lstm(packed)  # (2, N, c): each word's own last step in each direction
+        return h.transpose(0, 1).reshape(B, W, -1)  # (B, W, 2c)
+
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         em = self.emissions(
-            states, batch["first"], batch.get("last"), batch["word_lengths"], batch.get("shape")
+            states, batch["first"], batch.get("last"), batch["word_lengths"], batch.get("shape"), batch.get("chars")
         )  # (B, W, L)
         tags = batch.get("tags")
         if tags is None:

@@ -23,12 +23,14 @@ from lstmtext.tasks.ner_data import (
     encode_sentences,
     entities,
     entity_metrics,
+    pad_chars,
     read_conll,
     read_hf,
     read_jsonl,
     split_words,
     to_bio,
     windows,
+    word_bytes,
     word_shape,
 )
 
@@ -50,6 +52,8 @@ class Options:
     word_hidden: int = 0  # >0: a word-level BiLSTM of this width per direction under the tag projection
     context: int = 0  # CoNLL input: pieces of the same document read on each side of a sentence (0: alone)
     shape_dim: int = 0  # >0: an embedding of this size of each word's shape (Aa, AA, aa, 0, ...) beside its state
+    char_dim: int = 0  # >0: a character BiLSTM over each word's bytes, embedded at this size, beside its state
+    char_hidden: int = 25  # the character BiLSTM's width per direction (Lample et al. 2016: 25)
     word_dropout: float = 0.0  # training: the chance that a word's whole state is zeroed (heads/tag.py)
     scheme: str = choice("bio", "bioes")  # the CRF's tags (input and output are BIO either way; heads/tag.py)
     lm_weight: float = 0.0  # >0: training also predicts each next and previous piece, this much of the loss
@@ -60,9 +64,11 @@ DEFAULTS: dict = {"data": {"max_length": 256}, "train": {"batch_tokens": 2000}}
 
 
 def validate(options: Options) -> None:
-    for name in ("word_hidden", "context", "shape_dim", "lm_weight"):  # where 0 turns the part off
+    for name in ("word_hidden", "context", "shape_dim", "char_dim", "lm_weight"):  # where 0 turns the part off
         if getattr(options, name) < 0:
             raise UsageError(f"ner.{name}: must be 0 (off) or a positive number")
+    if options.char_dim and options.char_hidden < 1:
+        raise UsageError(f"ner.char_hidden: the character BiLSTM needs a width of 1 or more, got {options.char_hidden}")
     if not 0 < options.lm_rate <= 1:
         raise UsageError(f"ner.lm_rate: expected a share of the pieces in (0, 1], got {options.lm_rate}")
 
@@ -113,7 +119,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
     index = {name: i for i, name in enumerate(labels)}
     encoded = list(encode_sentences(tok, [e["tokens"] for e in examples]))
     use_context = context > 0 and all("doc" in e for e in examples)
-    shapes = recipe.options.shape_dim > 0
+    shapes, chars = recipe.options.shape_dim > 0, recipe.options.char_dim > 0
     if use_context:
         streams, offsets = document_streams(examples, encoded)
     feats = []
@@ -142,6 +148,8 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
             f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
             if shapes:
                 f["shape"] = [word_shape(w) for w in e["tokens"][start : start + n]]
+            if chars:
+                f["chars"] = [word_bytes(w) for w in e["tokens"][start : start + n]]
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
                 f["tag0"] = tags[0]
@@ -166,6 +174,8 @@ def collate(features: list[dict]) -> dict:
     }
     if features and "shape" in features[0]:
         batch["shape"] = pad([f["shape"] for f in features], 0)
+    if features and "chars" in features[0]:
+        batch["chars"] = torch.from_numpy(pad_chars([f["chars"] for f in features]))
     if features and "tags" in features[0]:
         batch["tags"] = pad([f["tags"] for f in features], 0)
     return batch
@@ -190,6 +200,8 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
         o.word_state,
         o.word_hidden,
         shape_dim=o.shape_dim,
+        char_dim=o.char_dim,
+        char_hidden=o.char_hidden,
         word_dropout=o.word_dropout,
         scheme=o.scheme,
         lm=lm,

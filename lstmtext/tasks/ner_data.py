@@ -163,6 +163,32 @@ def word_shape(word: str) -> int:
     return 3 if all(c.isupper() for c in letters) else 4
 
 
+MAX_WORD_BYTES = 32  # a longer word keeps its first and last 16 bytes: prefix and suffix carry the cues
+
+
+def word_bytes(word: str) -> list[int]:
+    """A word's UTF-8 bytes as ids 1 … 256 (0 is padding), for the character BiLSTM (heads/tag.py): a fixed
+    alphabet, so no character vocabulary is learned or stored, and no character is unknown."""
+    b = word.encode("utf-8")
+    if len(b) > MAX_WORD_BYTES:
+        half = MAX_WORD_BYTES // 2
+        b = b[:half] + b[-half:]
+    return [x + 1 for x in b] or [1]  # an empty token (hf data may hold one) reads as one zero byte
+
+
+def pad_chars(rows: list[list[list[int]]]):
+    """Each row's words' byte ids → one (B, W, C) int64 array, zero-padded (C: the longest word's bytes)."""
+    import numpy as np
+
+    W = max(1, max(map(len, rows), default=1))
+    C = max(1, max((len(w) for words in rows for w in words), default=1))
+    out = np.zeros((len(rows), W, C), dtype=np.int64)
+    for i, words in enumerate(rows):
+        for j, w in enumerate(words):
+            out[i, j, : len(w)] = w
+    return out
+
+
 def windows(ids: list[int], first: list[int], max_length: int) -> list[tuple[int, int, list[int], list[int]]]:
     """Cut one sentence's pieces into windows of at most max_length pieces, at word boundaries.
 

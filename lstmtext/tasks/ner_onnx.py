@@ -20,6 +20,7 @@ from lstmtext.heads import allowed_moves, bio_ids, bioes_labels
 from lstmtext.onnx_parts import Graph, tensor
 from lstmtext.tasks.common import in_threads, length_groups
 from lstmtext.tasks.common import pad_ids as pad
+from lstmtext.tasks.ner_data import pad_chars
 
 
 # -- export: torch weights → graph (called by lstmtext/export.py, which imports onnx) -------------------------
@@ -37,6 +38,16 @@ def graph(state: dict, recipe, labels: list[str]):
     if opts.shape_dim:
         shapes = g.node("Gather", [g.const("shape_embed", state["head.shape_embed.weight"]), "shape"], "shapes")
         words = g.node("Concat", [words, shapes], "words_shapes", axis=-1)  # (B, W, 2H + S)
+    if opts.char_dim:  # the host feeds the words' bytes as rows (B*W, C), and each word's byte count
+        x = g.node("Gather", [g.const("char_embed", state["head.char_embed.weight"]), "chars"], "char_vecs")
+        x = g.node("Transpose", [x], "char_vecs_tb", perm=[1, 0, 2])  # (N, C, E) → (C, N, E)
+        lstm = ("head.char_lstm", ["_l0", "_l0_reverse"], "bidirectional", "char_lstm", "lstm")
+        h = g.rnn(x, "char_lengths", *lstm, final=True)  # (2, N, c)
+        h = g.node("Transpose", [h], "char_final", perm=[1, 0, 2])  # (N, 2, c)
+        minus1 = g.const("minus1", np.array([-1], dtype=np.int64))
+        bw = g.node("Concat", [g.node("Shape", ["fwd_index"], "bw"), minus1], "spellings_shape", axis=0)  # [B, W, -1]
+        spellings = g.node("Reshape", [h, bw], "spellings")  # (B, W, 2c)
+        words = g.node("Concat", [words, spellings], "words_spellings", axis=-1)
     if opts.word_hidden:
         x = g.node("Transpose", [words], "words_tb", perm=[1, 0, 2])  # (W, B, D)
         y = g.rnn(x, "word_lengths", "head.word_lstm", ["_l0", "_l0_reverse"], "bidirectional", "word_lstm", "lstm")
@@ -46,7 +57,7 @@ def graph(state: dict, recipe, labels: list[str]):
     g.node("Add", [proj, g.const("proj_b", state["head.proj.bias"])], "emissions")  # (B, W, L)
     nodes, inits = g.nodes, g.inits
 
-    inputs, outputs = io_tensors(opts.shape_dim > 0)
+    inputs, outputs = io_tensors(opts.shape_dim > 0, opts.char_dim > 0)
     crf = {
         "labels": bioes_labels(labels) if opts.scheme == "bioes" else list(labels),
         "transitions": state["head.crf.transitions"].tolist(),
@@ -56,7 +67,7 @@ def graph(state: dict, recipe, labels: list[str]):
     return nodes, inits, inputs, outputs, {"crf": crf}
 
 
-def io_tensors(shapes: bool) -> tuple[list, list]:
+def io_tensors(shapes: bool, chars: bool = False) -> tuple[list, list]:
     """The graph's inputs (what OnnxTagger.feed gives) and its one output."""
     inputs = [
         tensor("tokens", "int64", ["B", "T"]),
@@ -67,6 +78,8 @@ def io_tensors(shapes: bool) -> tuple[list, list]:
     ]
     if shapes:
         inputs.append(tensor("shape", "int64", ["B", "W"]))
+    if chars:
+        inputs += [tensor("chars", "int64", ["N", "C"]), tensor("char_lengths", "int32", ["N"])]  # N = B*W
     return inputs, [tensor("emissions", "float", ["B", "W", "L"])]
 
 
@@ -130,6 +143,10 @@ class OnnxTagger:
         }
         if "shape" in self.inputs:
             feed["shape"] = pad([f["shape"] for f in features])
+        if "chars" in self.inputs:
+            chars = pad_chars([f["chars"] for f in features])  # (B, W, C), W as in first
+            feed["chars"] = chars.reshape(-1, chars.shape[-1])  # (B*W, C)
+            feed["char_lengths"] = np.maximum(1, (feed["chars"] != 0).sum(1)).astype(np.int32)  # as heads/tag.py
         return feed
 
     def decode(self, features: list[dict]) -> list[list[int]]:
