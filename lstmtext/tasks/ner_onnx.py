@@ -67,7 +67,7 @@ def graph(state: dict, recipe, labels: list[str]):
     return nodes, inits, inputs, outputs, {"crf": crf}
 
 
-def io_tensors(shapes: bool, chars: bool = False) -> tuple[list, list]:
+def io_tensors(shapes: bool, chars: bool) -> tuple[list, list]:
     """The graph's inputs (what OnnxTagger.feed gives) and its one output."""
     inputs = [
         tensor("tokens", "int64", ["B", "T"]),
