@@ -272,6 +272,8 @@ def test_ner_word_bilstm_sees_neighbours_and_ignores_padding():
 
 
 def test_ner_word_shapes_reach_the_tag_scores():
+    from lstmtext.tasks.ner_data import word_shape
+
     cases = {
         "the": 1,
         "Paris": 2,
@@ -288,7 +290,7 @@ def test_ner_word_shapes_reach_the_tag_scores():
         "Éire": 2,
         "ÉIRE": 3,
     }
-    assert {w: ner.word_shape(w) for w in cases} == cases
+    assert {w: word_shape(w) for w in cases} == cases
     recipe = build_recipe(
         "ner",
         ner.Options,

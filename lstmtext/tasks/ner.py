@@ -30,8 +30,7 @@ from lstmtext.tasks.ner_data import (
     split_words,
     to_bio,
     windows,
-    word_bytes,
-    word_shape,
+    word_features,
 )
 
 NAME = "ner"
@@ -146,10 +145,7 @@ def featurize(examples: list[dict], tok, labels: list[str], recipe, right_contex
                 w_first = [i + len(left) for i in w_first]
                 last = [i + len(left) for i in last]
             f = {"ids": w_ids, "first": w_first, "last": last, "length": len(w_ids), "sent": si, "start": start, "n": n}
-            if shapes:
-                f["shape"] = [word_shape(w) for w in e["tokens"][start : start + n]]
-            if chars:
-                f["chars"] = [word_bytes(w) for w in e["tokens"][start : start + n]]
+            f |= word_features(e["tokens"][start : start + n], shapes, chars)
             if tag_ids is not None:
                 tags = tag_ids[start : start + n]
                 f["tag0"] = tags[0]

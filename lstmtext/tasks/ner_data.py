@@ -176,6 +176,16 @@ def word_bytes(word: str) -> list[int]:
     return [x + 1 for x in b] or [1]  # an empty token (hf data may hold one) reads as one zero byte
 
 
+def word_features(words: list[str], shapes: bool, chars: bool) -> dict:
+    """What a tagger with ner.shape_dim / ner.char_dim reads of each word beside its pieces."""
+    out = {}
+    if shapes:
+        out["shape"] = [word_shape(w) for w in words]
+    if chars:
+        out["chars"] = [word_bytes(w) for w in words]
+    return out
+
+
 def pad_chars(rows: list[list[list[int]]]):
     """Each row's words' byte ids → one (B, W, C) int64 array, zero-padded (C: the longest word's bytes)."""
     import numpy as np
