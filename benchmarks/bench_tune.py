@@ -49,11 +49,11 @@ def main() -> None:
     # the trials' progress goes to this script's stderr as it happens: a study lasts hours
     subprocess.run([sys.executable, "-m", "lstmtext", *map(str, args)], cwd=REPO, check=True)
     wall = time.perf_counter() - t0
-    trials = optuna.load_study(study_name="lstmtext", storage=f"sqlite:///{db}").trials
-    done = [t for t in trials if t.state.name == "COMPLETE"]
-    if not done:
+    study = optuna.load_study(study_name="lstmtext", storage=f"sqlite:///{db}")
+    trials = study.trials
+    if not any(t.state.name == "COMPLETE" for t in trials):
         raise SystemExit("no trial finished: no row")
-    top = max(done, key=lambda t: t.value) if get_task(task).HIGHER_IS_BETTER else min(done, key=lambda t: t.value)
+    top = study.best_trial  # the study knows its direction
     own = next((t for t in trials if t.user_attrs.get("recipe_values")), None)
     own_value = round(scale * own.value, 2) if own is not None and own.value is not None else None
     states = [t.state.name.lower() for t in trials]

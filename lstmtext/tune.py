@@ -194,7 +194,10 @@ def _enqueue_recipe(study, base: Recipe, params: list[Param]) -> None:
     under the same budget, and the table shows what the search gained over it; skipped, with a note, when one
     of the recipe's values lies outside the space."""
     flat = base.to_dict()
-    values = {p.key: flat[p.key.split(".")[0]][p.key.split(".", 1)[1]] for p in params}
+    values = {}
+    for p in params:
+        section, _, name = p.key.partition(".")
+        values[p.key] = flat[section][name]
     outside = [f"{p.key} = {values[p.key]!r}" for p in params if not p.holds(values[p.key])]
     if outside:
         note(f"the recipe's own values are not a point of [tune.space] ({', '.join(outside)}): no trial runs them")
