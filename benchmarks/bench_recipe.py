@@ -5,6 +5,9 @@
     python benchmarks/bench_recipe.py conll2003 --seed 2 --seed 3 --parallel   # at once, one thread each
     python benchmarks/bench_recipe.py conll2003 --set ner.scheme=bio --name conll2003-bio --seed 1 --dev-only
                                                                 # a choice, compared on dev; test never read
+    python benchmarks/bench_recipe.py conll2003 --set ner.scheme=bio --name conll2003-bio --seed 1 --score-only
+                                                                # once dev has chosen it: the test split, scored
+                                                                # once on the checkpoints that dev run left
     python benchmarks/bench_recipe.py sst2 --no-record          # print only
 
 Each recipe's first line is the command (``lstmtext train TASK --recipe NAME --data-dir DIR -o OUT.ckpt``) and its
@@ -94,6 +97,17 @@ def score(a, task: str, test: str, tag: str, ckpt: Path, command: str, wall: flo
     return value
 
 
+def earlier_wall(tag: str, ckpt: Path) -> float:
+    """The wall seconds of the run that left ``ckpt``, from the JSON its row wrote."""
+    if not ckpt.is_file():
+        raise SystemExit(f"{tag}: --score-only needs {rel(ckpt)}, which the run with the same --name and --seed leaves")
+    for f in OUT.glob(f"{tag} [[]*].json"):  # the row's name carries the CPU
+        minutes = json.loads(f.read_text()).get("command_minutes")
+        if minutes is not None:
+            return 60 * minutes
+    raise SystemExit(f"{tag}: no {OUT.name}/{tag} [CPU].json from the run that trained {rel(ckpt)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", help="a shipped recipe's name (recipes/NAME.toml)")
@@ -114,10 +128,18 @@ def main() -> None:
         action="store_true",
         help="train the seeds at once, one thread each (OMP_NUM_THREADS=1); the stages must exist already",
     )
+    ap.add_argument(
+        "--score-only",
+        action="store_true",
+        help="train nothing: score the checkpoints an earlier run with the same --name, --seed and --set left in "
+        "benchmarks/out (the test split of a choice dev has made, read once, without training it again)",
+    )
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row")
     a = ap.parse_args()
     if a.set and not a.name:
         ap.error("--set changes the recipe: give the rows a --name of their own")
+    if a.score_only and (a.dev_only or a.parallel):
+        ap.error("--score-only trains nothing and reads the test split: it takes neither --dev-only nor --parallel")
     recipe = REPO / "recipes" / f"{a.recipe}.toml"
     task, test = header_commands(recipe)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -133,6 +155,10 @@ def main() -> None:
             args += ["--set", item]
         command = "lstmtext " + " ".join(map(str, args))
         print(command, flush=True)
+        if a.score_only:
+            jobs.append((tag, ckpt, command, None, 0.0))
+            walls[tag] = earlier_wall(tag, ckpt)
+            continue
         t0 = time.perf_counter()
         # progress and each stage's note go to this script's stderr as they happen: a run lasts hours
         proc = subprocess.Popen([sys.executable, "-m", "lstmtext", *map(str, args)], cwd=REPO)
@@ -148,7 +174,7 @@ def main() -> None:
         time.sleep(1)
     values = []
     for tag, ckpt, command, proc, _ in jobs:
-        if proc.returncode != 0:
+        if proc is not None and proc.returncode != 0:
             raise SystemExit(f"{tag}: training failed ({proc.returncode})")
         values.append(score(a, task, test, tag, ckpt, command, walls[tag]))
     if len(values) > 1:
