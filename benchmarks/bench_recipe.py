@@ -108,6 +108,25 @@ def earlier_wall(tag: str, ckpt: Path) -> float:
     raise SystemExit(f"{tag}: no {OUT.name}/{tag} [CPU].json from the run that trained {rel(ckpt)}")
 
 
+def trained_as_asked(task: str, recipe: Path, tag: str, ckpt: Path, sets: list[str], seed: int | None) -> None:
+    """Refuse to score a checkpoint under a command that would not train it: its stored recipe must be the recipe
+    file with these --set values and this seed (the encoder's shape comes from the stage, as in training)."""
+    from lstmtext.config import encoder_shape, resolve_recipe
+
+    held = json.loads(lstmtext("info", rel(ckpt), "--format", "json")[0].stdout)["recipe"]
+    overrides = [*sets, *([f"train.seed={seed}"] if seed is not None else [])]
+    want = resolve_recipe(task, recipe, overrides, inherited={"encoder": encoder_shape(held)}).to_dict()
+    differ = [
+        f"{section}.{key} = {held.get(section, {}).get(key)!r}, not {value!r}"
+        for section, values in want.items()
+        if isinstance(values, dict) and section != "tune"  # tune's section is not part of a run
+        for key, value in values.items()
+        if held.get(section, {}).get(key) != value
+    ]
+    if differ:
+        raise SystemExit(f"{tag}: {rel(ckpt)} was trained with {'; '.join(differ)}: give the --set and --seed it had")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", help="a shipped recipe's name (recipes/NAME.toml)")
@@ -156,8 +175,9 @@ def main() -> None:
         command = "lstmtext " + " ".join(map(str, args))
         print(command, flush=True)
         if a.score_only:
-            jobs.append((tag, ckpt, command, None, 0.0))
             walls[tag] = earlier_wall(tag, ckpt)
+            trained_as_asked(task, recipe, tag, ckpt, a.set, seed)
+            jobs.append((tag, ckpt, command, None, 0.0))
             continue
         t0 = time.perf_counter()
         # progress and each stage's note go to this script's stderr as they happen: a run lasts hours
