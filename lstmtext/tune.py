@@ -99,7 +99,7 @@ def tune(
             f"interrupted: the trial under way is marked failed; {path} keeps the others; "
             "the same command adds trials to it"
         ) from None
-    rows = trial_rows(study, mod, params)
+    rows = trial_rows(study, mod)
     note(trials_table(rows, mod.MAIN_METRIC))
     best = write_best(study, mod, path, best_path, recipe)
     return {"study": str(path), "best_recipe": str(best_path) if best else None, "best": best, "trials": rows}

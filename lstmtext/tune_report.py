@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from lstmtext.progress import fmt_seconds, note
-from lstmtext.searchspace import Param, recipe_toml
+from lstmtext.searchspace import recipe_toml
 from lstmtext.sources import DATA_ENV
 
 
-def trial_rows(study, mod, params: list[Param]) -> list[dict]:
+def trial_rows(study, mod) -> list[dict]:
     rows = []
     for t in study.trials:
         state = t.state.name.lower()
