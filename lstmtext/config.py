@@ -43,7 +43,8 @@ class DataConfig:
     train: list[str] = field(default_factory=list)
     dev: str = ""  # empty = a seeded slice of train (never the split that is reported)
     valid_fraction: float = 0.05
-    valid_max: int = 2000  # cap on the slice taken from train, in examples
+    valid_max: int = 2000  # cap on the slice taken from train, in examples (in sentences when valid_by is sentence)
+    valid_by: str = choice("example", "sentence")  # "sentence": phrase treebanks such as SST-2 (holdout.py)
     max_length: int = 512  # pieces per example; longer inputs are cut so memory stays bounded
 
 

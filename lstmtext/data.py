@@ -225,17 +225,6 @@ def pick_column(available: Iterable[str], wanted: str, candidates: tuple[str, ..
 
 
 # -- splitting and batching --------------------------------------------------------------------------------
-def split_valid(examples: list, fraction: float, cap: int, seed: int) -> tuple[list, list]:
-    """A seeded slice of train for model selection, so the reported split never picks the model."""
-    if fraction <= 0 or len(examples) < 2:
-        return examples, []
-    n = min(cap, max(1, int(len(examples) * fraction)))
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n])
-    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
-
-
 def bucket_batches(
     lengths: Sequence[int], batch_tokens: int, max_batch_size: int, shuffle: bool = False, seed: int = 0
 ) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import build_recipe, parse_duration
-from lstmtext.data import InputLines, bucket_batches, read_records, split_valid
+from lstmtext.data import InputLines, bucket_batches, read_records
 from lstmtext.encoder import Encoder, final_states, reverse_within_length, take_rows
 from lstmtext.errors import UsageError
 from lstmtext.tasks import TASKS, get_task
@@ -451,13 +451,6 @@ def test_common_map_batches_carries_autocast_into_threads_and_restores_threads_o
     assert inference_workers("cpu", 1) == 1  # a single batch never pays for a thread pool
     assert inference_workers("cpu", 50) == torch.get_num_threads()
     assert inference_workers("cuda", 50) == 1  # a GPU runs one batch at a time
-
-
-def test_data_split_valid_is_seeded_and_disjoint():
-    ex = list(range(1000))
-    tr, va = split_valid(ex, 0.1, 50, seed=1)
-    assert len(va) == 50 and len(tr) == 950 and not set(tr) & set(va)
-    assert split_valid(ex, 0.1, 50, seed=1) == (tr, va)
 
 
 def test_data_records_from_tsv_csv_jsonl_with_bom_and_crlf(tmp_path):

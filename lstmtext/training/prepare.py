@@ -9,7 +9,8 @@ from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.corpus import content_hash, named_sources
-from lstmtext.data import is_hf, resolve_source, sample_path, split_valid
+from lstmtext.data import is_hf, resolve_source, sample_path
+from lstmtext.holdout import split_valid
 from lstmtext.progress import note
 from lstmtext.tasks.contract import Streamed
 from lstmtext.tokenizer import Tokenizer
@@ -48,7 +49,7 @@ def prepare(
             dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
         else:
             train_examples, dev_examples = split_valid(
-                train_examples, recipe.data.valid_fraction, recipe.data.valid_max, tc.seed
+                train_examples, recipe.data.valid_fraction, recipe.data.valid_max, tc.seed, recipe.data.valid_by
             )
     with clock.phase("tokenizer"):
         tok = _tokenizer(mod, recipe, d, stored_meta or init_meta, train_examples)
@@ -58,7 +59,7 @@ def prepare(
         dev_feats = mod.featurize(dev_examples, tok, labels, recipe) if dev_examples else []
     note(
         f"{task}: {len(train_feats)} training examples, {len(dev_feats)} for validation"
-        f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}"
+        f"{'' if dev_src else f' (a seeded slice of train, by {recipe.data.valid_by})'}, vocabulary {len(tok)}"
         + (f", labels {', '.join(labels)}" if labels else "")
     )
     provenance = [describe_source(*s) for s in [*train_srcs, (dev_src, resolve_source(dev_src))] if s[0]]

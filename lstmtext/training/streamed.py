@@ -32,6 +32,8 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
     task, tc, dc = recipe.task, recipe.train, recipe.data
     named = dc.train or [str(sample_path(task, "train"))]
     dev_src = dc.dev or ("" if dc.train else str(sample_path(task, "dev")))
+    if not dev_src and dc.valid_by != "example":
+        raise UsageError(f'data.valid_by = "{dc.valid_by}": a streamed corpus is held out by line; use "example"')
     with clock.phase("read"):
         pairs = named_sources(named, folders=True)
         corpus = Corpus([src for _, src in pairs], lambda src: mod.stream_lines(src, recipe.options, "train"))
