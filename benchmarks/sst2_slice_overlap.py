@@ -54,7 +54,8 @@ def main() -> None:
     if a.record:
         record(
             f"sst2-slice-overlap [{cpu()}]",
-            f"SST-2 train, the sst2 recipe's {len(slice_)}-phrase dev slice (seed {a.seed}, by {by}); beside it SST-2 dev",
+            f"SST-2 train, the sst2 recipe's dev slice of {len(slice_)} {'phrases' if by == 'example' else 'sentences'} "
+            f"(seed {a.seed}, by {by}); beside it SST-2 dev",
             f"% of the slice's phrases found verbatim inside the rest of train (SST-2 dev in train: {pct_dev} %; "
             f"median words {words[0]} against {words[1]})",
             pct_slice,
