@@ -204,6 +204,15 @@ def test_stage_key_follows_recipe_data_start_and_version(tmp_path, monkeypatch):
     assert stages.plan(first, []).key != data_changed
 
 
+def test_a_field_added_later_keys_a_stage_only_when_set():
+    """Stages cached before data.valid_by existed keep their keys at its default; any other value is a new key."""
+    recipe = {"task": "lm", "data": {"train": ["t.txt"], "dev": "d.txt", "valid_fraction": 0.05}, "train": {"seed": 1}}
+    before = stages.stage_key(recipe, None)
+    assert stages.stage_key({**recipe, "data": {**recipe["data"], "valid_by": "example"}}, None) == before
+    assert stages.stage_key({**recipe, "data": {**recipe["data"], "valid_by": "sentence"}}, None) != before
+    assert stages.stage_key({**recipe, "train": {"seed": 2}}, None) != before
+
+
 def test_shipped_recipes_name_their_stages():
     """conll2003 starts from the wikitext2-bilm stage, sst2 and imdb from imdb-lm; each resolves and keys without
     the data (a named dataset with no data directory counts by its name)."""

@@ -156,10 +156,21 @@ def plan(path: Path, chain: list[Path]) -> Stage:
     return Stage(path.stem, path, task, recipe, key, init, init_checkpoint)
 
 
+# Recipe fields added after stages were first cached, with their defaults: at the default they stay out of the
+# key, so adding a field rebuilds no stage that never set it; set to anything else, they enter it.
+LATER_FIELDS = {("data", "valid_by"): "example"}
+
+
 def stage_key(recipe: dict, init_key: str | None) -> str:
     """sha256 over the resolved recipe, the content of its data, what starts it and the lstmtext version."""
+    keyed = {
+        section: {k: v for k, v in values.items() if LATER_FIELDS.get((section, k), object()) != v}
+        if isinstance(values, dict)
+        else values
+        for section, values in recipe.items()
+    }
     doc = {
-        "recipe": recipe,
+        "recipe": keyed,
         "data": [content_hash(s) for s in data_sources(recipe)],
         "init": init_key,
         "lstmtext": __version__,
