@@ -5,7 +5,8 @@ Why "sentence": GLUE's SST-2 train holds the treebank's phrases, cut from the sa
 example is mostly text that also trains, verbatim, inside a longer phrase. Selecting on it rewards recall of
 training text, where the reported split holds whole sentences no phrase of which was trained on. Holding out by
 sentence groups each example under the longest example whose words contain it (its sentence), holds out whole
-groups, and validates on the sentences alone: no held-out text trains, and dev looks like the reported split.
+groups, and validates on the sentences alone: no dev sentence trains (a phrase of one may, inside another
+training sentence, as a phrase of a test sentence may), and dev looks like the reported split.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def split_valid(examples: list, fraction: float, cap: int, seed: int, by: str = 
         held = set(_draw(len(examples), fraction, cap, seed))
         return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
     group, roots = sentence_groups([_text(e) for e in examples])
+    if len(roots) < 2:
+        raise UsageError(
+            f'data.valid_by = "sentence": all {len(examples)} examples lie inside one sentence, so holding one out '
+            'would leave nothing to train on; use "example" or give --dev'
+        )
     held_groups = {group[roots[k]] for k in _draw(len(roots), fraction, cap, seed)}
     dev = {roots[g] for g in held_groups}
     train = [e for i, e in enumerate(examples) if group[i] not in held_groups]

@@ -30,6 +30,9 @@ def test_sentence_groups_known_answer():
     group, roots = sentence_groups(texts)
     assert [texts[r] for r in roots] == ["a b c d", "x y", "ab"]  # "ab" is a word, not "a b"
     assert group == [0, 0, 0, 1, 1, 2, 0, 0]
+    # whole words: "a b" is not inside "ca b a", though it is as characters and both of its words are there
+    group, roots = sentence_groups(["ca b a", "a b", "b a"])
+    assert roots == [0, 1] and group == [0, 1, 0]
 
 
 def test_sentence_groups_duplicates_join_the_first_one():
@@ -87,6 +90,11 @@ def test_split_by_sentence_never_trains_on_a_dev_sentence():
     examples = [{"text": " ".join(rng.choice("abcdef") for _ in range(rng.randint(1, 8)))} for _ in range(300)]
     train, dev = split_valid(examples, 0.2, 1000, seed=1, by="sentence")
     assert dev and not any(inside(d["text"], t["text"]) for d in dev for t in train)
+
+
+def test_split_by_sentence_refuses_a_corpus_of_one_sentence():
+    with pytest.raises(UsageError, match="all 3 examples lie inside one sentence"):
+        split_valid([{"text": "a b c"}, {"text": "a b"}, {"text": "b c"}], 0.5, 10, seed=1, by="sentence")
 
 
 def test_split_by_sentence_refuses_examples_without_text():
