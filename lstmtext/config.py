@@ -28,6 +28,9 @@ def choice(default: str, *others: str) -> Any:
 # Training (train.precision) takes these; inference (--precision) also takes int8 (api.quantize_int8).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
+# Recipe keys added after stages and studies were first kept, with their defaults: a stored recipe without one had
+# the default, so a stage's key and a study's comparison leave it out at that value (training/stages.py, tune.py).
+LATER_FIELDS = {"data.valid_by": "example"}
 
 
 def check_precision(precision: str, option: str = "--precision", choices: tuple = INFERENCE_PRECISIONS) -> None:

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstmtext.config import ENCODER_SHAPE, Recipe, encoder_shape, parse_duration, parse_set, resolve_recipe
+from lstmtext.config import (
+    ENCODER_SHAPE,
+    LATER_FIELDS,
+    Recipe,
+    encoder_shape,
+    parse_duration,
+    parse_set,
+    resolve_recipe,
+)
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.paths import companion, default_study_path
 from lstmtext.progress import fmt_seconds, note
@@ -218,7 +226,8 @@ def _check_same(path: Path, stored: dict, info: dict) -> None:
                 f"--study {path} sampled {key} as a {stored['space'][key]}, now it is a {kind}; pass another --study"
             )
     old, new = stored.get("recipe", {}), info["recipe"]
-    for key in sorted(set(old) & set(new)):  # a key one lstmtext version lacks is no difference
+    old = {k: LATER_FIELDS[k] for k in LATER_FIELDS.keys() - old.keys()} | old  # a study kept before them had these
+    for key in sorted(set(old) & set(new)):  # any other key one lstmtext version lacks is no difference
         if old[key] != new[key] and key not in info["space"]:
             raise UsageError(
                 f"--study {path} was run with {key} = {old[key]!r}, this recipe has {new[key]!r}, so their "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lstmtext.errors import UsageError
 from tests.conftest import assert_usage_error, run_cli
 
 optuna = pytest.importorskip("optuna")
@@ -265,6 +266,19 @@ def test_a_study_of_another_task_or_recipe_or_no_study_at_all_is_refused(study, 
     text.write_text("not a database\n" * 100)
     assert_usage_error(run_cli("tune", "sentiment", "-r", recipe, "--study", text), "not an Optuna study file")
     assert len(load(db).trials) == 5
+
+
+def test_a_study_kept_before_a_key_existed_had_its_default():
+    """A study's stored recipe lacks keys added after it was kept: one in config.LATER_FIELDS compares as its
+    default (data.valid_by was "example" then); any other missing key is no difference."""
+    from lstmtext.tune import _check_same
+
+    info = {"task": "sentiment", "metric": "accuracy", "direction": "maximize", "space": {}}
+    stored = {**info, "recipe": {"train.lr": 0.002}}
+    _check_same(Path("s.db"), stored, {**info, "recipe": {"train.lr": 0.002, "data.valid_by": "example"}})
+    _check_same(Path("s.db"), stored, {**info, "recipe": {"train.lr": 0.002, "train.new_key": 1}})
+    with pytest.raises(UsageError, match="run with data.valid_by = 'example', this recipe has 'sentence'"):
+        _check_same(Path("s.db"), stored, {**info, "recipe": {"train.lr": 0.002, "data.valid_by": "sentence"}})
 
 
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, monkeypatch):

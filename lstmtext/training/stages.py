@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import encoder_shape, resolve_recipe
+from lstmtext.config import LATER_FIELDS, encoder_shape, resolve_recipe
 from lstmtext.corpus import content_hash as file_hash
 from lstmtext.data import is_hf, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
@@ -156,15 +156,11 @@ def plan(path: Path, chain: list[Path]) -> Stage:
     return Stage(path.stem, path, task, recipe, key, init, init_checkpoint)
 
 
-# Recipe fields added after stages were first cached, with their defaults: at the default they stay out of the
-# key, so adding a field rebuilds no stage that never set it; set to anything else, they enter it.
-LATER_FIELDS = {("data", "valid_by"): "example"}
-
-
 def stage_key(recipe: dict, init_key: str | None) -> str:
-    """sha256 over the resolved recipe, the content of its data, what starts it and the lstmtext version."""
+    """sha256 over the resolved recipe, the content of its data, what starts it and the lstmtext version. A key
+    added later stays out at its default (config.LATER_FIELDS), so adding it rebuilds no stage."""
     keyed = {
-        section: {k: v for k, v in values.items() if LATER_FIELDS.get((section, k), object()) != v}
+        section: {k: v for k, v in values.items() if LATER_FIELDS.get(f"{section}.{k}", object()) != v}
         if isinstance(values, dict)
         else values
         for section, values in recipe.items()
