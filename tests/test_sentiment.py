@@ -67,7 +67,8 @@ def test_sentiment_train_evaluate_predict_info_end_to_end(sentiment_ckpt, tmp_pa
     assert meta["provenance"]["seed"] == 1 and len(meta["provenance"]["data"][0]["sha256"]) == 64
     assert (meta["provenance"]["device"], meta["provenance"]["precision"]) == ("cpu", "fp32")  # what auto is on CPU
     assert meta["recipe"]["encoder"]["hidden_dim"] == 32 and "tokenizer" not in meta
-    assert "sentiment" in run_cli("info", sentiment_ckpt).stderr
+    card = run_cli("info", sentiment_ckpt, COLUMNS="300").stderr
+    assert "sentiment" in card and "the embedded sample's dev split" in card
 
 
 def test_sentiment_python_api_matches_cli(sentiment_ckpt):

@@ -44,6 +44,8 @@ def info(
     for k, v in (meta.get("metrics") or {}).items():
         t.add_row(f"dev {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
     recipe = meta.get("recipe", {})
+    if meta.get("metrics") and "data" in recipe:
+        t.add_row("dev data", dev_data(recipe["data"]))
     for section in ("encoder", "tokenizer", "train", "init", recipe.get("task")):
         if section and section in recipe and (section != "init" or any(recipe[section].values())):
             t.add_row(section, ", ".join(f"{k}={v}" for k, v in recipe[section].items()))
@@ -60,6 +62,21 @@ def info(
         else:
             t.add_row(k, str(v))
     console.print(t)
+
+
+def dev_data(data: dict) -> str:
+    """What the dev metrics above were measured on, from the recipe's [data] (a recipe stored before
+    data.valid_by existed held out by example)."""
+    if data.get("dev"):
+        return str(data["dev"])
+    if not data.get("train"):
+        return "the embedded sample's dev split"
+    if data.get("valid_fraction", 0) <= 0:
+        return "none (the last checkpoint was kept)"
+    by = data.get("valid_by", "example")
+    return (
+        f"a seeded {100 * data['valid_fraction']:g} % slice of train, by {by} (at most {data.get('valid_max')} {by}s)"
+    )
 
 
 def lineage_line(entry: dict) -> str:
