@@ -224,7 +224,7 @@ def pick_column(available: Iterable[str], wanted: str, candidates: tuple[str, ..
     )
 
 
-# -- splitting and batching --------------------------------------------------------------------------------
+# -- batching (the dev slice of train is holdout.py's) --------------------------------------------------------
 def bucket_batches(
     lengths: Sequence[int], batch_tokens: int, max_batch_size: int, shuffle: bool = False, seed: int = 0
 ) -> list[np.ndarray]:
