@@ -115,6 +115,10 @@ def test_train_holds_out_by_sentence_from_the_recipe(tmp_path):
     assert "144 training examples, 4 for validation (a seeded slice of train, by sentence)" in run.stderr
     card = run_cli("info", tmp_path / "m.ckpt", COLUMNS="300").stderr
     assert "a seeded 10 % slice of train, by sentence (at most 2000 sentences)" in card
+    last = run_cli(*args, "-o", tmp_path / "last.ckpt", "--set", "data.valid_fraction=0")
+    assert last.returncode == 0 and "160 training examples, 0 for validation" in last.stderr, last.stderr
+    card = run_cli("info", tmp_path / "last.ckpt", COLUMNS="300").stderr
+    assert "none (the last checkpoint was kept)" in card and "dev accuracy" not in card
     bad = run_cli(*args, "-o", tmp_path / "bad.ckpt", "--set", "data.valid_by=phrase")
     assert bad.returncode == 2 and bad.stderr.startswith("lstmtext: error: --set data.valid_by: expected"), bad.stderr
     assert "sentence" in bad.stderr and not (tmp_path / "bad.ckpt").exists()

@@ -44,7 +44,7 @@ def info(
     for k, v in (meta.get("metrics") or {}).items():
         t.add_row(f"dev {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
     recipe = meta.get("recipe", {})
-    if meta.get("metrics") and "data" in recipe:
+    if "data" in recipe:
         t.add_row("dev data", dev_data(recipe["data"]))
     for section in ("encoder", "tokenizer", "train", "init", recipe.get("task")):
         if section and section in recipe and (section != "init" or any(recipe[section].values())):
