@@ -28,8 +28,9 @@ def choice(default: str, *others: str) -> Any:
 # Training (train.precision) takes these; inference (--precision) also takes int8 (api.quantize_int8).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
-# Recipe keys added after stages and studies were first kept, with their defaults: a stored recipe without one had
-# the default, so a stage's key and a study's comparison leave it out at that value (training/stages.py, tune.py).
+# A recipe key added from data.valid_by on goes here with its default (keys before it rebuilt every stage when they
+# came): a stored recipe without one had the default, so a stage's key and a study's comparison leave it out at
+# that value (training/stages.py, tune.py).
 LATER_FIELDS = {"data.valid_by": "example"}
 
 

@@ -226,7 +226,8 @@ def _check_same(path: Path, stored: dict, info: dict) -> None:
                 f"--study {path} sampled {key} as a {stored['space'][key]}, now it is a {kind}; pass another --study"
             )
     old, new = stored.get("recipe", {}), info["recipe"]
-    old = {k: LATER_FIELDS[k] for k in LATER_FIELDS.keys() - old.keys()} | old  # a study kept before them had these
+    missing = LATER_FIELDS.keys() - old.keys() - stored.get("space", {}).keys()
+    old = {k: LATER_FIELDS[k] for k in missing} | old  # a study kept before them had these
     for key in sorted(set(old) & set(new)):  # any other key one lstmtext version lacks is no difference
         if old[key] != new[key] and key not in info["space"]:
             raise UsageError(

@@ -104,6 +104,21 @@ def test_split_by_sentence_refuses_examples_without_text():
         split_valid([{"text": "a"}] * 3, 0.5, 10, seed=1, by="word")
 
 
+def test_info_names_the_dev_data_of_each_kind():
+    from lstmtext.cli.info import dev_data
+
+    slice_ = {"train": ["sst2:train"], "dev": "", "valid_fraction": 0.05, "valid_max": 3000}
+    assert dev_data({**slice_, "dev": "conll2003:dev"}) == "conll2003:dev"
+    assert dev_data({**slice_, "train": []}) == "the embedded sample's dev split"
+    assert dev_data({**slice_, "valid_fraction": 0}) == "none (the last checkpoint was kept)"
+    # a recipe stored before data.valid_by existed held out by example
+    assert dev_data(slice_) == "a seeded 5 % slice of train, by example (at most 3000)"
+    assert (
+        dev_data({**slice_, "valid_by": "sentence"})
+        == "a seeded 5 % slice of train, by sentence (at most 3000 sentences)"
+    )
+
+
 def test_train_holds_out_by_sentence_from_the_recipe(tmp_path):
     train = tmp_path / "phrases.tsv"
     train.write_text("sentence\tlabel\n" + "".join(f"{e['text']}\t{e['label']}\n" for e in treebank()))

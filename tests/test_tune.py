@@ -279,6 +279,8 @@ def test_a_study_kept_before_a_key_existed_had_its_default():
     _check_same(Path("s.db"), stored, {**info, "recipe": {"train.lr": 0.002, "train.new_key": 1}})
     with pytest.raises(UsageError, match="run with data.valid_by = 'example', this recipe has 'sentence'"):
         _check_same(Path("s.db"), stored, {**info, "recipe": {"train.lr": 0.002, "data.valid_by": "sentence"}})
+    searched = {**stored, "space": {"data.valid_by": "categorical"}}  # a study that sampled it stored no value
+    _check_same(Path("s.db"), searched, {**info, "recipe": {"train.lr": 0.002, "data.valid_by": "sentence"}})
 
 
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, monkeypatch):

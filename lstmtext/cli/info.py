@@ -74,9 +74,8 @@ def dev_data(data: dict) -> str:
     if data.get("valid_fraction", 0) <= 0:
         return "none (the last checkpoint was kept)"
     by = data.get("valid_by", "example")
-    return (
-        f"a seeded {100 * data['valid_fraction']:g} % slice of train, by {by} (at most {data.get('valid_max')} {by}s)"
-    )
+    cap = f"{data.get('valid_max')} sentences" if by == "sentence" else data.get("valid_max")  # lines, if streamed
+    return f"a seeded {100 * data['valid_fraction']:g} % slice of train, by {by} (at most {cap})"
 
 
 def lineage_line(entry: dict) -> str:
