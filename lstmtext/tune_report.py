@@ -64,7 +64,9 @@ def write_best(study, mod, path: Path, best_path: Path, recipe) -> dict | None:
     best = study.best_trial
     data_dir = f" --data-dir {os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV) else ""
     trained = best.user_attrs["recipe"]
+    by = trained["data"].get("valid_by", "example")
     dev = f"--dev {trained['data']['dev']}" if trained["data"]["dev"] else "a seeded slice of train"
+    dev += f", by {by}" if by != "example" and not trained["data"]["dev"] else ""
     comments = [
         f"lstmtext train {mod.NAME} --recipe {best_path}{data_dir}",
         f"score: dev {mod.MAIN_METRIC} {best.value} ({dev}), trial {best.number} of {len(study.trials)} in {path}",

@@ -283,6 +283,30 @@ def test_a_study_kept_before_a_key_existed_had_its_default():
     _check_same(Path("s.db"), searched, {**info, "recipe": {"train.lr": 0.002, "data.valid_by": "sentence"}})
 
 
+def test_the_best_recipe_says_its_slice_was_held_out_by_sentence(tmp_path):
+    from lstmtext.tasks import get_task
+    from lstmtext.tune_report import write_best
+
+    held = {"task": "sentiment", "data": {"train": ["t.tsv"], "dev": "", "valid_by": "sentence"}}
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"train.lr": 0.002},
+            distributions={"train.lr": optuna.distributions.FloatDistribution(0.001, 0.01)},
+            value=0.85,
+            user_attrs={"recipe": held, "checkpoint": "t0.ckpt"},
+        )
+    )
+    out = tmp_path / "s.best.toml"
+    write_best(study, get_task("sentiment"), tmp_path / "s.db", out, None)
+    score = out.read_text(encoding="utf-8").splitlines()[1]
+    assert (
+        score
+        == f"# score: dev accuracy 0.85 (a seeded slice of train, by sentence), trial 0 of 1 in {tmp_path / 's.db'}"
+    )
+    assert tomllib.loads(out.read_text(encoding="utf-8"))["data"]["valid_by"] == "sentence"
+
+
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     proc = run_cli("tune", "sentiment", "-r", write_recipe(tmp_path))
