@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED, cpu, record  # noqa: E402
 
 from lstmtext.config import resolve_recipe  # noqa: E402
-from lstmtext.holdout import split_valid  # noqa: E402
+from lstmtext.holdout import VALID_BY, split_valid  # noqa: E402
 from lstmtext.tasks import get_task  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def inside(phrases: list[str], corpus: list[str]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1, help="train.seed, which draws the slice (the header's runs: 1-3)")
-    ap.add_argument("--by", choices=["example", "sentence"], help="hold out by (default: the recipe's data.valid_by)")
+    ap.add_argument("--by", choices=VALID_BY, help="hold out by (default: the recipe's data.valid_by)")
     ap.add_argument("--record", action="store_true", help="append a row to BENCHMARKS.md")
     a = ap.parse_args()
     recipe = resolve_recipe("sentiment", REPO / "recipes" / "sst2.toml")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmtext.errors import UsageError
+from lstmtext.holdout import VALID_BY
 
 
 def choice(default: str, *others: str) -> Any:
@@ -48,7 +49,7 @@ class DataConfig:
     dev: str = ""  # empty = a seeded slice of train (never the split that is reported)
     valid_fraction: float = 0.05
     valid_max: int = 2000  # cap on the slice taken from train, in examples (in sentences when valid_by is sentence)
-    valid_by: str = choice("example", "sentence")  # "sentence": phrase treebanks such as SST-2 (holdout.py)
+    valid_by: str = choice(*VALID_BY)  # "sentence": phrase treebanks such as SST-2 (holdout.py)
     max_length: int = 512  # pieces per example; longer inputs are cut so memory stays bounded
 
 

@@ -66,7 +66,8 @@ def write_best(study, mod, path: Path, best_path: Path, recipe) -> dict | None:
     trained = best.user_attrs["recipe"]
     by = trained["data"].get("valid_by", "example")
     dev = f"--dev {trained['data']['dev']}" if trained["data"]["dev"] else "a seeded slice of train"
-    dev += f", by {by}" if by != "example" and not trained["data"]["dev"] else ""
+    if not trained["data"]["dev"] and by != "example":
+        dev += f", by {by}"
     comments = [
         f"lstmtext train {mod.NAME} --recipe {best_path}{data_dir}",
         f"score: dev {mod.MAIN_METRIC} {best.value} ({dev}), trial {best.number} of {len(study.trials)} in {path}",
