@@ -33,13 +33,16 @@ class ClassifyHead(nn.Module):
     def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "attention":
             return (self.attention_weights(states, lengths).unsqueeze(-1) * states).sum(dim=1)  # (B, D)
-        mask = lengths_to_mask(lengths.to(states.device), states.size(1)).unsqueeze(-1)  # (B, T, 1)
+        # Masks act on (B, T) and enter (B, T, D) once each, through an add and a matmul: a masked copy of the
+        # states per pooling, and amax's backward (compare, count, divide), cost the step more than the head.
+        mask = lengths_to_mask(lengths.to(states.device), states.size(1))  # (B, T)
         parts = []
         if self.pooling in ("max", "maxmean"):
-            parts.append(states.masked_fill(~mask, float("-inf")).amax(dim=1))  # (B, D)
+            pad = torch.zeros(mask.shape, dtype=states.dtype, device=states.device).masked_fill_(~mask, float("-inf"))
+            parts.append((states + pad.unsqueeze(-1)).max(dim=1).values)  # (B, D)
         if self.pooling in ("mean", "maxmean"):
-            denom = mask.sum(dim=1).clamp(min=1).to(states.dtype)  # (B, 1)
-            parts.append((states * mask).sum(dim=1) / denom)  # (B, D)
+            weights = mask.to(states.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)  # (B, T), rows sum to 1
+            parts.append(torch.bmm(weights.unsqueeze(1), states).squeeze(1))  # (B, 1, T) @ (B, T, D) → (B, D)
         return torch.cat(parts, dim=-1)
 
     def forward(self, states: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
