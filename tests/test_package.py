@@ -140,10 +140,13 @@ def test_recipe_data_lines_name_datasets_not_paths():
 
     for name in RECIPES:
         data = tomllib.loads((REPO / "recipes" / f"{name}.toml").read_text())["data"]
-        for key in ("train", "dev"):
-            if key in data:
-                dataset, split = data[key].split(":")
-                assert (dataset, split) == (name.split("-")[0], "train" if key == "train" else "dev"), name
+        # a final recipe trains on train and dev and holds out nothing (dev = "")
+        train = [data["train"]] if isinstance(data.get("train", []), str) else data.get("train", [])
+        dev = [data["dev"]] if data.get("dev") else []
+        assert [source.split(":")[0] for source in train + dev] == [name.split("-")[0]] * len(train + dev), name
+        assert [source.split(":")[1] for source in train] in ([], ["train"], ["train", "dev"]), name
+        assert [source.split(":")[1] for source in dev] in ([], ["dev"]), name
+        assert not (dev and len(train) == 2), f"{name}: dev trains and selects"
 
 
 def test_pyproject_lists_every_package():
