@@ -71,6 +71,24 @@ def named_sources(named: Sequence[str], folders: bool) -> list[tuple[str, str]]:
     return [(name, src) for name in named for src in expand_sources([resolve_source(name)], folders)]
 
 
+def refuse_dev_in_train(dev_src: str, pairs: list[tuple[str, str]]) -> None:
+    """A dev source that is also read as training text (a final recipe trains on dev; --dev names it again)
+    would select checkpoints on text the run trains on. ``pairs`` are named_sources' (name, source)."""
+    if not dev_src:
+        return
+
+    def same(src: str) -> str:
+        return src if is_hf(src) else os.path.realpath(src)
+
+    dev = same(resolve_source(dev_src))
+    for name, src in pairs:
+        if same(src) == dev:
+            raise UsageError(
+                f"data.dev {dev_src} is also training data (data.train {name}): its scores would measure text "
+                "the run trains on; leave it out of --train, or pass another --dev"
+            )
+
+
 def content_hash(path: str | Path) -> str:
     """sha256 of a file, remembered by (real path, size, mtime) under the cache so it is computed once."""
     p = Path(path)

@@ -29,6 +29,7 @@ from lstmtext.config import (
     parse_set,
     resolve_recipe,
 )
+from lstmtext.corpus import named_sources, refuse_dev_in_train
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.paths import companion, default_study_path
 from lstmtext.progress import fmt_seconds, note
@@ -125,6 +126,7 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
             )
     if base.data.train and not base.data.dev and base.data.valid_fraction == 0:
         raise UsageError("tuning needs dev data: pass --dev or set data.valid_fraction above 0")
+    refuse_dev_in_train(base.data.dev, named_sources(base.data.train, folders=True))
     tuned = {p.key for p in params}
     start = base.init.recipe or base.init.checkpoint
     fixed = {f"encoder.{k}" for k in ENCODER_SHAPE}

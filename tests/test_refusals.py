@@ -177,6 +177,21 @@ OVERLAP = {
     "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
 }
 
+
+def dev_in_train(task: str, link: bool = False):
+    """train with the task's sample as training data and as --dev (through a symlink with ``link``)."""
+
+    def setup(c):
+        train = sample_path(task, "train")
+        dev = train
+        if link:
+            dev = c.tmp / f"again{train.suffix}"
+            dev.symlink_to(train)
+        return ["train", task, "-q", "-o", c.tmp / "out.ckpt", "--train", train, "--dev", dev], None
+
+    return setup
+
+
 # id, setup(c) -> (args, stdin), fragments of the one error line
 ROWS = [
     # 1. malformed checkpoints
@@ -309,6 +324,10 @@ ROWS = [
     ("empty-evaluate-file", file_input("", "evaluate", "{m}", "{f}"), ["input.txt"]),
     ("binary-data-file", file_input("\x7fELF\0\0\0", "evaluate", "{lm}", "{f}"), ["input.txt line 1", "NUL"]),
     ("checkpoint-is-data-file", file_input("x", "predict", "-m", "{f}"), ["input.txt", "not an lstmtext checkpoint"]),
+    # 10. dev data that the run also trains on (a final recipe's data.train holds the dev split; --dev names it)
+    ("dev-in-train", dev_in_train("sentiment"), ["data.dev ", "is also training data", "leave it out of --train"]),
+    ("dev-in-train-streamed", dev_in_train("lm"), ["data.dev ", "is also training data"]),
+    ("dev-in-train-other-spelling", dev_in_train("ner", link=True), ["data.dev ", "is also training data"]),
 ]
 
 

@@ -302,3 +302,14 @@ def test_an_interrupted_stage_resumes_where_it_stopped(tmp_path, lstmtext_home, 
         [stage_ckpt.name, stage_ckpt.with_suffix(".metrics.jsonl").name, stage_ckpt.with_suffix(".stage.json").name]
     )
     assert [e["key"] for e in lineage(tmp_path / "m.ckpt")] == [key]
+
+
+def test_dev_read_as_training_data_is_refused_before_any_stage_trains(tmp_path, lstmtext_home):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    write_stage(rec)
+    final = write_final(rec)
+    sample = REPO / "data" / "ner" / "train.conll"
+    proc = run_cli("train", "ner", "--recipe", final, "-o", tmp_path / "ner.ckpt", "--train", sample, "--dev", sample)
+    assert_usage_error(proc, "is also training data", "leave it out of --train")
+    assert stage_files(lstmtext_home) == []  # the stage was not built first

@@ -173,6 +173,10 @@ def space(text: str) -> list[str]:
         (["--dev", "conll2003:test"], ["conll2003:test is the split"]),
         (["--train", "sst2:dev"], ["sst2:dev is the split sst2 scores are reported on"]),
         (["--dev", "data/sentiment/test.tsv"], ["data/sentiment/test.tsv: its name marks a test split"]),
+        (
+            ["--train", "data/sentiment/train.tsv", "--dev", "data/sentiment/train.tsv"],
+            ["data.dev data/sentiment/train.tsv is also training data"],
+        ),
         (space('"train.lrr" = { low = 0.001, high = 0.01 }'), ["[tune.space] train.lrr", "did you mean train.lr?"]),
         (space('"train.lr" = { low = 0.01, high = 0.001 }'), ["[tune.space] train.lr: low (0.01) must be below"]),
         (space('"train.lr" = { low = 0.0, high = 0.1, log = true }'), ["train.lr: a log range needs low above 0"]),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.corpus import content_hash, named_sources
+from lstmtext.corpus import content_hash, named_sources, refuse_dev_in_train
 from lstmtext.data import is_hf, resolve_source, sample_path
 from lstmtext.holdout import split_valid
 from lstmtext.progress import note
@@ -43,8 +43,9 @@ def prepare(
     with clock.phase("read"):
         named = recipe.data.train or [str(sample_path(task, "train"))]
         train_srcs = named_sources(named, folders=False)
-        train_examples = [e for _, src in train_srcs for e in mod.read(src, recipe.options, "train")]
         dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
+        refuse_dev_in_train(dev_src, train_srcs)
+        train_examples = [e for _, src in train_srcs for e in mod.read(src, recipe.options, "train")]
         if dev_src:
             dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
         else:

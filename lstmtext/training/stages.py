@@ -26,6 +26,7 @@ from lstmtext import __version__
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import LATER_FIELDS, encoder_shape, resolve_recipe
 from lstmtext.corpus import content_hash as file_hash
+from lstmtext.corpus import named_sources, refuse_dev_in_train
 from lstmtext.data import is_hf, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
 from lstmtext.paths import companion, home
@@ -77,6 +78,8 @@ def starting_point(task, recipe_file, settings, overrides, init_from, resume: bo
         return str(target), None
     if kind is None:
         return None, []
+    # the run's own dev is checked now, not after its stages have trained for an hour
+    refuse_dev_in_train(recipe.data.dev, named_sources(recipe.data.train, folders=True))
     chain = [Path(recipe_file).resolve()] if recipe_file else []
     stage = plan(target, chain)
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not _all_built(stage):

@@ -15,7 +15,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.corpus import Corpus, Holdout, cache_dir, named_sources, sample_lines, write_atomic
+from lstmtext.corpus import (
+    Corpus,
+    Holdout,
+    cache_dir,
+    named_sources,
+    refuse_dev_in_train,
+    sample_lines,
+    write_atomic,
+)
 from lstmtext.data import resolve_source, sample_path
 from lstmtext.errors import UsageError
 from lstmtext.progress import ByteProgress, note
@@ -36,6 +44,7 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
         raise UsageError(f'data.valid_by = "{dc.valid_by}": a streamed corpus is held out by line; use "example"')
     with clock.phase("read"):
         pairs = named_sources(named, folders=True)
+        refuse_dev_in_train(dev_src, pairs)
         corpus = Corpus([src for _, src in pairs], lambda src: mod.stream_lines(src, recipe.options, "train"))
         corpus.keys()  # hash (or recall) every source now, so a missing file fails before any work
     holdout = None if dev_src or dc.valid_fraction <= 0 else Holdout(tc.seed, dc.valid_fraction, dc.valid_max)
