@@ -85,7 +85,8 @@ def refuse_dev_in_train(dev_src: str, pairs: list[tuple[str, str]]) -> None:
         if same(src) == dev:
             raise UsageError(
                 f"data.dev {dev_src} is also training data (data.train {name}): its scores would measure text "
-                "the run trains on; leave it out of --train, or pass another --dev"
+                "the run trains on; leave it out of the training data (--train replaces the recipe's), or pass "
+                "another --dev"
             )
 
 

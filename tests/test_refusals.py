@@ -325,7 +325,11 @@ ROWS = [
     ("binary-data-file", file_input("\x7fELF\0\0\0", "evaluate", "{lm}", "{f}"), ["input.txt line 1", "NUL"]),
     ("checkpoint-is-data-file", file_input("x", "predict", "-m", "{f}"), ["input.txt", "not an lstmtext checkpoint"]),
     # 10. dev data that the run also trains on (a final recipe's data.train holds the dev split; --dev names it)
-    ("dev-in-train", dev_in_train("sentiment"), ["data.dev ", "is also training data", "leave it out of --train"]),
+    (
+        "dev-in-train",
+        dev_in_train("sentiment"),
+        ["data.dev ", "is also training data", "leave it out of the training data (--train replaces"],
+    ),
     ("dev-in-train-streamed", dev_in_train("lm"), ["data.dev ", "is also training data"]),
     ("dev-in-train-other-spelling", dev_in_train("ner", link=True), ["data.dev ", "is also training data"]),
 ]

@@ -311,5 +311,5 @@ def test_dev_read_as_training_data_is_refused_before_any_stage_trains(tmp_path, 
     final = write_final(rec)
     sample = REPO / "data" / "ner" / "train.conll"
     proc = run_cli("train", "ner", "--recipe", final, "-o", tmp_path / "ner.ckpt", "--train", sample, "--dev", sample)
-    assert_usage_error(proc, "is also training data", "leave it out of --train")
+    assert_usage_error(proc, "is also training data", "leave it out of the training data (--train replaces")
     assert stage_files(lstmtext_home) == []  # the stage was not built first
