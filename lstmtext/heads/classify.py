@@ -33,8 +33,8 @@ class ClassifyHead(nn.Module):
     def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "attention":
             return (self.attention_weights(states, lengths).unsqueeze(-1) * states).sum(dim=1)  # (B, D)
-        # Masks act on (B, T) and enter (B, T, D) once each, through an add and a matmul: a masked copy of the
-        # states per pooling, and amax's backward (compare, count, divide), cost the step more than the head.
+        # The masks stay (B, T) and reach (B, T, D) once each, through an add and a matmul: masked copies of the
+        # states and amax's backward (compare, count, divide) cost more than the rest of the head.
         mask = lengths_to_mask(lengths.to(states.device), states.size(1))  # (B, T)
         parts = []
         if self.pooling in ("max", "maxmean"):
