@@ -3,11 +3,13 @@
     python benchmarks/bench_recipe.py conll2003                 # seed 1: what recipes/conll2003.toml's header says
     python benchmarks/bench_recipe.py conll2003 --seed 2 --seed 3   # more seeds; the stages are built once
     python benchmarks/bench_recipe.py conll2003 --seed 2 --seed 3 --parallel   # at once, one thread each
-    python benchmarks/bench_recipe.py conll2003 --set ner.scheme=bio --name conll2003-bio --seed 1 --dev-only
+    python benchmarks/bench_recipe.py sst2 --set train.lr=0.001 --name sst2-lr1e-3 --seed 1 --dev-only
                                                                 # a choice, compared on dev; test never read
-    python benchmarks/bench_recipe.py conll2003 --set ner.scheme=bio --name conll2003-bio --seed 1 --score-only
+    python benchmarks/bench_recipe.py sst2 --set train.lr=0.001 --name sst2-lr1e-3 --seed 1 --score-only
                                                                 # once dev has chosen it: the test split, scored
                                                                 # once on the checkpoints that dev run left
+    (conll2003 trains on its dev split: its choices are compared on the held-out form,
+    --set 'data.train=["conll2003:train"]' --set data.dev=conll2003:dev)
     python benchmarks/bench_recipe.py sst2 --no-record          # print only
 
 Each recipe's first line is the command (``lstmtext train TASK --recipe NAME --data-dir DIR -o OUT.ckpt``) and its
@@ -67,7 +69,7 @@ def score(a, task: str, test: str, tag: str, ckpt: Path, command: str, wall: flo
         ev, _ = lstmtext("evaluate", rel(ckpt), test, "--data-dir", SHARED, "--format", "json")
         value = round(scale * json.loads(ev.stdout)[key], 2)
         dataset, shown = (
-            f"{test} (dev: {dev})",
+            f"{test} (dev: {dev})" if dev is not None else f"{test} (no dev: the last checkpoint)",
             f"{command} && lstmtext evaluate {rel(ckpt)} {test} --data-dir {SHARED}",
         )
     print(
@@ -106,6 +108,14 @@ def earlier_wall(tag: str, ckpt: Path) -> float:
         if minutes is not None:
             return 60 * minutes
     raise SystemExit(f"{tag}: no {OUT.name}/{tag} [CPU].json from the run that trained {rel(ckpt)}")
+
+
+def has_dev(task: str, recipe: Path, sets: list[str]) -> bool:
+    """Whether the recipe, with these --set values, selects on dev data (a dev split or a slice of train)."""
+    from lstmtext.config import resolve_recipe
+
+    data = resolve_recipe(task, recipe, sets).data
+    return bool(data.dev) or data.valid_fraction > 0
 
 
 def trained_as_asked(task: str, recipe: Path, tag: str, ckpt: Path, sets: list[str], seed: int | None) -> None:
@@ -161,6 +171,8 @@ def main() -> None:
         ap.error("--score-only trains nothing and reads the test split: it takes neither --dev-only nor --parallel")
     recipe = REPO / "recipes" / f"{a.recipe}.toml"
     task, test = header_commands(recipe)
+    if a.dev_only and not has_dev(task, recipe, a.set):
+        ap.error(f"--dev-only: {a.recipe} with these --set values has no dev data (it trains on its dev split)")
     OUT.mkdir(parents=True, exist_ok=True)
     if a.parallel:
         os.environ["OMP_NUM_THREADS"] = "1"  # the runs inherit it, and record() writes it into each row's command

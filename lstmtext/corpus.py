@@ -72,17 +72,19 @@ def named_sources(named: Sequence[str], folders: bool) -> list[tuple[str, str]]:
 
 
 def refuse_dev_in_train(dev_src: str, pairs: list[tuple[str, str]]) -> None:
-    """A dev source that is also read as training text (a final recipe trains on dev; --dev names it again)
-    would select checkpoints on text the run trains on. ``pairs`` are named_sources' (name, source)."""
-    if not dev_src:
-        return
+    """A dev file that is also read as training text (a final recipe trains on dev; --dev names it again)
+    would select checkpoints on text the run trains on. ``pairs`` are named_sources' (name, source). Only what
+    names one thing either way is compared: a file (by real path) and an ``hf:`` source with its @SPLIT. A
+    folder or PREFIX, or an ``hf:`` source without a split, stands for another split as dev than as train."""
 
-    def same(src: str) -> str:
-        return src if is_hf(src) else os.path.realpath(src)
+    def identity(src: str) -> str | None:
+        if is_hf(src):
+            return src if "@" in src else None
+        return os.path.realpath(src) if os.path.isfile(src) else None
 
-    dev = same(resolve_source(dev_src))
-    for name, src in pairs:
-        if same(src) == dev:
+    dev = identity(resolve_source(dev_src)) if dev_src else None
+    for name, src in pairs if dev else []:
+        if identity(src) == dev:
             raise UsageError(
                 f"data.dev {dev_src} is also training data (data.train {name}): its scores would measure text "
                 "the run trains on; leave it out of the training data (--train replaces the recipe's), or pass "

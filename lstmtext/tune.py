@@ -36,6 +36,7 @@ from lstmtext.progress import fmt_seconds, note
 from lstmtext.searchspace import Param, parse_space, set_item
 from lstmtext.sources import reported_split
 from lstmtext.tasks import get_task
+from lstmtext.tasks.contract import Streamed
 from lstmtext.tune_report import trial_rows, trials_table, write_best
 
 STUDY_NAME = "lstmtext"  # one study per file; the file's name says what it tunes
@@ -125,8 +126,12 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
                 "with --dev, or leave --dev out for a seeded slice of train"
             )
     if base.data.train and not base.data.dev and base.data.valid_fraction == 0:
-        raise UsageError("tuning needs dev data: pass --dev or set data.valid_fraction above 0")
-    refuse_dev_in_train(base.data.dev, named_sources(base.data.train, folders=True))
+        raise UsageError(
+            "tuning needs dev data: pass --dev (and --train without that split, where the recipe trains on its "
+            "dev split) or set data.valid_fraction above 0"
+        )
+    streamed = isinstance(get_task(base.task), Streamed)  # folders expand as prepare expands them
+    refuse_dev_in_train(base.data.dev, named_sources(base.data.train, folders=streamed))
     tuned = {p.key for p in params}
     start = base.init.recipe or base.init.checkpoint
     fixed = {f"encoder.{k}" for k in ENCODER_SHAPE}

@@ -427,3 +427,28 @@ def test_checkpoint_fragments_match_what_read_meta_accepts(tmp_path):
     meta, state = ckpt.load(path)
     assert meta["task"] == "sentiment" and state["w"].tolist() == [0.0, 1.0]
     assert ckpt.tokenizer_proto(meta) == b"x"
+
+
+def test_dev_in_train_compares_only_sources_that_name_one_thing_either_way(tmp_path):
+    """A file (by real path) and an hf: source with its split are refused as both; a folder, a PREFIX and an
+    hf: source without a split stand for the train split as training data and another as dev, so they pass."""
+    from lstmtext.corpus import named_sources, refuse_dev_in_train
+    from lstmtext.errors import UsageError
+
+    (tmp_path / "train.de").write_text("a\n")
+    (tmp_path / "val.de").write_text("b\n")
+    (tmp_path / "link.de").symlink_to(tmp_path / "val.de")
+    for dev, train in [
+        (str(tmp_path), [str(tmp_path)]),  # translation folder: train.* to train, val.* as dev
+        (str(tmp_path / "val"), [str(tmp_path / "val")]),  # a PREFIX
+        ("hf:stanfordnlp/sst2", ["hf:stanfordnlp/sst2"]),  # read as @train to train, @validation as dev
+        (str(tmp_path / "val.de"), [str(tmp_path / "train.de")]),
+    ]:
+        refuse_dev_in_train(dev, named_sources(train, folders=False))
+    for dev, train in [
+        (str(tmp_path / "link.de"), [str(tmp_path / "val.de")]),
+        ("hf:stanfordnlp/sst2@validation", ["hf:stanfordnlp/sst2@train", "hf:stanfordnlp/sst2@validation"]),
+        (str(tmp_path / "val.de"), [str(tmp_path)]),  # a streamed task's folder is read file by file
+    ]:
+        with pytest.raises(UsageError, match="is also training data"):
+            refuse_dev_in_train(dev, named_sources(train, folders=True))

@@ -49,15 +49,36 @@ def _params_with_grads(scale: float) -> list[torch.nn.Parameter]:
     return params
 
 
-@pytest.mark.parametrize("scale", [10.0, 1e-3, float("nan")], ids=["clipped", "within", "nan"])
-def test_clip_gradients_equals_clip_grad_norm(scale):
-    ours, theirs = _params_with_grads(scale), _params_with_grads(scale)
+def _just_under_clip() -> list[torch.nn.Parameter]:
+    """A norm below the clip by less than torch's 1e-6 guard: clip_grad_norm_ still scales it, slightly."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.tensor([1.0 - 4e-7])
+    return [p]
+
+
+def _one_nan() -> list[torch.nn.Parameter]:
+    params = _params_with_grads(1e-3)
+    params[1].grad[0] = float("nan")  # the others stay finite: clip_grad_norm_ makes them NaN too
+    return params
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: _params_with_grads(10.0), lambda: _params_with_grads(1e-3), _just_under_clip, _one_nan],
+    ids=["clipped", "within", "just-under", "one-nan"],
+)
+def test_clip_gradients_equals_clip_grad_norm(make):
+    ours, theirs = make(), make()
     clip_gradients(ours, 1.0)
     torch.nn.utils.clip_grad_norm_(theirs, 1.0)
     for a, b in zip(ours, theirs):
-        assert torch.equal(a.grad, b.grad) or (a.grad.isnan().all() and b.grad.isnan().all())
-    total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours]))
-    if scale == 10.0:
-        assert abs(total.item() - 1.0) < 1e-5  # brought down to the clip
-    elif scale == 1e-3:
-        assert total.item() < 0.1  # left as it was
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, equal_nan=True)
+
+
+def test_clip_gradients_scales_down_to_the_clip_and_leaves_small_norms_alone():
+    big, small = _params_with_grads(10.0), _params_with_grads(1e-3)
+    before = [p.grad.clone() for p in small]
+    clip_gradients(big, 1.0)
+    clip_gradients(small, 1.0)
+    assert abs(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in big])).item() - 1.0) < 1e-5
+    assert all(torch.equal(p.grad, b) for p, b in zip(small, before))

@@ -44,7 +44,7 @@ def clip_gradients(params: list, clip: float) -> None:
     the clamped coefficient to avoid a device sync; on CPU, where reading the norm syncs nothing, the step
     skips that pass over every gradient (the embedding's is dense) whenever it would multiply by one."""
     total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-    if total.device.type != "cpu" or total > clip:
+    if total.device.type != "cpu" or not bool(total + 1e-6 <= clip):  # torch's coefficient below one, or NaN
         torch.nn.utils.clip_grads_with_norm_(params, clip, total)
 
 

@@ -31,7 +31,8 @@ from lstmtext.data import is_hf, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
 from lstmtext.paths import companion, home
 from lstmtext.progress import fmt_seconds, note
-from lstmtext.tasks import TASKS
+from lstmtext.tasks import TASKS, get_task
+from lstmtext.tasks.contract import Streamed
 from lstmtext.training.loop import Interrupted
 
 LINEAGE_KEYS = ("name", "recipe", "task", "key", "checkpoint", "train_seconds", "metrics", "data")
@@ -79,7 +80,8 @@ def starting_point(task, recipe_file, settings, overrides, init_from, resume: bo
     if kind is None:
         return None, []
     # the run's own dev is checked now, not after its stages have trained for an hour
-    refuse_dev_in_train(recipe.data.dev, named_sources(recipe.data.train, folders=True))
+    streamed = isinstance(get_task(task), Streamed)  # folders expand as prepare expands them
+    refuse_dev_in_train(recipe.data.dev, named_sources(recipe.data.train, folders=streamed))
     chain = [Path(recipe_file).resolve()] if recipe_file else []
     stage = plan(target, chain)
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not _all_built(stage):
