@@ -12,7 +12,9 @@ dropout 0.2), stopped by Ctrl-C at the budget: its own handler then loads the be
 epoch and scores the test file. main.py runs unchanged under word_lm_runner.py, which only adds this: when the
 budget ends before the first epoch has, it saves the model as it stands (main.py saves nothing mid-epoch), so
 the handler has a model to score; the row says when that happened.
-lstmtext: `lstmtext train lm --recipe wikitext2 --max-time BUDGET`, then `lstmtext evaluate` on the test file.
+lstmtext: `lstmtext train lm --recipe wikitext2 --set lm.bidirectional=false --max-time BUDGET` (the recipe's forward
+LM: the peer is one, and a BiLM spends half its steps on the backward LM, which test perplexity does not read; a
+later --set lm.bidirectional=true wins), then `lstmtext evaluate` on the test file.
 
 Same units: the peer's vocabulary is WikiText-2's words, and it appends <eos> to every line, blank lines
 included; lstmtext's per-word perplexity (lstmtext/tasks/lm.py count_words) counts each line's
@@ -106,7 +108,7 @@ def main() -> None:
             data / "valid.txt",
             "--seed",
             str(a.seed),
-            *[f"--set={kv}" for kv in a.set],
+            *[f"--set={kv}" for kv in ["lm.bidirectional=false", *a.set]],  # a forward LM, as the peer is
         ]
         cmd = peers.lstmtext_train_args("lm", a.recipe, ckpt, a.budget, extra)
         sides.append(("lstmtext", cmd, peers.lstmtext_env(a.threads), work / "lstmtext.train.log", None, {}))
