@@ -164,9 +164,11 @@ def test_cli_output_without_explain_is_unchanged(sentiment_ckpt, ner_ckpt):
 def test_explain_refusals(sentiment_ckpt, ner_ckpt, tmp_path):
     text = tmp_path / "lines.txt"
     text.write_text("".join(f"the cat sat on the mat number {i} .\n" for i in range(40)), encoding="utf-8")
+    dev = tmp_path / "dev.txt"
+    dev.write_text("the cat sat on the mat .\n", encoding="utf-8")
     lm = tmp_path / "lm.ckpt"
     proc = run_cli(
-        "train", "lm", "--train", text, "--dev", text, "-o", lm, "--epochs", "1", "-q", *TINY,
+        "train", "lm", "--train", text, "--dev", dev, "-o", lm, "--epochs", "1", "-q", *TINY,
         LSTMTEXT_HOME=str(tmp_path / "home"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

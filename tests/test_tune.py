@@ -61,10 +61,10 @@ def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tune")
     recipe = write_recipe(folder)
     db = folder / "tiny.db"
-    home = str(folder / "home")
-    first = run_cli("tune", "sentiment", "-r", recipe, "--study", db, LSTMTEXT_HOME=home)
+    env = {"LSTMTEXT_HOME": str(folder / "home"), "LSTMTEXT_DATA": ""}  # a user's data directory stays out of it
+    first = run_cli("tune", "sentiment", "-r", recipe, "--study", db, **env)
     n_first = len(load(db).trials)
-    second = run_cli("tune", "sentiment", "-r", recipe, "--study", db, "--trials", "2", LSTMTEXT_HOME=home)
+    second = run_cli("tune", "sentiment", "-r", recipe, "--study", db, "--trials", "2", **env)
     return {"folder": folder, "recipe": recipe, "db": db, "first": first, "second": second, "n_first": n_first}
 
 
