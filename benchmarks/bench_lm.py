@@ -5,6 +5,7 @@ batch 1, and (``--transfer``) SST-2 with 10 % of its training data, --init-from 
     python benchmarks/bench_lm.py --transfer           # … and the transfer experiment (2 × --transfer-time)
     python benchmarks/bench_lm.py --quick --max-time 1m --no-record   # a smoke test in under 3 minutes
     python benchmarks/bench_lm.py --add-imdb-text --name wt2-imdb-bilm   # WikiText-2 + IMDB reviews' text (for NER)
+    python benchmarks/bench_lm.py --recipe wikitext2-forward --name wt2-forward   # the forward LM's recipe
 
 Targets (issue 5): test perplexity per word ≤ 130 with ≤ 60 min of training; ≥ 300 generated tokens/s at
 batch 1; transfer ≥ 3 points of SST-2 dev accuracy over scratch at the same budget and seed.
@@ -115,6 +116,7 @@ def main() -> None:
         default="all",
         help="speed: generation speed only; transfer: the transfer runs only (with --checkpoint)",
     )
+    ap.add_argument("--recipe", default="wikitext2", help="the LM's recipe (default wikitext2, the BiLM)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for the LM run")
     ap.add_argument("--name", default="wikitext2", help="checkpoint name under benchmarks/out (default wikitext2)")
     ap.add_argument("--gen-tokens", type=int, default=600)
@@ -153,7 +155,7 @@ def main() -> None:
         "train",
         "lm",
         "--recipe",
-        "wikitext2",
+        args.recipe,
         "--train",
         train,
         "--dev",

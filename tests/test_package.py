@@ -16,7 +16,7 @@ from lstmtext.data import recipe_names, recipe_path, resolve_source, sample_path
 from lstmtext.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPES = ["conll2003", "imdb", "imdb-lm", "multi30k", "sst2", "wikitext2", "wikitext2-bilm"]
+RECIPES = ["conll2003", "imdb", "imdb-lm", "multi30k", "sst2", "wikitext2", "wikitext2-bilm", "wikitext2-forward"]
 TINY = ["--set", "encoder.embed_dim=32", "--set", "encoder.hidden_dim=32", "--set", "tokenizer.vocab_size=400"]
 
 
