@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, cpu, lstmtext, record, rel, run_options, training_cost  # noqa: E402
+from common import OUT, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 DATA = SHARED / "conll2003"
 TRAIN, DEV, TEST = DATA / "eng.train", DATA / "eng.testa", DATA / "eng.testb"
@@ -431,7 +431,7 @@ def startup(a, ckpt: Path, save: bool) -> None:
         print(f"{k}: {t:.3f}s median of {a.repeats} ({'same' if same else 'other'} tags as the checkpoint)", flush=True)
         if save:
             record(
-                f"{a.name}-tag-startup-{k} [{cpu()}]",
+                f"{a.name}-tag-startup-{k}",
                 "one line: Angela Merkel visited Paris.",
                 "seconds end to end (median)",
                 round(t, 3),

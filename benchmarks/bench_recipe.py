@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, cpu, lstmtext, record, rel, training_cost  # noqa: E402
+from common import OUT, REPO, SHARED, lstmtext, record, rel, training_cost  # noqa: E402
 
 from lstmtext.tasks import get_task  # noqa: E402
 
@@ -79,7 +79,7 @@ def score(a, task: str, test: str, tag: str, ckpt: Path, command: str, wall: flo
     )
     if not a.no_record:
         record(
-            f"{tag} [{cpu()}]",
+            tag,
             dataset,
             key,
             value,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED, cpu, record  # noqa: E402
+from common import REPO, SHARED, record  # noqa: E402
 
 
 def base_lines() -> list[str]:
@@ -116,7 +116,6 @@ def train_cmd(text: Path, out: Path, max_time: str, *extra: str) -> list[str]:
 
 
 def run_sizes(a, env: dict) -> None:
-    label = cpu()
     for gb in [float(s) for s in a.sizes.split(",")]:
         text = make_text(Path(a.work_dir) / f"text-{gb}GB.txt", int(gb * 1e9))
         cache = Path(a.work_dir) / f"cache-{gb}GB"
@@ -128,9 +127,9 @@ def run_sizes(a, env: dict) -> None:
         idx, phases = stream_index(cache), breakdown(r["stderr"])
         mbs = idx["bytes"] / 1e6 / max(idx["seconds"], 1e-9)
         shown = " ".join(cmd[2:]).replace(sys.executable, "python")
-        extra = {"cpu": label, "wall_s": round(r["wall"], 1), "max_time": max_time, "phases": phases, "index": idx}
+        extra = {"wall_s": round(r["wall"], 1), "max_time": max_time, "phases": phases, "index": idx}
         extra |= {"peak_rss_tree": r["peak_rss"], "peak_rss_main": r["peak_rss_main"]}
-        name = f"scale-lm-{gb}GB [{label}]"
+        name = f"scale-lm-{gb}GB"
         dataset = f"{text.stat().st_size / 1e9:.2f} GB WikiText-2+IMDB text"
         record(name, dataset, "peak RSS, process tree (GB)", round(r["peak_rss"] / 1e9, 3), None, None, shown, extra)
         record(name, dataset, f"wall s at --max-time {max_time}", round(r["wall"], 1), None, None, shown, extra)
@@ -141,7 +140,7 @@ def run_sizes(a, env: dict) -> None:
                           "train.max_steps=1"), env)  # fmt: skip
             ph = breakdown(hit["stderr"])
             start = hit["wall"] - ph.get("training", 0.0)
-            extra = {"cpu": label, "phases": ph, "wall_s": round(hit["wall"], 1), "peak_rss_tree": hit["peak_rss"]}
+            extra = {"phases": ph, "wall_s": round(hit["wall"], 1), "peak_rss_tree": hit["peak_rss"]}
             record(name, dataset, "cache-hit start-up s (wall less the one step)", round(start, 1), None, None,
                    shown + " --set train.max_steps=1", extra)  # fmt: skip
 
@@ -149,7 +148,7 @@ def run_sizes(a, env: dict) -> None:
 def run_compare(a, env: dict) -> None:
     """The same run (seed, steps) by the old in-memory code (--base) and this checkout, alternated: pieces/s of
     training and the WikiText-2 test perplexity of the result."""
-    label, rates, ppl = cpu(), {"base": [], "new": []}, {}
+    rates, ppl = {"base": [], "new": []}, {}
     steps = str(a.compare_steps)
     for rep in range(a.repeats):
         for who, root in (("base", Path(a.base)), ("new", REPO)):
@@ -172,8 +171,8 @@ def run_compare(a, env: dict) -> None:
             print(who, rep, rates[who][-1], round(r["wall"], 1), flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     shown = f"python benchmarks/bench_scale.py --only compare --base BASE --compare-steps {steps} --repeats {a.repeats}"
-    extra = {"cpu": label, "rates": rates, "ppl_word": ppl, "base": a.base}
-    name = f"scale-mmap-vs-memory [{label}]"
+    extra = {"rates": rates, "ppl_word": ppl, "base": a.base}
+    name = "scale-mmap-vs-memory"
     record(name, f"WikiText-2 train, {steps} steps", "pieces/s ratio memmap/in-memory (medians)",
            round(med["new"] / med["base"], 3), None, round(med["new"]), shown, extra)  # fmt: skip
     record(name, "WikiText-2 test", f"ppl/word at {steps} steps: memmap (in-memory {ppl['base']:.4f})",

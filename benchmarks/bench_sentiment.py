@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, cpu, lstmtext, record, rel, run_options, training_cost  # noqa: E402
+from common import OUT, REPO, SHARED, lstmtext, record, rel, run_options, training_cost  # noqa: E402
 
 EVAL = {"sst2": SHARED / "sst2" / "dev.tsv", "imdb": SHARED / "imdb" / "test.jsonl.gz"}
 SPLIT = {"sst2": "SST-2 dev (872)", "imdb": "IMDB test (25,000)"}
@@ -135,7 +135,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     if save:
         cmd = f"python benchmarks/bench_sentiment.py --only speed --checkpoint {ckpt.relative_to(REPO) if ckpt.is_relative_to(REPO) else ckpt}"
         record(
-            f"train-throughput-vs-raw-encoder [{cpu()}]",
+            "train-throughput-vs-raw-encoder",
             "SST-2 train (20k, recipe batches)",
             "loop/raw tokens/s",
             round(ratio, 3),
@@ -149,9 +149,9 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
                 "repeats": repeats,
             },
         )
-        record(f"cli-help [{cpu()}]", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
+        record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
         record(
-            f"cli-predict-sst2-dev [{cpu()}]",
+            "cli-predict-sst2-dev",
             "SST-2 dev (872 lines)",
             "seconds end to end",
             round(pred_s, 2),

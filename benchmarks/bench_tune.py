@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_recipe import PERCENT, header_commands  # noqa: E402
-from common import OUT, REPO, SHARED, cpu, record, rel  # noqa: E402
+from common import OUT, REPO, SHARED, record, rel  # noqa: E402
 
 from lstmtext.tasks import get_task  # noqa: E402
 
@@ -66,7 +66,7 @@ def main() -> None:
     print(summary, flush=True)
     if not a.no_record:
         record(
-            f"tune-{a.recipe} [{cpu()}]",
+            f"tune-{a.recipe}",
             f"dev: the trials' selection split (the recipe's own values: {own_value})",
             key,
             round(scale * top.value, 2),

@@ -87,13 +87,16 @@ def training_cost(ckpt: Path) -> tuple[dict, float, int | None]:
 def record(
     name: str, dataset: str, metric: str, value, train_min, tokens_per_s, command: str, extra: dict | None = None
 ) -> None:
-    """Append a row to BENCHMARKS.md and write benchmarks/out/NAME.json."""
+    """Append a row to BENCHMARKS.md and write benchmarks/out/NAME.json. Every row names the CPU it ran on
+    (``name [CPU]`` in the table, ``cpu`` in the JSON): figures from different machines are not comparable."""
     OUT.mkdir(parents=True, exist_ok=True)
+    machine = cpu()
     if os.environ.get("OMP_NUM_THREADS"):
         command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
     row = {
         "date": time.strftime("%Y-%m-%d"),
         "benchmark": name,
+        "cpu": machine,
         "dataset": dataset,
         "metric": metric,
         "value": value,
@@ -115,7 +118,7 @@ def record(
 
     with open(TABLE, "a", encoding="utf-8") as f:
         f.write(
-            f"| {row['date']} | {name} | {dataset} | {metric} | {fmt(value)} | {fmt(train_min)} | "
+            f"| {row['date']} | {name} [{machine}] | {dataset} | {metric} | {fmt(value)} | {fmt(train_min)} | "
             f"{fmt(tokens_per_s)} | `{command}` | {row['commit']} |\n"
         )
     print(json.dumps(row))

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu, record  # noqa: E402
+from common import record  # noqa: E402
 
 
 def measure(
@@ -109,7 +109,7 @@ def main() -> None:
                 print(json.dumps(row))
                 if a.record:
                     record(
-                        f"lm-train-speed-{e}x{h}x{v}-{d}-{p} [{cpu()}]",
+                        f"lm-train-speed-{e}x{h}x{v}-{d}-{p}",
                         f"random ids, {a.batch_tokens} pieces per step, chunks of {a.chunk}",
                         f"training pieces/s (median; {p}/{precisions[0]} {row['vs_first']})",
                         row["pieces_per_s"],

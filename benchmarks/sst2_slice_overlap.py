@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED, cpu, record  # noqa: E402
+from common import REPO, SHARED, record  # noqa: E402
 
 from lstmtext.config import resolve_recipe  # noqa: E402
 from lstmtext.holdout import VALID_BY, split_valid  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> None:
     )
     if a.record:
         record(
-            f"sst2-slice-overlap [{cpu()}]",
+            "sst2-slice-overlap",
             f"SST-2 train, the sst2 recipe's dev slice of {len(slice_)} {'phrases' if by == 'example' else 'sentences'} "
             f"(seed {a.seed}, by {by}); beside it SST-2 dev",
             f"% of the slice's phrases found verbatim inside the rest of train (SST-2 dev in train: {pct_dev} %; "

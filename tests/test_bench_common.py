@@ -1,7 +1,9 @@
 """benchmarks/common.py: the commit a row names."""
 
 import importlib.util
+import json
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,3 +39,20 @@ def test_commit_is_dirty_for_code_but_not_for_the_rows_a_run_appends(monkeypatch
     assert common.commit() == sha
     (repo / "code.py").write_text("x = 2\n")
     assert common.commit() == sha + "+dirty"
+
+
+def test_every_row_names_the_cpu_it_ran_on(monkeypatch, tmp_path):
+    common = load_common(monkeypatch, tmp_path)
+    monkeypatch.setattr(common, "OUT", tmp_path / "out")
+    monkeypatch.setattr(common, "TABLE", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(common, "commit", lambda: "abc1234")
+    monkeypatch.setattr(common, "cpu", lambda: "Some CPU, 2 cores")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    common.record("lm", "wikitext2", "test ppl/word", 124.74, 58.7, 16673, "python benchmarks/bench_lm.py")
+    last = (tmp_path / "BENCHMARKS.md").read_text().splitlines()[-1]
+    assert last == (
+        f"| {time.strftime('%Y-%m-%d')} | lm [Some CPU, 2 cores] | wikitext2 | test ppl/word | 124.7 | 58.7 | "
+        "16673 | `python benchmarks/bench_lm.py` | abc1234 |"
+    )
+    row = json.loads((tmp_path / "out" / "lm.json").read_text())
+    assert (row["benchmark"], row["cpu"], row["value"]) == ("lm", "Some CPU, 2 cores", 124.74)

@@ -269,20 +269,15 @@ class Row(NamedTuple):
     higher_is_better: bool = True
 
 
-def cpu() -> str:
-    """The CPU as every benchmark row names it (benchmarks/common.py)."""
-    return bench.cpu()
-
-
 def label(name: str, budget: str, issue_budget: str, threads: int, note: str) -> str:
-    """A row's benchmark column: the name, the budget (flagged when it is not the issue's), threads, CPU."""
+    """A row's benchmark column: the name, the budget (flagged when it is not the issue's), threads (record()
+    adds the CPU)."""
     parts = [
         f"{budget} budget" + ("" if seconds(budget) == seconds(issue_budget) else f", not the issue's {issue_budget}")
     ]
     parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
     if note:
         parts.append(note)
-    parts.append(f"CPU: {cpu()}")
     return f"{name} ({'; '.join(parts)})"
 
 
