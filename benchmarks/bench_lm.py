@@ -5,7 +5,7 @@ batch 1, and (``--transfer``) SST-2 with 10 % of its training data, --init-from 
     python benchmarks/bench_lm.py --transfer           # … and the transfer experiment (2 × --transfer-time)
     python benchmarks/bench_lm.py --quick --max-time 1m --no-record   # a smoke test in under 3 minutes
     python benchmarks/bench_lm.py --add-imdb-text --name wt2-imdb-bilm   # WikiText-2 + IMDB reviews' text (for NER)
-    python benchmarks/bench_lm.py --recipe wikitext2-forward --name wt2-forward   # the forward LM's recipe
+    python benchmarks/bench_lm.py --recipe wikitext2-forward --name wikitext2-forward   # the forward LM recipe
 
 Targets (issue 5): test perplexity per word ≤ 130 with ≤ 60 min of training; ≥ 300 generated tokens/s at
 batch 1; transfer ≥ 3 points of SST-2 dev accuracy over scratch at the same budget and seed.
