@@ -70,6 +70,7 @@ class EncoderConfig:
     num_layers: int = 1
     embed_dropout: float = 0.1
     dropout: float = 0.3  # between layers and on the encoder's output
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrices in training (AWD-LSTM); 0 = off
 
 
 # What an --init-from checkpoint's weights fix; the dropouts stay this run's choice.
@@ -344,7 +345,7 @@ def _validate_shared(recipe: Recipe) -> None:
         _refuse("train.max_time", t.max_time, "a positive duration such as 20m (omit it for no limit)")
     if not 0 <= t.ema < 1:
         raise UsageError(f"train.ema: expected a decay in [0, 1) such as 0.999 (0 = off), got {t.ema}")
-    dropouts = {"encoder.embed_dropout": c.embed_dropout, "encoder.dropout": c.dropout}
+    dropouts = {f"encoder.{k}": getattr(c, k) for k in ("embed_dropout", "dropout", "weight_drop")}
     for f in dataclasses.fields(recipe.options):
         if f.name.endswith("dropout"):
             dropouts[f"{recipe.task}.{f.name}"] = getattr(recipe.options, f.name)

@@ -9,12 +9,18 @@ already keeps padding small. The forward stack ignores padding because padding c
 The backward stack reads each sequence reversed within its own length, so it too starts on a real token and
 padding only ever comes after; the result is exactly what each sentence would get alone. The one packed run is
 ``forward_stack`` with lengths, where only each prompt's final state is wanted.
+
+``weight_drop`` is AWD-LSTM's DropConnect (Merity et al. 2017): in training each step draws one mask over the
+recurrent (hidden-to-hidden) matrices, shared by every position of the batch, so the recurrence is regularised
+without touching the fused kernel: the stack runs once with the masked matrices put in place of its own.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 
@@ -52,6 +58,7 @@ class Encoder(nn.Module):
         dropout: float = 0.3,
         pad_id: int = 0,
         backward: bool = True,
+        weight_drop: float = 0.0,
     ):
         super().__init__()
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
@@ -64,6 +71,7 @@ class Encoder(nn.Module):
         self.fwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
         self.bwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
         self.out_dropout = nn.Dropout(dropout)
+        self.weight_drop = weight_drop
         # False runs only the forward stack (a forward-only LM: half the compute). The backward stack's
         # weights stay, so the checkpoint still fits every task's encoder.
         self.run_backward = backward
@@ -93,15 +101,25 @@ class Encoder(nn.Module):
         With lengths, the final state is each sequence's own, after its last real token (the run is
         packed), and no states are returned (None): a prompt needs only where it ends."""
         if lengths is None:
-            return self.fwd(x, hx)
+            return self._run(self.fwd, x, hx)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return None, self.fwd(packed, hx)[1]
 
     def backward_stack(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Embedded input x (B, T, E) → backward states (B, T, H), position t having read t … length-1."""
         idx = reversal_index(lengths, x.shape[1], x.device)  # (B, T), undoes itself
-        rev, _ = self.bwd(take_rows(x, idx))  # (B, T, H), each sequence reversed
+        rev, _ = self._run(self.bwd, take_rows(x, idx))  # (B, T, H), each sequence reversed
         return take_rows(rev, idx)
+
+    def _run(self, rnn: nn.Module, x: torch.Tensor, hx=None):
+        """rnn(x, hx), with its recurrent matrices weight-dropped when training with weight_drop > 0."""
+        if not (self.training and self.weight_drop > 0):
+            return rnn(x, hx)
+        dropped = {}
+        for k in range(rnn.num_layers):
+            name = f"weight_hh_l{k}"
+            dropped[name] = F.dropout(getattr(rnn, name), self.weight_drop, training=True)
+        return functional_call(rnn, dropped, (x, hx))
 
     def forward_cells(self) -> list[nn.Module]:
         """LSTMCell/GRUCell views of the forward stack's weights (shared, not copied), one per layer: for

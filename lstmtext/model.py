@@ -29,4 +29,5 @@ def build_encoder(cfg: EncoderConfig, vocab_size: int, backward: bool = True) ->
         embed_dropout=cfg.embed_dropout,
         dropout=cfg.dropout,
         backward=backward,
+        weight_drop=cfg.weight_drop,
     )

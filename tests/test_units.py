@@ -99,6 +99,7 @@ def test_config_choice_keys_refuse_other_values_as_the_recipe_is_read(task, over
             "train.max_time: expected a positive duration such as 20m (omit it for no limit), got '0m'",
         ),
         ("train.init_seed=-3", "train.init_seed: expected 0 (train.seed) or a positive seed, got -3"),
+        ("encoder.weight_drop=1", "encoder.weight_drop: expected a probability in [0, 1), got 1.0"),
     ],
 )
 def test_config_refuses_out_of_range_values_in_one_line(override, message):
@@ -257,6 +258,33 @@ def test_encoder_take_rows_matches_gather():
     idx = torch.tensor([[0, 4], [2, 2], [1, 0]])
     want = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, 4))
     assert torch.equal(take_rows(x, idx), want)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_encoder_weight_drop_masks_the_recurrent_matrices_in_training_only(cell):
+    torch.manual_seed(0)
+    enc = Encoder(50, 16, 12, num_layers=2, cell=cell, embed_dropout=0.0, dropout=0.0, weight_drop=0.5)
+    x = torch.randn(2, 5, 16)
+    plain = type(enc.fwd)(16, 12, 2, batch_first=True)
+    plain.load_state_dict(enc.fwd.state_dict())
+    kept = {k: v.clone() for k, v in enc.state_dict().items()}
+    # By hand: the same draws, layer by layer, put into a copy of the stack (F.dropout scales by 1/(1-p)).
+    torch.manual_seed(3)
+    masked = [torch.nn.functional.dropout(getattr(enc.fwd, f"weight_hh_l{k}"), 0.5) for k in range(2)]
+    torch.manual_seed(3)
+    out, _ = enc.forward_stack(x)
+    with torch.no_grad():
+        for k, w in enumerate(masked):
+            getattr(plain, f"weight_hh_l{k}").copy_(w)
+    torch.testing.assert_close(out, plain(x)[0])
+    assert all(0.3 < (w == 0).float().mean() < 0.7 for w in masked)
+    out.sum().backward()  # the gradient reaches the stored matrix only where the mask kept it
+    grad = enc.fwd.weight_hh_l0.grad
+    assert torch.equal(grad[masked[0] == 0], torch.zeros_like(grad[masked[0] == 0]))
+    assert all(torch.equal(v, kept[k]) for k, v in enc.state_dict().items())  # the stored weights are untouched
+    enc.eval()
+    plain.load_state_dict(enc.fwd.state_dict())
+    torch.testing.assert_close(enc.forward_stack(x)[0], plain(x)[0])  # no mask at inference
 
 
 # -- checkpoint --------------------------------------------------------------------------------------------
