@@ -182,7 +182,7 @@ class TokenStream:
 
 
 class Windows(Sequence):
-    """Features {"ids", "length"} for windows of ``length`` ids starting every ``step`` ids of a stream; built
+    """Features {"ids", "length", "start"} for windows of ``length`` ids starting every ``step`` ids of a stream; built
     when indexed, so a corpus of any size costs memory only for the windows of the batch in hand."""
 
     def __init__(self, stream: TokenStream, length: int, step: int):
@@ -197,7 +197,7 @@ class Windows(Sequence):
     def __getitem__(self, i):  # an int: Sequence's slicing is not needed by the loop
         s = self.starts[i]
         t = min(s + self.length, len(self.stream))
-        return {"ids": self.stream.read(s, t), "length": t - s}
+        return {"ids": self.stream.read(s, t), "length": t - s, "start": s}
 
 
 # -- the cache -------------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def test_windows_are_the_in_memory_chunks(tmp_path, tok, monkeypatch, length, pe
     assert len(windows) == len(feats)
     assert windows.lengths.tolist() == [f["length"] for f in feats]
     assert [w["ids"].tolist() for w in windows] == [f["ids"] for f in feats]
+    assert [w["start"] for w in windows] == [i * (length - 1) for i in range(len(windows))]  # consecutive share one
     assert len(list((windows.stream.folder).glob("shard-*.bin"))) == -(-len(windows.stream) // per)
 
 

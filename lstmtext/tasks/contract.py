@@ -128,6 +128,10 @@ class Streamed(Protocol):
         """The training features over a ``corpus.TokenStream``: a ``corpus.Windows`` whose items are what
         ``featurize`` makes of the same text."""
 
+    def stream_batches(self, windows: Any, recipe: Any, epoch: int, world: int) -> list:
+        """One epoch's training batches over ``stream_windows``'s windows (arrays of window indices), for all
+        ``world`` processes together (the loop deals every world-th batch to each)."""
+
 
 def one_or_many(predict: Callable) -> Callable:
     """Let a list-in, list-out ``predict`` also take one string and give its one result."""

@@ -7,11 +7,10 @@ Training scheme. The text becomes one stream of pieces, each line followed by EO
 opened by one EOS (so the first piece of the text is predicted from "start of line" like every other line).
 The stream is cut into chunks of ``chunk_length`` pieces; consecutive chunks share one piece, so the forward
 LM scores every piece after the opening EOS exactly once, and the backward LM every piece before the final
-one. Chunks are independent sequences: no state is carried between batches. Why not truncated BPTT with a
-carried state: the generic loop shuffles length-bucketed batches (which is what keeps every task on one
-loop), and carrying state needs a fixed batch layout in stream order. The cost of the reset is the short
-context at the start of each chunk, smaller the longer the chunk; longer chunks also train faster (fewer,
-longer recurrent GEMMs), so the default is long and the recipes set their own.
+one. By default chunks are independent sequences, shuffled into batches: no state is carried between batches,
+and the cost is the short context at the start of each chunk, smaller the longer the chunk. ``carry_state``
+trains with truncated BPTT instead (tasks/lm_carry.py): batches in text order, each row starting from the state
+its previous chunk ended in.
 Evaluation reads the text as a stream with the state carried from chunk to chunk (see ``evaluate``), as
 word-level LM papers do, so no piece loses its context to a reset; chunks of ``eval_chunk_length`` only
 bound the memory of one step.
@@ -51,6 +50,9 @@ class Options:
     # forward stack; the backward stack keeps its initial weights, so --init-from such a model transfers
     # half an encoder. True (the BiLM) is what NER and sentiment want to start from.
     bidirectional: bool = True
+    # true: truncated BPTT, the forward stack's state carried from each chunk to the next (batches in text order,
+    # not shuffled); false: independent chunks in shuffled batches
+    carry_state: bool = False
 
 
 # What LMs need beyond the shared defaults: stronger dropout on the embedding and the states; 8 chunks of
@@ -118,6 +120,22 @@ def stream_windows(stream, recipe):
     return Windows(stream, length, length - 1)
 
 
+def stream_batches(windows, recipe, epoch: int, world: int = 1) -> list:
+    """An epoch's training batches: in text order with ``carry_state`` (one row per ``chunk_length`` of
+    ``batch_tokens``), else shuffled (the windows are all one length but the last, so bucketing only shuffles)."""
+    from lstmtext.data import bucket_batches
+    from lstmtext.tasks.lm_carry import carry_batches
+
+    tc = recipe.train
+    if recipe.options.carry_state:
+        return carry_batches(
+            len(windows), max(1, min(tc.max_batch_size, tc.batch_tokens // recipe.options.chunk_length)), world
+        )
+    return bucket_batches(
+        windows.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
+    )
+
+
 def tokenizer_texts(examples: list[dict]):
     return (e["text"] for e in examples if e["text"].strip())
 
@@ -168,17 +186,22 @@ def collate(features: list[dict]) -> dict:
     from lstmtext.tasks.common import pad
 
     lengths = torch.tensor([max(1, f["length"]) for f in features])
-    return {"tokens": pad([f["ids"] for f in features]), "lengths": lengths}  # ids: lists, or arrays of the cache
+    batch = {"tokens": pad([f["ids"] for f in features]), "lengths": lengths}  # ids: lists, or arrays of the cache
+    if "start" in features[0]:  # training windows: where each starts in the stream, for carry_state
+        batch["starts"] = torch.tensor([f["start"] for f in features])
+    return batch
 
 
 # -- model -------------------------------------------------------------------------------------------------
 def build_model(recipe, vocab_size: int, labels: list[str]):
     from lstmtext.heads.lm import LMHead
     from lstmtext.model import Model, build_encoder
+    from lstmtext.tasks.lm_carry import CarryLM
 
     bi = recipe.options.bidirectional
     encoder = build_encoder(recipe.encoder, vocab_size, backward=bi)
-    return Model(encoder, LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout, bidirectional=bi))
+    head = LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout, bidirectional=bi)
+    return (CarryLM if recipe.options.carry_state else Model)(encoder, head)
 
 
 def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:

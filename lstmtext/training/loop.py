@@ -16,6 +16,7 @@ from lstmtext.data import bucket_batches
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress
 from lstmtext.tasks.common import to_device
+from lstmtext.tasks.contract import Streamed
 from lstmtext.tokenstream import Windows
 from lstmtext.training.distributed import all_flags, rank_batches
 from lstmtext.training.state import LoopState
@@ -123,9 +124,12 @@ class Loop:
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         tc, d = self.tc, self.d
-        batches = bucket_batches(
-            self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
-        )
+        if isinstance(self.mod, Streamed):
+            batches = self.mod.stream_batches(self.feats, self.run.recipe, epoch, d.world)
+        else:
+            batches = bucket_batches(
+                self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
+            )
         return rank_batches(batches, d.rank, d.world) if d.world > 1 else batches
 
     def reserve(self) -> float:
