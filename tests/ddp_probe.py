@@ -27,7 +27,9 @@ def step(self, batches, progress):
     epoch = self.state.epoch
     seen["steps"].append([epoch, batches[self.state.pos].tolist()])
     if str(epoch) not in seen["one_process"]:  # the same epoch's batches for a world of one
-        alone = SimpleNamespace(tc=self.tc, d=Dist(), lengths=self.lengths)
+        alone = SimpleNamespace(
+            tc=self.tc, d=Dist(), lengths=self.lengths, mod=self.mod, run=self.run, feats=self.feats
+        )
         seen["one_process"][str(epoch)] = [b.tolist() for b in Loop.epoch_batches(alone, epoch)]
     return _step(self, batches, progress)
 

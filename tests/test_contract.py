@@ -97,6 +97,20 @@ def test_get_task_names_the_missing_members(monkeypatch):
         get_task("broken")
 
 
+def test_get_task_names_a_streamed_tasks_missing_members(monkeypatch):
+    import sys
+    import types
+
+    from lstmtext.tasks import lm
+
+    half = types.ModuleType("half_streamed")
+    half.__dict__.update({k: v for k, v in vars(lm).items() if k != "stream_batches" and not k.startswith("__")})
+    monkeypatch.setitem(sys.modules, "half_streamed", half)
+    monkeypatch.setitem(TASKS, "half", "half_streamed")
+    with pytest.raises(TypeError, match=r"^task module half_streamed streams but lacks stream_batches \(the Streamed"):
+        get_task("half")
+
+
 # -- (b) one contract run over every task ------------------------------------------------------------------
 @pytest.fixture(scope="module", params=sorted(TASKS))
 def trained(request, tmp_path_factory):

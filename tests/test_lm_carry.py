@@ -29,8 +29,10 @@ def test_carry_batches_give_each_process_rows_that_continue_the_text(n, rows, wo
     batches = [b.tolist() for b in carry_batches(n, rows, world)]
     seen = [i for b in batches for i in b]
     assert len(seen) == len(set(seen)) and all(0 <= i < n for i in seen)
+    assert sorted(seen) == list(range(n // world * world))  # under torchrun fewer than `world` are left out
     if world == 1:
-        assert batches == lm.stream_rows(n, rows) and sorted(seen) == list(range(n))
+        assert batches == lm.stream_rows(n, rows)
+    assert len(batches) % world == 0  # every process gets the same number of steps
     for rank in range(world):
         mine = batches[rank::world]
         for j in range(1, len(mine)):  # row b of a step is the window after row b of the step before
@@ -100,15 +102,48 @@ def test_a_window_that_does_not_continue_the_last_batch_starts_blank(tok):
     torch.testing.assert_close(carried[1], blank[1])
 
 
-def test_cli_lm_trains_with_carry_state_and_keeps_it_in_the_checkpoint(tmp_path):
+CARRY = ["lm.carry_state=true", "lm.bidirectional=false", "train.epochs=2", "train.eval_every=10", "train.patience=0"]
+
+
+def _train(out, *overrides, **kw):
+    from lstmtext.training import train
+
+    settings = [a for a in TINY if a != "--set"]
+    return train("lm", overrides=[*settings, *CARRY, *overrides], out=out, show_progress=False, **kw)
+
+
+def test_training_carries_every_row_after_an_epochs_first_batch(tmp_path, monkeypatch):
+    """Through the real loop: batches come in text order and each one after an epoch's first continues every row
+    but the ones past the end of a run; the checkpoint keeps the setting, and evaluate reads it."""
+    real, kept = CarryLM._carried, []
+
+    def spy(self, starts):
+        hx = real(self, starts)
+        kept.append((0 if hx is None else int((hx[0].abs().sum((0, 2)) > 0).sum()), len(starts)))
+        return hx
+
+    monkeypatch.setattr(CarryLM, "_carried", spy)
     out = tmp_path / "carry.ckpt"
-    proc = run_cli(
-        "train", "lm", "-o", out, "--epochs", "1", "-q", *TINY, "--set", "lm.carry_state=true",
-        "--set", "lm.bidirectional=false",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    summary = _train(out)
+    per_epoch = summary["steps"] // 2
+    assert per_epoch > 5 and len(kept) == summary["steps"]
+    for epoch in range(2):
+        steps = kept[epoch * per_epoch : (epoch + 1) * per_epoch]
+        assert steps[0][0] == 0  # an epoch starts blank
+        assert all(k == n for k, n in steps[1:])  # then every row continues (the rows still going are a prefix)
     info = run_cli("info", out, "--format", "json")
-    assert info.returncode == 0, info.stderr
-    assert json.loads(info.stdout)["recipe"]["lm"]["carry_state"] is True
+    assert info.returncode == 0 and json.loads(info.stdout)["recipe"]["lm"]["carry_state"] is True
     ev = run_cli("evaluate", out, REPO / "data" / "lm" / "dev.txt", "--format", "json")
     assert ev.returncode == 0 and json.loads(ev.stdout)["ppl_word"] > 1
+
+
+def test_a_resumed_carry_run_continues_exactly(tmp_path):
+    from test_resume import _assert_same_run
+
+    torch.set_num_threads(1)
+    full = tmp_path / "full.ckpt"
+    steps = _train(full)["steps"]
+    out = tmp_path / "part.ckpt"
+    assert _train(out, "train.max_steps=7")["steps"] == 7  # mid-epoch, the state carried into step 8
+    assert _train(out, "train.max_steps=0", resume=True)["steps"] == steps
+    _assert_same_run(full, out)

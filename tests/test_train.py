@@ -194,7 +194,7 @@ def test_train_ranks_split_each_epochs_batches_without_overlap():
     one, two = Dist(), [Dist(rank, 2) for rank in range(2)]
 
     def plan(d, epoch):
-        return [b.tolist() for b in Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths), epoch)]
+        return [b.tolist() for b in Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths, mod=None), epoch)]
 
     for epoch in range(4):
         alone = plan(one, epoch)

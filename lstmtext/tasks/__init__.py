@@ -22,7 +22,7 @@ TASKS = {
 def get_task(name: str) -> ModuleType:
     """The task module named ``name``, checked against the Task protocol: a missing member fails here, by name,
     rather than deep inside a run."""
-    from lstmtext.tasks.contract import PREDICTOR_CLASS_MEMBERS, TASK_MEMBERS, Task
+    from lstmtext.tasks.contract import PREDICTOR_CLASS_MEMBERS, STREAMED_MEMBERS, TASK_MEMBERS, Streamed, Task
 
     if name not in TASKS:
         raise UsageError(f"unknown task '{name}' (valid: {', '.join(TASKS)})")
@@ -32,6 +32,9 @@ def get_task(name: str) -> ModuleType:
         raise TypeError(
             f"task module {TASKS[name]} lacks {', '.join(missing)} (the Task protocol of lstmtext/tasks/contract.py)"
         )
+    if any(hasattr(module, m) for m in STREAMED_MEMBERS) and not isinstance(module, Streamed):
+        missing = [m for m in STREAMED_MEMBERS if not hasattr(module, m)]
+        raise TypeError(f"task module {TASKS[name]} streams but lacks {', '.join(missing)} (the Streamed protocol)")
     missing = [m for m in PREDICTOR_CLASS_MEMBERS if not hasattr(module.Predictor, m)]
     if missing:
         raise TypeError(

@@ -151,6 +151,8 @@ TASK_MEMBERS = tuple(
     if not name.startswith("_")
 )
 
+STREAMED_MEMBERS = tuple(name for name, v in vars(Streamed).items() if callable(v) and not name.startswith("_"))
+
 PREDICTOR_MEMBERS = tuple(
     name
     for name in {**Predictor.__annotations__, **{k: v for k, v in vars(Predictor).items() if callable(v)}}

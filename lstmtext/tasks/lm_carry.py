@@ -7,7 +7,9 @@ step j. ``CarryLM`` keeps the forward stack's final state (detached) with the st
 window must start at, and takes a row's state only when its window starts there; any other row starts from
 zeros. A batch that does not continue the last one (the first of an epoch, one after a resume, the last short
 run) therefore starts blank rather than wrong, and evaluation between steps, which reads through
-``forward_stack`` on its own, leaves the carried state alone.
+``forward_stack`` on its own, leaves the carried state alone. The resume file keeps the carried state
+(``carried_tensors``), so a resumed run continues exactly; under torchrun it holds rank 0's, and the other ranks'
+rows, which do not continue rank 0's windows, start their first batch after a resume blank.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from lstmtext.model import Model
 
 def carry_batches(n_windows: int, rows: int, world: int = 1) -> list[np.ndarray]:
     """An epoch's batches of window indices in text order: with ``world`` processes (torchrun), the windows are
-    first cut into ``world`` contiguous parts and the parts' steps interleaved, so that each process's share
-    (every world-th batch from its rank on) is a stream of its own."""
+    first cut into ``world`` contiguous parts of one size (the last ``n_windows % world`` windows, fewer than
+    ``world``, are left out) and the parts' steps interleaved, so that each process's share (every world-th
+    batch from its rank on) is a stream of its own."""
     from lstmtext.tasks.lm import stream_rows
 
-    cut = np.linspace(0, n_windows, world + 1).astype(int)
-    parts = [[np.asarray(step) + cut[p] for step in stream_rows(cut[p + 1] - cut[p], rows)] for p in range(world)]
-    steps = min(len(p) for p in parts)
-    return [part[j] for j in range(steps) for part in parts]
+    size = n_windows // world
+    plan = stream_rows(size, rows)
+    return [np.asarray(step) + p * size for step in plan for p in range(world)]
 
 
 class CarryLM(Model):
@@ -49,6 +51,20 @@ class CarryLM(Model):
         if enc.run_backward:
             states = torch.cat([states, enc.backward_stack(x, lengths)], dim=-1)  # (B, T, 2H)
         return self.head(enc.out_dropout(states), batch)
+
+    def carried_tensors(self) -> dict[str, torch.Tensor]:
+        """The carried state for the resume file ({} before the first step)."""
+        if self._carry is None:
+            return {}
+        hx, want = self._carry
+        hx = hx if isinstance(hx, tuple) else (hx,)
+        return {"carry.starts": want, **{f"carry.state{k}": h for k, h in enumerate(hx)}}
+
+    def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "carry.starts" not in tensors:
+            return
+        hx = tuple(tensors[f"carry.state{k}"] for k in range(2) if f"carry.state{k}" in tensors)
+        self._carry = (hx if len(hx) == 2 else hx[0], tensors["carry.starts"])
 
     def _carried(self, starts: torch.Tensor):
         """The state each row starts from: the last batch's same row where this window continues it, else zeros
