@@ -73,8 +73,10 @@ class Encoder(nn.Module):
         self.out_dropout = nn.Dropout(dropout)
         self.weight_drop = weight_drop
         # False runs only the forward stack (a forward-only LM: half the compute). The backward stack's
-        # weights stay, so the checkpoint still fits every task's encoder.
+        # weights stay, so the checkpoint still fits every task's encoder; they are frozen, since no loss
+        # reaches them (and DDP refuses parameters that get no gradient).
         self.run_backward = backward
+        self.bwd.requires_grad_(backward)
         nn.init.normal_(self.embed.weight, std=embed_dim**-0.5)
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()

@@ -4,6 +4,9 @@ from their final state, which equals reading each run of windows as one sequence
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +150,28 @@ def test_a_resumed_carry_run_continues_exactly(tmp_path):
     assert _train(out, "train.max_steps=7")["steps"] == 7  # mid-epoch, the state carried into step 8
     assert _train(out, "train.max_steps=0", resume=True)["steps"] == steps
     _assert_same_run(full, out)
+
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason=f"torchrun missing: no {TORCHRUN} beside this Python")
+def test_under_torchrun_each_process_trains_a_stream_of_its_own(tmp_path):
+    from conftest import cli_env
+
+    args = ["train", "lm", "-o", str(tmp_path / "ddp.ckpt"), "--epochs", "1", *TINY]
+    args += ["--set", "lm.carry_state=true", "--set", "lm.bidirectional=false"]
+    probe = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO / "tests" / "ddp_probe.py")]
+    proc = subprocess.run(
+        [*probe, str(tmp_path), *args], capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    n = len(ranks[0]["lengths"])
+    trained = [[b for _, b in r["steps"]] for r in ranks]
+    assert len(trained[0]) == len(trained[1]) > 2
+    for mine in trained:  # row b of each step is the window after row b of the step before
+        for j in range(1, len(mine)):
+            assert [i - 1 for i in mine[j]] == mine[j - 1][: len(mine[j])]
+    first, second = ({i for b in mine for i in b} for mine in trained)
+    assert not first & second and sorted(first | second) == list(range(n // 2 * 2))
