@@ -182,8 +182,8 @@ class TokenStream:
 
 
 class Windows(Sequence):
-    """Features {"ids", "length", "start"} for windows of ``length`` ids starting every ``step`` ids of a stream; built
-    when indexed, so a corpus of any size costs memory only for the windows of the batch in hand."""
+    """Features {"ids", "length", "start"} for windows of ``length`` ids starting every ``step`` ids of a stream;
+    built when indexed, so a corpus of any size costs memory only for the windows of the batch in hand."""
 
     def __init__(self, stream: TokenStream, length: int, step: int):
         self.stream, self.length = stream, length

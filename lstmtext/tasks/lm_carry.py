@@ -34,6 +34,8 @@ def carry_batches(n_windows: int, rows: int, world: int = 1) -> list[np.ndarray]
 
 
 class CarryLM(Model):
+    """Model(encoder, head) whose training steps carry the forward stack's state between batches (see above)."""
+
     def __init__(self, encoder, head):
         super().__init__(encoder, head)
         self._carry = None  # (final state of the last training batch, detached; where each row's next window starts)
