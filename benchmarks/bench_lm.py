@@ -44,7 +44,8 @@ def wikitext_and_imdb(dst: Path, wikitext_times: int = 2) -> Path:
     5.8M words), one review per line, its <br /> tags dropped and its words split as `lstmtext tag` splits them
     (punctuation apart, as in WikiText and CoNLL). WikiText-2 replaces every word seen fewer than three times
     with <unk>, so a BiLM on it alone never reads a rare name; the reviews are raw text full of them. Training
-    shuffles chunks (unless lm.carry_state), so the order here does not matter; dev stays WikiText-2's, which the repeat keeps in view."""
+    shuffles chunks (unless lm.carry_state), so the order here does not matter; dev stays WikiText-2's, which the
+    repeat keeps in view."""
     import gzip
     import re
 

@@ -252,6 +252,11 @@ def bucket_batches(
     return batches
 
 
+def shuffled_epoch(lengths: Sequence[int], tc, epoch: int) -> list[np.ndarray]:
+    """An epoch's training batches under the recipe's [train] ``tc``: bucketed, shuffled by (train.seed, epoch)."""
+    return bucket_batches(lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch)
+
+
 def _cuts(ascending: np.ndarray, batch_tokens: int, max_batch_size: int) -> list[int]:
     """Where the batches of the sorted lengths begin (the first excepted): an item joins the batch in hand while
     (items + 1) × its length ≤ batch_tokens and items < max_batch_size, else it begins the next one. Equal

@@ -18,6 +18,14 @@ class Model(nn.Module):
         states = self.encoder(batch["tokens"], batch["lengths"])  # (B, T, 2H)
         return self.head(states, batch)
 
+    def step_state(self) -> dict:
+        """Tensors beyond the weights that one training step hands the next (the resume file keeps them so a
+        resumed run continues exactly): none here; tasks/lm_carry.CarryLM's carried state."""
+        return {}
+
+    def restore_step_state(self, tensors: dict) -> None:
+        """Put back what ``step_state`` gave."""
+
 
 def build_encoder(cfg: EncoderConfig, vocab_size: int, backward: bool = True) -> Encoder:
     return Encoder(

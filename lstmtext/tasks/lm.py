@@ -123,7 +123,7 @@ def stream_windows(stream, recipe):
 def stream_batches(windows, recipe, epoch: int, world: int = 1) -> list:
     """An epoch's training batches: in text order with ``carry_state`` (one row per ``chunk_length`` of
     ``batch_tokens``), else shuffled (the windows are all one length but the last, so bucketing only shuffles)."""
-    from lstmtext.data import bucket_batches
+    from lstmtext.data import shuffled_epoch
     from lstmtext.tasks.lm_carry import carry_batches
 
     tc = recipe.train
@@ -131,9 +131,7 @@ def stream_batches(windows, recipe, epoch: int, world: int = 1) -> list:
         return carry_batches(
             len(windows), max(1, min(tc.max_batch_size, tc.batch_tokens // recipe.options.chunk_length)), world
         )
-    return bucket_batches(
-        windows.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
-    )
+    return shuffled_epoch(windows.lengths, tc, epoch)
 
 
 def tokenizer_texts(examples: list[dict]):

@@ -8,7 +8,7 @@ window must start at, and takes a row's state only when its window starts there;
 zeros. A batch that does not continue the last one (the first of an epoch, one after a resume, the last short
 run) therefore starts blank rather than wrong, and evaluation between steps, which reads through
 ``forward_stack`` on its own, leaves the carried state alone. The resume file keeps the carried state
-(``carried_tensors``), so a resumed run continues exactly; under torchrun it holds rank 0's, and the other ranks'
+(``step_state``), so a resumed run continues exactly; under torchrun it holds rank 0's, and the other ranks'
 rows, which do not continue rank 0's windows, start their first batch after a resume blank.
 """
 
@@ -54,19 +54,19 @@ class CarryLM(Model):
             states = torch.cat([states, enc.backward_stack(x, lengths)], dim=-1)  # (B, T, 2H)
         return self.head(enc.out_dropout(states), batch)
 
-    def carried_tensors(self) -> dict[str, torch.Tensor]:
-        """The carried state for the resume file ({} before the first step)."""
+    def step_state(self) -> dict[str, torch.Tensor]:
+        """The carried state, for the resume file ({} before the first step)."""
         if self._carry is None:
             return {}
         hx, want = self._carry
         hx = hx if isinstance(hx, tuple) else (hx,)
-        return {"carry.starts": want, **{f"carry.state{k}": h for k, h in enumerate(hx)}}
+        return {"starts": want, **{f"state{k}": h for k, h in enumerate(hx)}}
 
-    def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "carry.starts" not in tensors:
+    def restore_step_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "starts" not in tensors:
             return
-        hx = tuple(tensors[f"carry.state{k}"] for k in range(2) if f"carry.state{k}" in tensors)
-        self._carry = (hx if len(hx) == 2 else hx[0], tensors["carry.starts"])
+        hx = tuple(tensors[f"state{k}"] for k in range(2) if f"state{k}" in tensors)
+        self._carry = (hx if len(hx) == 2 else hx[0], tensors["starts"])
 
     def _carried(self, starts: torch.Tensor):
         """The state each row starts from: the last batch's same row where this window continues it, else zeros

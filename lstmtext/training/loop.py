@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lstmtext.data import bucket_batches
+from lstmtext.data import shuffled_epoch
 from lstmtext.errors import TrainingStopped, UsageError
 from lstmtext.progress import TrainProgress
 from lstmtext.tasks.common import to_device
@@ -127,9 +127,7 @@ class Loop:
         if isinstance(self.mod, Streamed):
             batches = self.mod.stream_batches(self.feats, self.run.recipe, epoch, d.world)
         else:
-            batches = bucket_batches(
-                self.lengths, tc.batch_tokens, tc.max_batch_size, shuffle=True, seed=tc.seed * 1000 + epoch
-            )
+            batches = shuffled_epoch(self.lengths, tc, epoch)
         return rank_batches(batches, d.rank, d.world) if d.world > 1 else batches
 
     def reserve(self) -> float:

@@ -10,7 +10,6 @@ import torch
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.errors import UsageError
-from lstmtext.tasks.lm_carry import CarryLM
 from lstmtext.training.state import LoopState
 
 
@@ -57,8 +56,7 @@ def save(path: Path, run, state: LoopState, data: list[dict], context: dict | No
     tensors = {f"model.{k}": v for k, v in run.raw_model.state_dict().items()}
     opt_tensors, opt_meta = optimizer_tensors(run.opt)
     tensors.update(opt_tensors)
-    if isinstance(run.raw_model, CarryLM):  # lm.carry_state: the state the next batch continues from
-        tensors.update(run.raw_model.carried_tensors())
+    tensors.update({f"step.{k}": v for k, v in run.raw_model.step_state().items()})  # e.g. lm.carry_state's
     tensors["rng.torch"] = torch.get_rng_state()
     if run.device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(run.device)
@@ -101,8 +99,7 @@ def model_weights(tensors: dict) -> dict:
 def restore(run, meta: dict, tensors: dict, state: LoopState) -> None:
     """Put a resume file's optimizer, average and RNG back into ``run`` (built with ``model_weights``)."""
     restore_optimizer(run.opt, tensors, meta["optimizer"])
-    if isinstance(run.raw_model, CarryLM):
-        run.raw_model.restore_carried({k: v.to(run.device) for k, v in tensors.items() if k.startswith("carry.")})
+    run.raw_model.restore_step_state({k[5:]: v.to(run.device) for k, v in tensors.items() if k.startswith("step.")})
     if run.average:
         run.average.restore(tensors, state.ema_updates)
     if run.scaler is not None and state.scaler:
