@@ -102,6 +102,7 @@ class TrainConfig:
     device: str = choice("auto", "cpu", "cuda")
     precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
+    sparse_embeddings: bool = False  # row-sparse embedding gradients, lazy Adam on the rows used (training/optim.py)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``torchrun ... tests/ddp_probe.py OUT lstmtext-args...`` runs ``lstmtext ARGS`` on each rank as ``-m lstmtext``
 does, and records for tests/test_train.py what the library keeps to itself: the example indices of every
-batch the rank trains on (with the batches one process would train on in the same epoch) and the rank's
-weights when training ends, in OUT/rankR.json and OUT/rankR.safetensors."""
+batch the rank trains on (with the batches one process would train on in the same epoch), its optimizer's
+class, and the rank's weights when training ends, in OUT/rankR.json and OUT/rankR.safetensors."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def step(self, batches, progress):
 def fit(self, show_progress):
     stop = _fit(self, show_progress)
     seen["lengths"] = list(map(int, self.lengths))
+    seen["optimizer"] = type(self.run.opt).__name__  # DenseSparseAdamW under train.sparse_embeddings
     weights = {k: v.detach().cpu().contiguous() for k, v in self.run.raw_model.state_dict().items()}
     save_file(weights, str(OUT / f"rank{RANK}.safetensors"))
     (OUT / f"rank{RANK}.json").write_text(json.dumps(seen))

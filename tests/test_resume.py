@@ -121,6 +121,19 @@ def test_max_steps_anywhere_resumes_exactly_and_keeps_the_clock(tmp_path):
         assert last["spent"]["read"] > first["spent"]["read"]  # the second command's reading counts too
 
 
+def test_sparse_embeddings_resume_exactly(tmp_path):
+    """train.sparse_embeddings: DenseSparseAdamW's row moments go through the resume file like AdamW's, so a run
+    stopped mid-epoch and resumed ends where the uninterrupted one does."""
+    args = ["train.epochs=2", "train.eval_every=0", "train.sparse_embeddings=true"]
+    full, out = tmp_path / "full.ckpt", tmp_path / "m.ckpt"
+    _train(full, *args)
+    _train(tmp_path / "dense.ckpt", *args[:2])
+    assert not _same_files(full, tmp_path / "dense.ckpt")  # the option is in force: lazy Adam trains otherwise
+    assert _train(out, *args, "train.max_steps=7")["stop"] == "max_steps"
+    assert _train(out, "train.max_steps=0", resume=True)["steps"] == 36
+    _assert_same_run(full, out)
+
+
 def test_kill_9_resumes_from_the_last_resume_state_exactly(tmp_path):
     """A run killed at step 12 continues from the resume state of its evaluation at step 10; the killed run's
     half-written temp files are removed and its lock does not hold the next run back."""

@@ -210,9 +210,12 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"  # beside the interpreter: t
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason=f"torchrun missing: no {TORCHRUN} beside this Python")
-def test_train_distributed_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--set", "train.sparse_embeddings=true"]], ids=["dense", "sparse-embeddings"])
+def test_train_distributed_two_cpu_processes(tmp_path, extra):
     """One torchrun launch of two CPU ranks: they train on disjoint halves of every epoch's batches, end with
-    identical weights (DDP keeps them in sync), and only rank 0 writes the checkpoint and the log."""
+    identical weights (DDP keeps them in sync; with train.sparse_embeddings each rank's batches use other rows,
+    so the embedding stays in sync only if DDP sums the sparse gradients too), and only rank 0 writes the
+    checkpoint and the log."""
     out = tmp_path / "ddp.ckpt"
     proc = subprocess.run(
         [
@@ -229,6 +232,7 @@ def test_train_distributed_two_cpu_processes(tmp_path):
             "--epochs",
             "2",
             *TINY,
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -243,6 +247,7 @@ def test_train_distributed_two_cpu_processes(tmp_path):
         assert sum(line.startswith(start) for line in lines) == 1, (start, proc.stderr[-3000:])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["lengths"] == ranks[1]["lengths"]  # the same features, so indices mean the same examples
+    assert {r["optimizer"] for r in ranks} == {"DenseSparseAdamW" if extra else "AdamW"}
     assert ranks[0]["one_process"] == ranks[1]["one_process"] and sorted(ranks[0]["one_process"]) == ["0", "1"]
     for epoch, alone in ranks[0]["one_process"].items():
         trained = [[b for e, b in r["steps"] if e == int(epoch)] for r in ranks]

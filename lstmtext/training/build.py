@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from lstmtext.device import autocast_for, resolve_precision
+from lstmtext.errors import UsageError
 from lstmtext.training.distributed import Dist
+from lstmtext.training.optim import DenseSparseAdamW, make_embeddings_sparse
 from lstmtext.transfer import check_fits, copy_encoder
 
 
@@ -75,7 +77,9 @@ def make_optimizer(model, tc, device: torch.device) -> torch.optim.Optimizer:
     torch has it); the foreach path, which reads and writes each state tensor several times, serves the rest."""
     fused = device.type in ("cpu", "cuda")
     groups = param_groups(model, tc.weight_decay, tc.encoder_lr_scale)
-    return torch.optim.AdamW(groups, lr=tc.lr, fused=fused, foreach=None if fused else True)
+    sparse = any(isinstance(m, torch.nn.Embedding) and m.sparse for m in model.modules())
+    kind = DenseSparseAdamW if sparse else torch.optim.AdamW  # train.sparse_embeddings: training/optim.py
+    return kind(groups, lr=tc.lr, fused=fused, foreach=None if fused else True)
 
 
 def build_model_seeded(mod, recipe, vocab_size: int, labels: list[str]):
@@ -120,6 +124,12 @@ def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, in
 
         check_weights_fit("--resume state", model_shapes(mod, recipe, len(tok), labels), weights)
     model = build_model_seeded(mod, recipe, len(tok), labels)
+    if tc.sparse_embeddings:  # before DDP, which asks each module whether its gradient is sparse
+        if d.world > 1 and device.type == "cuda":
+            raise UsageError(
+                "train.sparse_embeddings: NCCL cannot sum sparse gradients; leave it off under torchrun on CUDA"
+            )
+        make_embeddings_sparse(model)
     if init:
         path, meta, tensors = init
         copy_encoder(model, tensors, path, meta, task=recipe.task)

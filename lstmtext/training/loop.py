@@ -43,10 +43,21 @@ def lr_factor(progress: float, warmup: float, schedule: str) -> float:
 def clip_gradients(params: list, clip: float) -> None:
     """``clip_grad_norm_``, less its multiply when the norm is within ``clip``: torch scales every gradient by
     the clamped coefficient to avoid a device sync; on CPU, where reading the norm syncs nothing, the step
-    skips that pass over every gradient (the embedding's is dense) whenever it would multiply by one."""
-    total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    skips that pass over every gradient (a dense embedding's included) whenever it would multiply by one. A
+    row-sparse gradient (train.sparse_embeddings) counts by its rows, coalesced first so a row used twice is
+    one sum, not two entries."""
+    dense, sparse = [], []
+    for p in params:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            sparse.append(p.grad)
+        elif p.grad is not None:
+            dense.append(p)
+    total = torch.nn.utils.get_total_norm([p.grad for p in dense] + [g.values() for g in sparse])
     if total.device.type != "cpu" or not bool(total + 1e-6 <= clip):  # torch's coefficient below one, or NaN
-        torch.nn.utils.clip_grads_with_norm_(params, clip, total)
+        torch.nn.utils.clip_grads_with_norm_(dense, clip, total)
+        for g in sparse:
+            g.values().mul_(torch.clamp(clip / (total + 1e-6), max=1.0))
 
 
 def train_step(model, opt, batch: dict, autocast, scaler, clip: float) -> tuple[torch.Tensor, bool]:

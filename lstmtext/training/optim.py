@@ -1,0 +1,95 @@
+"""``train.sparse_embeddings``: embeddings that take row-sparse gradients, and the AdamW that steps them.
+
+A dense embedding's gradient is a (V, E) tensor that is zero outside the rows a batch used, yet the backward
+writes all of it, the clip reads all of it, and AdamW reads and writes the weights and both moments of every
+row each step: for SST-2's 8,000 × 300 embedding that is most of the model's parameters and most of the step's
+optimiser traffic. With ``nn.Embedding(sparse=True)`` the backward yields only the used rows, and
+``DenseSparseAdamW`` updates only those rows, with their own moments: lazy Adam (TensorFlow's LazyAdam, PyTorch's
+SparseAdam, AllenNLP's DenseSparseAdam). A row a batch does not use keeps its weights and moments until a batch
+uses it, where dense AdamW keeps moving it on its momentum; so the option changes training, and a recipe
+adopts it only after a comparison on dev data. Every dense gradient goes through AdamW's own (fused) step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lstmtext.errors import UsageError
+
+
+def make_embeddings_sparse(model: nn.Module) -> list[nn.Embedding]:
+    """Switch the model's embeddings to row-sparse gradients, all but those an output layer reuses as its
+    weights (the LM's and the translator's tied decoders: a tied weight's gradient is dense anyway, and DDP
+    would expect a sparse one). Refused where none is left."""
+    tied = set()
+    for module in model.modules():
+        for t in getattr(module, "_tied", ()):  # the heads keep a tied embedding outside the module tree
+            tied.add(id(t.weight if isinstance(t, nn.Module) else t))
+    switched = [m for m in model.modules() if isinstance(m, nn.Embedding) and id(m.weight) not in tied]
+    if not switched:
+        raise UsageError(
+            "train.sparse_embeddings: every embedding of this model is tied to an output layer, whose gradient "
+            "is dense; leave the option off for this task"
+        )
+    for m in switched:
+        m.sparse = True
+    return switched
+
+
+class DenseSparseAdamW(torch.optim.AdamW):
+    """AdamW whose parameters with a sparse gradient take lazy Adam's row update (the module docstring); the
+    rows it updates follow AdamW's arithmetic exactly, decoupled weight decay included, so a step in which a
+    batch uses every row equals AdamW's. The state (``step``, ``exp_avg``, ``exp_avg_sq``) has AdamW's keys, so
+    the resume file and ``state_dict`` are unchanged. Under a GradScaler (fp16 on CUDA) the fused AdamW is told
+    of an overflow through ``found_inf`` and skips its update; the rows skip theirs alike. AdamW's step hooks,
+    were any registered, would run around its part of the step only."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        if any(g["amsgrad"] or g["maximize"] for g in self.param_groups):
+            raise ValueError("DenseSparseAdamW: amsgrad and maximize have no sparse form here")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        groups = self.param_groups
+        sparse = [(p, p.grad, g) for g in groups for p in g["params"] if p.grad is not None and p.grad.is_sparse]
+        for p, _, _ in sparse:  # AdamW's own step skips a parameter without a gradient
+            p.grad = None
+        try:
+            super().step()
+        finally:
+            for p, grad, _ in sparse:
+                p.grad = grad
+        found_inf, scale = getattr(self, "found_inf", None), getattr(self, "grad_scale", None)
+        if found_inf is not None and bool(found_inf):  # the scaler's overflow: no update, as the fused kernel
+            return loss
+        for p, grad, group in sparse:
+            self._sparse_step(p, grad if scale is None else grad / scale, group)
+        return loss
+
+    def _sparse_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        grad = grad.coalesce()  # one entry per row: the sum of that row's gradients
+        rows, g = grad.indices()[0], grad.values()  # (R,), (R, E)
+        state = self.state[p]
+        if not state:  # where AdamW keeps it: on the parameter's device for the fused kernel, else on the CPU
+            on = p.device if group["fused"] or group["capturable"] else torch.device("cpu")
+            state["step"] = torch.zeros((), dtype=torch.float32, device=on)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        t = state["step"].to(p.device)  # the bias corrections stay tensors: no device sync on CUDA
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        w = p[rows]  # (R, E) copies: index_copy_ writes them back
+        w.mul_(1 - lr * wd)
+        m = state["exp_avg"][rows].lerp_(g, 1 - beta1)
+        v = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / (1 - beta2**t).sqrt()).add_(eps)
+        w.sub_(m / denom * (lr / (1 - beta1**t)))
+        state["exp_avg"].index_copy_(0, rows, m)
+        state["exp_avg_sq"].index_copy_(0, rows, v)
+        p.index_copy_(0, rows, w)
