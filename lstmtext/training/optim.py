@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.adamw import adamw
 
 from lstmtext.errors import UsageError
 
@@ -38,12 +39,12 @@ def make_embeddings_sparse(model: nn.Module) -> list[nn.Embedding]:
 
 
 class DenseSparseAdamW(torch.optim.AdamW):
-    """AdamW whose parameters with a sparse gradient take lazy Adam's row update (the module docstring); the
-    rows it updates follow AdamW's arithmetic exactly, decoupled weight decay included, so a step in which a
+    """AdamW whose parameters with a sparse gradient take lazy Adam's row update (the module docstring): the rows
+    a batch used go through AdamW's own kernel, so their arithmetic is the dense step's, and a step in which a
     batch uses every row equals AdamW's. The state (``step``, ``exp_avg``, ``exp_avg_sq``) has AdamW's keys, so
-    the resume file and ``state_dict`` are unchanged. Under a GradScaler (fp16 on CUDA) the fused AdamW is told
-    of an overflow through ``found_inf`` and skips its update; the rows skip theirs alike. AdamW's step hooks,
-    were any registered, would run around its part of the step only."""
+    the resume file and ``state_dict`` are unchanged. A GradScaler's ``found_inf`` and ``grad_scale`` (fp16 on
+    CUDA) reach the rows' kernel as they reach the dense one, so an overflow skips both. AdamW's step hooks, were
+    any registered, would run around its dense part only."""
 
     def __init__(self, params, **kwargs) -> None:
         super().__init__(params, **kwargs)
@@ -65,14 +66,14 @@ class DenseSparseAdamW(torch.optim.AdamW):
         finally:
             for p, grad, _ in sparse:
                 p.grad = grad
-        found_inf, scale = getattr(self, "found_inf", None), getattr(self, "grad_scale", None)
-        if found_inf is not None and bool(found_inf):  # the scaler's overflow: no update, as the fused kernel
-            return loss
+        found_inf, scale = getattr(self, "found_inf", None), getattr(self, "grad_scale", None)  # a GradScaler's
         for p, grad, group in sparse:
-            self._sparse_step(p, grad if scale is None else grad / scale, group)
+            self._sparse_step(p, grad, group, found_inf, scale)
         return loss
 
-    def _sparse_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+    def _sparse_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict, found_inf, scale) -> None:
+        """The rows a batch used, gathered into their own tensors, stepped by AdamW's functional form with the
+        group's own kernel (so each row's arithmetic is the dense step's), and written back."""
         grad = grad.coalesce()  # one entry per row: the sum of that row's gradients
         rows, g = grad.indices()[0], grad.values()  # (R,), (R, E)
         state = self.state[p]
@@ -81,15 +82,13 @@ class DenseSparseAdamW(torch.optim.AdamW):
             state["step"] = torch.zeros((), dtype=torch.float32, device=on)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["step"] += 1
-        t = state["step"].to(p.device)  # the bias corrections stay tensors: no device sync on CUDA
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        w = p[rows]  # (R, E) copies: index_copy_ writes them back
-        w.mul_(1 - lr * wd)
-        m = state["exp_avg"][rows].lerp_(g, 1 - beta1)
-        v = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / (1 - beta2**t).sqrt()).add_(eps)
-        w.sub_(m / denom * (lr / (1 - beta1**t)))
+        w, m, v = p[rows], state["exp_avg"][rows], state["exp_avg_sq"][rows]  # (R, E) copies
+        adamw(
+            [w], [g], [m], [v], [], [state["step"]],  # the step count moves (or not, on an overflow) in here
+            foreach=group["foreach"], capturable=group["capturable"], differentiable=False, fused=group["fused"],
+            grad_scale=scale, found_inf=found_inf, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
+            lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+        )  # fmt: skip
+        p.index_copy_(0, rows, w)
         state["exp_avg"].index_copy_(0, rows, m)
         state["exp_avg_sq"].index_copy_(0, rows, v)
-        p.index_copy_(0, rows, w)
