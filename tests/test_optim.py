@@ -126,6 +126,11 @@ def test_make_embeddings_sparse_switches_all_but_tied_embeddings():
     with pytest.raises(UsageError, match="train.sparse_embeddings: every embedding .* tied"):
         make_embeddings_sparse(lm)
     assert not lm.encoder.embed.sparse
+    # NER's auxiliary LM ties the encoder's embedding: only the character embedding beside it switches
+    ner_recipe = resolve_recipe("ner", None, [*small, "ner.lm_weight=0.5", "ner.char_dim=4"])
+    ner = get_task("ner").build_model(ner_recipe, 30, ["O", "B-PER", "I-PER"])
+    assert make_embeddings_sparse(ner) == [ner.head.char_embed]
+    assert not ner.encoder.embed.sparse
 
 
 def test_cli_refuses_sparse_embeddings_for_a_tied_lm(tmp_path):
