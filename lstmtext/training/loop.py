@@ -56,8 +56,10 @@ def clip_gradients(params: list, clip: float) -> None:
     total = torch.nn.utils.get_total_norm([p.grad for p in dense] + [g.values() for g in sparse])
     if total.device.type != "cpu" or not bool(total + 1e-6 <= clip):  # torch's coefficient below one, or NaN
         torch.nn.utils.clip_grads_with_norm_(dense, clip, total)
-        for g in sparse:
-            g.values().mul_(torch.clamp(clip / (total + 1e-6), max=1.0))
+        if sparse:  # torch's coefficient, on the rows
+            coef = torch.clamp(clip / (total + 1e-6), max=1.0)
+            for g in sparse:
+                g.values().mul_(coef)
 
 
 def train_step(model, opt, batch: dict, autocast, scaler, clip: float) -> tuple[torch.Tensor, bool]:

@@ -99,7 +99,8 @@ def model_weights(tensors: dict) -> dict:
 def restore(run, meta: dict, tensors: dict, state: LoopState) -> None:
     """Put a resume file's optimizer, average and RNG back into ``run`` (built with ``model_weights``)."""
     restore_optimizer(run.opt, tensors, meta["optimizer"])
-    run.raw_model.restore_step_state({k[5:]: v.to(run.device) for k, v in tensors.items() if k.startswith("step.")})
+    steps = {k.removeprefix("step."): v.to(run.device) for k, v in tensors.items() if k.startswith("step.")}
+    run.raw_model.restore_step_state(steps)
     if run.average:
         run.average.restore(tensors, state.ema_updates)
     if run.scaler is not None and state.scaler:
