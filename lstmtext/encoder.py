@@ -18,10 +18,11 @@ without touching the fused kernel: the stack runs once with the masked matrices 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from lstmtext.dropout import Dropout, dropout
 
 
 def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -66,11 +67,11 @@ class Encoder(nn.Module):
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.embed_dropout = Dropout(embed_dropout)
         layer_dropout = dropout if num_layers > 1 else 0.0
         self.fwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
         self.bwd = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, dropout=layer_dropout)
-        self.out_dropout = nn.Dropout(dropout)
+        self.out_dropout = Dropout(dropout)
         self.weight_drop = weight_drop
         # False runs only the forward stack (a forward-only LM: half the compute). The backward stack's
         # weights stay, so the checkpoint still fits every task's encoder; they are frozen, since no loss
@@ -120,7 +121,7 @@ class Encoder(nn.Module):
         dropped = {}
         for k in range(rnn.num_layers):
             name = f"weight_hh_l{k}"
-            dropped[name] = F.dropout(getattr(rnn, name), self.weight_drop, training=True)
+            dropped[name] = dropout(getattr(rnn, name), self.weight_drop)
         return functional_call(rnn, dropped, (x, hx))
 
     def forward_cells(self) -> list[nn.Module]:

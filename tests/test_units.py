@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import build_recipe, parse_duration
 from lstmtext.data import InputLines, bucket_batches, read_records
+from lstmtext.dropout import dropout
 from lstmtext.encoder import Encoder, final_states, reverse_within_length, take_rows
 from lstmtext.errors import UsageError
 from lstmtext.tasks import TASKS, get_task
@@ -268,9 +269,9 @@ def test_encoder_weight_drop_masks_the_recurrent_matrices_in_training_only(cell)
     plain = type(enc.fwd)(16, 12, 2, batch_first=True)
     plain.load_state_dict(enc.fwd.state_dict())
     kept = {k: v.clone() for k, v in enc.state_dict().items()}
-    # By hand: the same draws, layer by layer, put into a copy of the stack (F.dropout scales by 1/(1-p)).
+    # By hand: the same draws, layer by layer, put into a copy of the stack (dropout scales by 1/(1-p)).
     torch.manual_seed(3)
-    masked = [torch.nn.functional.dropout(getattr(enc.fwd, f"weight_hh_l{k}"), 0.5) for k in range(2)]
+    masked = [dropout(getattr(enc.fwd, f"weight_hh_l{k}"), 0.5) for k in range(2)]
     torch.manual_seed(3)
     out, _ = enc.forward_stack(x)
     with torch.no_grad():

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmtext.dropout import Dropout
 from lstmtext.tokenizer import PAD
 
 
@@ -29,7 +30,7 @@ class LMHead(nn.Module):
             self.proj_bwd = nn.Linear(hidden_dim, embed_dim) if bidirectional else None
         else:
             self.proj_fwd = self.proj_bwd = None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
         self.hidden_dim = hidden_dim
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmtext.dropout import Dropout
 from lstmtext.encoder import final_states, lengths_to_mask
 from lstmtext.heads import ATTENTIONS
 from lstmtext.tokenizer import PAD
@@ -74,7 +75,7 @@ class Seq2SeqHead(nn.Module):
         self.hidden_dim, self.num_layers = hidden_dim, num_layers
         self.attention, self.input_feeding = attention, input_feeding
         self.label_smoothing = label_smoothing
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.bridge = nn.Linear(enc_dim, 2 * num_layers * hidden_dim)
         if input_feeding:
             self.cells = nn.ModuleList(

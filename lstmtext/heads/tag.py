@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from lstmtext.dropout import Dropout
 from lstmtext.encoder import lengths_to_mask, take_rows
 from lstmtext.heads import WORD_STATES, bio_ids, bioes_labels
 from lstmtext.heads import allowed_moves as moves
@@ -155,7 +156,7 @@ class TagHead(nn.Module):
         if scheme not in ("bio", "bioes"):
             raise ValueError(f"scheme must be bio or bioes, not {scheme!r}")
         self.word_state = word_state
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.word_dropout = word_dropout
         self.shape_embed = nn.Embedding(NUM_SHAPES, shape_dim, padding_idx=0) if shape_dim else None
         input_dim += shape_dim
