@@ -1,4 +1,4 @@
-"""benchmarks/common.py: the commit a row names."""
+"""benchmarks/common.py: the commit a row names; benchmarks/peers/common.py: the environments the sides run in."""
 
 import importlib.util
 import json
@@ -56,3 +56,15 @@ def test_every_row_names_the_cpu_it_ran_on(monkeypatch, tmp_path):
     )
     row = json.loads((tmp_path / "out" / "lm.json").read_text())
     assert (row["benchmark"], row["cpu"], row["value"]) == ("lm", "Some CPU, 2 cores", 124.74)
+
+
+def test_a_peers_environment_drops_the_callers_pythonpath_and_lstmtexts_names_its_checkout(monkeypatch, tmp_path):
+    monkeypatch.setenv("LSTMTEXT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "elsewhere"))
+    spec = importlib.util.spec_from_file_location("peers_common", REPO / "benchmarks" / "peers" / "common.py")
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    peer = peers.thread_env(1)
+    assert "PYTHONPATH" not in peer and peer["OMP_NUM_THREADS"] == "1"
+    ours = peers.lstmtext_env(2)  # the checkout the script runs from, not whatever the caller had set
+    assert ours["PYTHONPATH"] == str(REPO) and ours["OMP_NUM_THREADS"] == "2"

@@ -71,9 +71,8 @@ def seconds(budget: str) -> float:
 
 def thread_env(threads: int, extra: dict | None = None) -> dict:
     """The environment of a child process held to ``threads`` threads (torch, numpy BLAS, OpenMP)."""
-    env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}, "PYTHONUNBUFFERED": "1", **(extra or {})}
-    env.pop("PYTHONPATH", None)
-    return env
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a peer's venv sees none of ours
+    return {**env, **{v: str(threads) for v in THREAD_VARS}, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
 def lstmtext_env(threads: int) -> dict:

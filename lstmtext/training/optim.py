@@ -82,7 +82,8 @@ class DenseSparseAdamW(torch.optim.AdamW):
             state["step"] = torch.zeros((), dtype=torch.float32, device=on)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        w, m, v = p[rows], state["exp_avg"][rows], state["exp_avg_sq"][rows]  # (R, E) copies
+        # (R, E) copies; index_select copies whole rows, where p[rows] indexes element by element
+        w, m, v = (t.index_select(0, rows) for t in (p, state["exp_avg"], state["exp_avg_sq"]))
         adamw(
             [w], [g], [m], [v], [], [state["step"]],  # the step count moves (or not, on an overflow) in here
             foreach=group["foreach"], capturable=group["capturable"], differentiable=False, fused=group["fused"],
