@@ -31,12 +31,16 @@ MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is refused rather t
 
 # -- files shipped with lstmtext: the embedded samples and the recipes --------------------------------------
 def _shipped(package: str, folder: str) -> Path:
-    """The folder of the package ``lstmtext.PACKAGE`` (installed from the repository's FOLDER). A source
-    checkout used without installing it (PYTHONPATH) has no such package: there the folder is the checkout's."""
+    """The folder of the package ``lstmtext.PACKAGE`` (installed from the repository's FOLDER). Code run from a
+    source checkout (a pyproject.toml beside the package) reads the checkout's own FOLDER: used through
+    PYTHONPATH it has no such package, or, where another checkout is installed in editable mode, that one's."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / folder).is_dir():
+        return root / folder
     try:
         return Path(str(resources.files(f"lstmtext.{package}")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / folder
+        return root / folder
 
 
 def sample_path(task: str, split: str) -> Path:

@@ -135,6 +135,23 @@ def test_samples_and_recipes_are_found_by_name():
         sample_path("nope", "train")
 
 
+def test_a_source_checkout_reads_its_own_recipes_even_where_another_checkout_is_installed(monkeypatch, tmp_path):
+    """A worktree run through PYTHONPATH beside an editable install of another checkout: importlib maps
+    lstmtext.recipes to the installed one, whose recipes may differ from the code that runs."""
+    from importlib import resources
+
+    from lstmtext import data
+
+    other = tmp_path / "other-checkout" / "recipes"
+    other.mkdir(parents=True)
+    monkeypatch.setattr(resources, "files", lambda name: other)
+    assert data._shipped("recipes", "recipes") == REPO / "recipes"  # this checkout's, not the installed one's
+    installed = tmp_path / "site-packages" / "lstmtext"  # a wheel: no pyproject.toml beside the package
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(data, "__file__", str(installed / "data.py"))
+    assert data._shipped("recipes", "recipes") == other
+
+
 def test_recipe_data_lines_name_datasets_not_paths():
     import tomllib
 
