@@ -24,12 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import SHARED, cpu, record
-
-
-def side_commit(root: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+from common import SHARED, commit, cpu, record
 
 
 def run_once(root: Path, home: Path, work: Path, a) -> float:
@@ -81,15 +76,16 @@ def main() -> None:
         f" --repeats {a.repeats}{sets}"
     )
     for name, root in sides.items():
+        at = commit(root)
         record(
             f"train-speed-ab-{a.task}-{name}",
             f"{a.recipe} ({a.task}), steps {a.steps // 2 + 1}-{a.steps}",
-            f"training tokens/s at {side_commit(root)}" + (f", new/old {ratio:.3f}" if name == "new" else ""),
+            f"training tokens/s at {at}" + (f", new/old {ratio:.3f}" if name == "new" else ""),
             round(med[name]),
             None,
             round(med[name]),
             command,
-            {"side_commit": side_commit(root), "runs": [round(r) for r in rates[name]], "ratio": round(ratio, 4)},
+            {"side_commit": at, "runs": [round(r) for r in rates[name]], "ratio": round(ratio, 4)},
         )
     print(f"CPU: {cpu()}")
 

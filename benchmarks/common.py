@@ -33,15 +33,17 @@ def rel(p) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
-def commit() -> str:
+def commit(root: Path | None = None) -> str:
+    """The short commit of a checkout (default this one), ``+dirty`` when its code differs from it."""
+    root = root or REPO
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         # BENCHMARKS.md is left out: the rows a run appends would mark every row after its first as dirty
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)BENCHMARKS.md"],
-            cwd=REPO, capture_output=True, text=True,
+            cwd=root, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         return sha + ("+dirty" if dirty else "")
     except OSError:

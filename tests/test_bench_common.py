@@ -39,6 +39,8 @@ def test_commit_is_dirty_for_code_but_not_for_the_rows_a_run_appends(monkeypatch
     assert common.commit() == sha
     (repo / "code.py").write_text("x = 2\n")
     assert common.commit() == sha + "+dirty"
+    monkeypatch.setattr(common, "REPO", tmp_path)  # another checkout named (bench_train_ab.py's sides)
+    assert common.commit(repo) == sha + "+dirty"
 
 
 def test_every_row_names_the_cpu_it_ran_on(monkeypatch, tmp_path):
