@@ -123,8 +123,10 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     # two raw encoders, so the sparse embedding's own saving in the backward does not flatter it
     ratio = {"dense": med["loop_dense"] / med["raw_dense"]}
     ratio["sparse"] = med["loop_sparse"] / max(med["raw_dense"], med["raw_sparse"])
+    enc = recipe.encoder  # the ratio depends on the shape: a wider encoder leaves the loop's fixed costs less
+    shape = f"encoder {enc.embed_dim}/{enc.hidden_dim}x{enc.num_layers}"
     print(
-        f"raw encoder fwd+bwd {med['raw_dense']:,.0f} tok/s (sparse embedding {med['raw_sparse']:,.0f}); "
+        f"{shape}: raw encoder fwd+bwd {med['raw_dense']:,.0f} tok/s (sparse embedding {med['raw_sparse']:,.0f}); "
         f"whole loop {med['loop_dense']:,.0f} tok/s, ratio {ratio['dense']:.3f}; with train.sparse_embeddings "
         f"{med['loop_sparse']:,.0f} tok/s, ratio {ratio['sparse']:.3f}; medians of {repeats}"
     )
@@ -150,7 +152,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
         for name, label in (("dense", ""), ("sparse", "-sparse-embeddings")):
             record(
                 f"train-throughput-vs-raw-encoder{label}",
-                "SST-2 train (20k, recipe batches)",
+                f"SST-2 train (20k, recipe batches), {shape}",
                 metrics[name],
                 round(ratio[name], 3),
                 None,
