@@ -1,5 +1,10 @@
 """Task heads. Each takes encoder states and the batch and returns (logits, loss); none reads the recipe.
 
+A head whose output layer is the encoder's embedding (the LM's, the translator's) names it in
+``tied_embeddings``, a tuple rather than a submodule: the state dict then stores the shared weight once, as
+``encoder.embed.weight`` (safetensors refuses two names for one tensor), and code that treats embeddings apart
+(training/optim.py's sparse gradients) learns from it which ones a dense output layer also reads.
+
 The heads' variants are named here, in a module without torch, so the task options (read for ``--help`` and
 recipe checks, which must not import torch) offer exactly the values the heads accept.
 """

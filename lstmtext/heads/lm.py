@@ -2,8 +2,8 @@
 
 The output layer is tied to the encoder's embedding (V, E): fewer parameters, and it regularises a small LM
 well. When the encoder's H differs from E, a per-direction projection H → E comes first. The embedding is
-held outside the module tree (``self._tied``), so the state dict stores it once, under ``encoder.embed``:
-safetensors refuses tensors that share memory.
+held outside the module tree (``self.tied_embeddings``, heads/__init__.py), so the state dict stores it
+once, under ``encoder.embed``.
 
 ``bidirectional=False`` makes it a forward LM only (the encoder then runs its forward stack alone): the half
 of the compute that per-word perplexity and generation use.
@@ -22,7 +22,7 @@ from lstmtext.tokenizer import PAD
 class LMHead(nn.Module):
     def __init__(self, embed: nn.Embedding, hidden_dim: int, dropout: float = 0.0, bidirectional: bool = True):
         super().__init__()
-        self._tied = [embed]  # a list, not a submodule: see the module docstring
+        self.tied_embeddings = (embed,)  # not a submodule: see the module docstring
         vocab_size, embed_dim = embed.weight.shape
         self.bidirectional = bidirectional
         if hidden_dim != embed_dim:
@@ -36,7 +36,7 @@ class LMHead(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self._tied[0].weight
+        return self.tied_embeddings[0].weight
 
     def _logits(self, h: torch.Tensor, proj) -> torch.Tensor:
         if proj is not None:

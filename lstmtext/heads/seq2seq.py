@@ -68,9 +68,7 @@ class Seq2SeqHead(nn.Module):
             raise ValueError(
                 f"dot attention needs the decoder size ({hidden_dim}) to equal the encoder output ({enc_dim})"
             )
-        # The encoder's embedding, held in a tuple so it is not registered twice: safetensors refuses two
-        # names for one tensor, and the checkpoint keeps it once, as encoder.embed.weight.
-        self._tied = (embedding,)
+        self.tied_embeddings = (embedding,)  # the encoder's, not registered twice (heads/__init__.py)
         E = embedding.embedding_dim
         self.hidden_dim, self.num_layers = hidden_dim, num_layers
         self.attention, self.input_feeding = attention, input_feeding
@@ -95,7 +93,7 @@ class Seq2SeqHead(nn.Module):
 
     @property
     def embed(self) -> nn.Embedding:
-        return self._tied[0]
+        return self.tied_embeddings[0]
 
     # -- pieces shared by training and decoding ---------------------------------------------------------
     def _init_hidden(self, memory: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,8 +25,7 @@ def make_embeddings_sparse(model: nn.Module) -> list[nn.Embedding]:
     would expect a sparse one). Refused where none is left."""
     tied = set()
     for module in model.modules():
-        for t in getattr(module, "_tied", ()):  # the heads keep a tied embedding outside the module tree
-            tied.add(id(t.weight if isinstance(t, nn.Module) else t))
+        tied.update(id(e.weight) for e in getattr(module, "tied_embeddings", ()))  # heads/__init__.py
     switched = [m for m in model.modules() if isinstance(m, nn.Embedding) and id(m.weight) not in tied]
     if not switched:
         raise UsageError(
