@@ -123,7 +123,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     # two raw encoders, so the sparse embedding's own saving in the backward does not flatter it
     ratio = {"dense": med["loop_dense"] / med["raw_dense"]}
     ratio["sparse"] = med["loop_sparse"] / max(med["raw_dense"], med["raw_sparse"])
-    enc = recipe.encoder  # the ratio depends on the shape: a wider encoder leaves the loop's fixed costs less
+    enc = recipe.encoder  # the row names the shape: the encoder, the head and the optimizer's work grow with it
     shape = f"encoder {enc.embed_dim}/{enc.hidden_dim}x{enc.num_layers}"
     print(
         f"{shape}: raw encoder fwd+bwd {med['raw_dense']:,.0f} tok/s (sparse embedding {med['raw_sparse']:,.0f}); "
