@@ -21,11 +21,15 @@ def read_meta(path: str | Path) -> dict:
     return exported_meta(path) if is_exported(path) else ckpt.read_meta(path)
 
 
-def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None):
-    """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py)."""
+def load(path: str | Path, device: str = "cpu", task: str | None = None, command: str | None = None, overrides=()):
+    """The task's Predictor for a checkpoint (the Predictor protocol of tasks/contract.py). ``overrides``
+    (``--set SECTION.KEY=VALUE`` strings) change the settings the task lists in EVAL_OPTIONS, such as a
+    translator's beam or an LM's cache; the rest of a recipe is fixed by the weights."""
     from lstmtext.export import is_exported
 
     if is_exported(path):  # an ONNX file of lstmtext export: onnxruntime, no torch
+        if overrides:
+            raise UsageError(f"--set: {path} is an exported model, whose settings were fixed when it was exported")
         from lstmtext.export import load as load_exported
 
         return load_exported(path, device, task, command)
@@ -38,7 +42,8 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     if meta.get("kind") == "resume":
         raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
     mod = get_task(meta["task"])
-    recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"])
+    check_eval_overrides(mod, overrides)
+    recipe = build_recipe(meta["task"], mod.Options, stored=meta["recipe"], overrides=list(overrides))
     tok = Tokenizer(ckpt.tokenizer_proto(meta, path))
     labels = meta.get("labels") or []
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
@@ -53,6 +58,20 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
     predictor.meta = meta
     return predictor
+
+
+def check_eval_overrides(mod, overrides) -> None:
+    """Refuse a ``--set`` for a trained model that is not one of its task's EVAL_OPTIONS."""
+    from lstmtext.config import parse_set
+
+    for item in overrides:
+        section, key, _ = parse_set(item)
+        if section != mod.NAME or key not in mod.EVAL_OPTIONS:
+            allowed = ", ".join(f"{mod.NAME}.{k}" for k in mod.EVAL_OPTIONS) or "none"
+            raise UsageError(
+                f"--set {section}.{key}: a trained {mod.NAME} model takes only its scoring settings here "
+                f"({allowed}); the rest of its recipe is fixed by its weights"
+            )
 
 
 def check_weights_fit(what: str, want: dict[str, tuple[int, ...]], state: dict) -> None:
@@ -147,12 +166,13 @@ def quantize_int8(predictor) -> None:
         quantize.quantize_dynamic(predictor.model, {nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=True)
 
 
-def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto") -> dict:
-    """Metrics of a checkpoint on a labelled file or ``hf:`` dataset (the test split unless @SPLIT is given)."""
+def evaluate(path: str | Path, data: str, device: str = "cpu", precision: str = "auto", overrides=()) -> dict:
+    """Metrics of a checkpoint on a labelled file or ``hf:`` dataset (the test split unless @SPLIT is given);
+    ``overrides`` as for ``load``."""
     from lstmtext.data import resolve_source
 
     check_precision(precision)
-    p = load(path, device=device)
+    p = load(path, device=device, overrides=overrides)
     mod = get_task(p.task)
     examples = mod.read(resolve_source(data), p.recipe.options, "test")
     feats = mod.featurize(examples, p.tok, p.labels, p.recipe)

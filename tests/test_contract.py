@@ -3,6 +3,7 @@ saved checkpoint as in process, and a new task needs nothing outside its own mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -26,6 +27,7 @@ EXPECTED_MEMBERS = {
     "FORMATS",
     "PRECISIONS",
     "SPEED_UNIT",
+    "EVAL_OPTIONS",
     "Options",
     "DEFAULTS",
     "Predictor",
@@ -87,6 +89,8 @@ def test_every_task_module_is_a_task(name):
     assert ("int8" in mod.PRECISIONS) == (name in ("sentiment", "ner"))
     assert {"sentiment": "words", "ner": "words", "lm": "pieces", "translate": "sentences"}[name] == mod.SPEED_UNIT
     mod.validate(mod.Options())  # the defaults are valid
+    # what evaluate --set may change are fields of the task's own options
+    assert set(mod.EVAL_OPTIONS) <= {f.name for f in dataclasses.fields(mod.Options)}
 
 
 def test_get_task_names_the_missing_members(monkeypatch):

@@ -161,6 +161,8 @@ def test_cli_tag_evaluate_info_from_the_export(exported, tmp_path):
     assert {k: g[k] for k in ("precision", "recall", "f1", "per_type")} == {
         k: w[k] for k in ("precision", "recall", "f1", "per_type")
     }
+    fixed = run_cli("evaluate", onnx, "data/ner/dev.conll", "--set", "ner.word_hidden=8")
+    assert_usage_error(fixed, "--set", "exported model")
     proc = run_cli("info", onnx, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(proc.stdout)

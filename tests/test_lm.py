@@ -440,6 +440,27 @@ def test_cli_lm_train_evaluate_generate_predict(lm_ckpt, lm_home):
     assert text.returncode == 0 and text.stdout == expected[0]["text"] + "\n"
 
 
+def test_cli_evaluate_set_cache_and_refusals(lm_ckpt):
+    dev = REPO / "data" / "lm" / "dev.txt"
+    plain = run_cli("evaluate", lm_ckpt, dev, "--format", "json")
+    cached = run_cli(
+        "evaluate", lm_ckpt, dev, "--format", "json", "--set", "lm.cache_size=500", "--set", "lm.cache_lambda=0.2"
+    )
+    assert plain.returncode == 0 and cached.returncode == 0, cached.stderr
+    a, b = json.loads(plain.stdout), json.loads(cached.stdout)
+    assert b["pieces"] == a["pieces"] and b["ppl_word"] != pytest.approx(a["ppl_word"], rel=1e-4)
+    zero = run_cli(
+        "evaluate", lm_ckpt, dev, "--format", "json", "--set", "lm.cache_size=500", "--set", "lm.cache_lambda=0"
+    )
+    assert json.loads(zero.stdout)["ppl_word"] == pytest.approx(a["ppl_word"], rel=1e-6)
+    fixed = run_cli("evaluate", lm_ckpt, dev, "--set", "encoder.hidden_dim=8")
+    assert_usage_error(fixed, "--set encoder.hidden_dim", "lm.cache_size", "fixed by its weights")
+    out_of_range = run_cli("evaluate", lm_ckpt, dev, "--set", "lm.cache_lambda=2")
+    assert_usage_error(out_of_range, "lm.cache_lambda")
+    malformed = run_cli("evaluate", lm_ckpt, dev, "--set", "cache_size")
+    assert_usage_error(malformed, "SECTION.KEY=VALUE")
+
+
 def test_cli_lm_generate_unseen_characters(lm_ckpt):
     proc = run_cli("generate", "-m", lm_ckpt, "--prompt", "Ωμέγα ☃ 𝔘", "--max-tokens", "5", "--seed", "1")
     assert proc.returncode == 0, proc.stderr

@@ -347,6 +347,19 @@ def test_translate_train_evaluate_translate_predict_end_to_end(tmp_path):
     assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-9)
     assert m["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score, abs=1e-9) and m["chrf"] > 0
     assert m["signature"].startswith("nrefs:1|case:mixed") and "bleu_lc" in m
+    # evaluate --set changes a decoding setting of the trained model: greedy scores what translate --beam 1 writes
+    greedy = run_cli("evaluate", ckpt, SAMPLE_DEV, "--format", "json", "--set", "translate.beam=1")
+    assert greedy.returncode == 0, greedy.stderr
+    out1 = run_cli("translate", "-m", ckpt, "--beam", "1", input="".join(p["source"] + "\n" for p in pairs))
+    g = json.loads(greedy.stdout)
+    assert g["beam"] == 1 and g["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(out1.stdout.split("\n")[:-1], [refs]).score, abs=1e-9
+    )
+    assert_usage_error(
+        run_cli("evaluate", ckpt, SAMPLE_DEV, "--set", "translate.hidden_dim=8"),
+        "translate.beam",
+        "fixed by its weights",
+    )
     table = run_cli("evaluate", ckpt, SAMPLE_DEV)
     assert table.returncode == 0 and table.stdout == ""
     for word in ("BLEU", "chrF", "lowercased", "signature", "nrefs:1|case:mixed"):

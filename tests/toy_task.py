@@ -19,6 +19,7 @@ HIGHER_IS_BETTER = False
 FORMATS = ("text", "jsonl")
 PRECISIONS = TRAIN_PRECISIONS
 SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
+EVAL_OPTIONS = ()  # nothing to change on a trained model
 DEFAULTS: dict = {"train": {"lr": 0.01}}
 
 

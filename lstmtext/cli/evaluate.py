@@ -24,6 +24,13 @@ def evaluate(
     ),
     device: device_choice() = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     precision: precision_choice() = typer.Option("auto", "--precision", help=precision_help()),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Change a scoring setting of the trained model (repeatable): --set translate.beam=10, "
+        "--set lm.cache_size=2000 (a language model's continuous cache).",
+    ),
     plot: Optional[Path] = typer.Option(
         None,
         "--plot",
@@ -48,7 +55,7 @@ def evaluate(
     from lstmtext.progress import console, note
     from lstmtext.tasks import get_task
 
-    metrics = run(checkpoint, data, device=device, precision=precision)
+    metrics = run(checkpoint, data, device=device, precision=precision, overrides=list(set_))
     mod = get_task(read_meta(checkpoint)["task"])
     if fmt == "json":
         sys.stdout.write(json.dumps({"checkpoint": checkpoint, "data": data, **metrics}) + "\n")

@@ -57,6 +57,7 @@ class Task(Protocol):
     FORMATS: tuple[str, ...]  # predict --format choices; the first is the default
     PRECISIONS: tuple[str, ...]  # inference precisions its models run in (int8 only where an LSTM pass is all)
     SPEED_UNIT: str  # what ``benchmark speed`` counts per second: "words", "pieces" (generated) or "sentences"
+    EVAL_OPTIONS: tuple[str, ...]  # Options keys ``evaluate --set`` may change on a trained model (scoring, decoding)
     Options: type  # dataclass: the recipe section named after the task ([sentiment]); its defaults live there
     DEFAULTS: dict  # {section: {key: value}}: the task's own defaults for the shared sections
     Predictor: type  # Predictor(model, tok, labels, recipe, device) satisfying the Predictor protocol

@@ -29,6 +29,7 @@ from lstmtext.data import file_kind, is_hf, load_hf, pick_column, read_lines, re
 from lstmtext.errors import UsageError
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.lm_generate import GEN_DEFAULTS, Generator, check_generate  # noqa: F401 (the CLI's, through here)
+from lstmtext.tasks.lm_stream import stream_rows, stream_states  # noqa: F401 (lm_carry's and the tests', through here)
 from lstmtext.tokenizer import EOS, PAD
 
 NAME = "lm"
@@ -37,6 +38,7 @@ HIGHER_IS_BETTER = False
 FORMATS = ("text", "jsonl")
 PRECISIONS = TRAIN_PRECISIONS  # no int8: generation steps LSTM cells one piece at a time
 SPEED_UNIT = "pieces"  # benchmark speed counts pieces generated
+EVAL_OPTIONS = ("eval_chunk_length", "cache_size", "cache_theta", "cache_lambda")
 TEXT_COLUMNS = ("text", "content", "document", "sentence")
 
 
@@ -53,6 +55,11 @@ class Options:
     # true: truncated BPTT, the forward stack's state carried from each chunk to the next (batches in text order,
     # not shuffled); false: independent chunks in shuffled batches
     carry_state: bool = False
+    # The continuous cache at evaluation (tasks/lm_stream.py; `lstmtext evaluate --set lm.cache_size=N`):
+    # states remembered (0 = off), the scale of their dot products, the cache's share of each probability
+    cache_size: int = 0
+    cache_theta: float = 0.3
+    cache_lambda: float = 0.1
 
 
 # What LMs need beyond the shared defaults: stronger dropout on the embedding and the states; 8 chunks of
@@ -71,6 +78,12 @@ def validate(options: Options) -> None:
     for key in ("chunk_length", "eval_chunk_length"):
         if getattr(options, key) < 2:
             raise UsageError(f"lm.{key}: must be at least 2, got {getattr(options, key)}")
+    if options.cache_size < 0:
+        raise UsageError(f"lm.cache_size: expected 0 (off) or a number of states, got {options.cache_size}")
+    if not (math.isfinite(options.cache_theta) and options.cache_theta >= 0):
+        raise UsageError(f"lm.cache_theta: expected a finite number ≥ 0, got {options.cache_theta}")
+    if not 0 <= options.cache_lambda < 1:
+        raise UsageError(f"lm.cache_lambda: expected a share in [0, 1), got {options.cache_lambda}")
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -195,11 +208,15 @@ def build_model(recipe, vocab_size: int, labels: list[str]):
     from lstmtext.heads.lm import LMHead
     from lstmtext.model import Model, build_encoder
     from lstmtext.tasks.lm_carry import CarryLM
+    from lstmtext.tasks.lm_stream import CacheSettings
 
     bi = recipe.options.bidirectional
     encoder = build_encoder(recipe.encoder, vocab_size, backward=bi)
     head = LMHead(encoder.embed, encoder.hidden_dim, recipe.options.dropout, bidirectional=bi)
-    return (CarryLM if recipe.options.carry_state else Model)(encoder, head)
+    model = (CarryLM if recipe.options.carry_state else Model)(encoder, head)
+    o = recipe.options
+    model.cache = CacheSettings(o.cache_size, o.cache_theta, o.cache_lambda)  # what evaluate() mixes in
+    return model
 
 
 def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
@@ -218,63 +235,45 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
 
 
 # -- evaluation --------------------------------------------------------------------------------------------
-def stream_rows(n_chunks: int, rows: int) -> list[list[int]]:
-    """Chunk indices for each step of a stream evaluation: the chunks are dealt into ``rows`` contiguous runs,
-    and step j takes the j-th chunk of every run still going. Only the last run can be shorter, so the rows
-    still going at a step are always a prefix: their carried states stay aligned."""
-    if n_chunks == 0:
-        return []
-    per_row = -(-n_chunks // max(1, rows))
-    runs = [range(s, min(s + per_row, n_chunks)) for s in range(0, n_chunks, per_row)]
-    return [[run[j] for run in runs if j < len(run)] for j in range(per_row)]
-
-
 def evaluate(
     model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
 ) -> dict:
     """Forward LM perplexity per piece and per word, bits per character; the backward LM's per-piece too
     (when the model has one).
 
-    The forward LM reads the text as a stream, as word-level LM papers evaluate (PyTorch's word_language_model,
-    AWD-LSTM): the chunks (in text order) are dealt into a few contiguous runs, each run read chunk after chunk
-    with the (h, c) state carried over, so only the first piece of a run starts from a blank state. Every
-    piece after the opening EOS is scored exactly once, with all the text before it in its run as context.
-    The backward LM's per-piece figure is per chunk (it is a diagnostic; generation never uses it)."""
-    import torch
+    The forward LM reads the text as a stream (``stream_states``), as word-level LM papers evaluate (PyTorch's
+    word_language_model, AWD-LSTM): every piece after the opening EOS is scored exactly once, with all the text
+    before it in its run as context. With ``lm.cache_size`` > 0 (the model's ``cache``), each piece's
+    probability mixes in the continuous cache (tasks/lm_cache.py); model selection (``selection``) never
+    does. The backward LM's per-piece figure is per chunk (a diagnostic; generation never uses it)."""
     import torch.nn.functional as F
 
-    from lstmtext.tasks.common import to_device
+    from lstmtext.tasks.lm_stream import Cache, mixed_nll
 
     head, enc = model.head, model.encoder
+    settings = None if selection else getattr(model, "cache", None)
+    cache = Cache(settings.size) if settings and settings.size else None
     fwd_nll = bwd_nll = 0.0
     n_fwd = n_bwd = 0
-    model.eval()
-    longest = max((f["length"] for f in features), default=1)
-    # The (tokens × vocabulary) logits dominate memory: keep a step to a few thousand tokens.
-    rows = max(1, min(batch_tokens, 4096) // longest)
-    with torch.inference_mode():
-        hx = None
-        for idx in stream_rows(len(features), rows):
-            batch = to_device(collate([features[i] for i in idx]), device)
-            tokens = batch["tokens"]  # (m, T): m ≤ the rows of the last step, a prefix of them
-            if hx is not None:
-                hx = tuple(h[:, : len(idx)] for h in hx) if isinstance(hx, tuple) else hx[:, : len(idx)]
-            # A chunk's last piece opens the next chunk, so only the pieces before it are read here: the
-            # carried state is then exactly the state before that piece.
-            x = enc.embed(tokens)  # (m, T, E)
-            out, hx = enc.forward_stack(x[:, :-1], hx)  # (m, T-1, H)
-            fwd_t = tokens[:, 1:]  # (m, T-1)
-            fl = head.forward_logits(out).float()  # (m, T-1, V)
+    for batch, x, out in stream_states(model, features, device, batch_tokens):
+        tokens = batch["tokens"]
+        fwd_t = tokens[:, 1:]  # (m, T-1)
+        fl = head.forward_logits(out).float()  # (m, T-1, V)
+        if cache is None:
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
-            del fl
-            n_fwd += int((fwd_t != PAD).sum())
-            if not head.bidirectional:
-                continue
-            bwd_states = enc.backward_stack(x, batch["lengths"])  # (m, T, H)
-            bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (m, T-1)
-            bl = head.backward_logits(bwd_states[:, 1:]).float()  # (m, T-1, V)
-            bwd_nll += F.cross_entropy(bl.flatten(0, 1), bwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
-            n_bwd += int((bwd_t != PAD).sum())
+        else:
+            log_p = -F.cross_entropy(fl.transpose(1, 2), fwd_t, ignore_index=PAD, reduction="none")  # (m, T-1)
+            p, seen = cache.probs(out, fwd_t, [(settings.size, settings.theta)])
+            fwd_nll += mixed_nll(log_p, p[0], seen, settings.lam)[fwd_t != PAD].sum().item()
+        del fl
+        n_fwd += int((fwd_t != PAD).sum())
+        if not head.bidirectional:
+            continue
+        bwd_states = enc.backward_stack(x, batch["lengths"])  # (m, T, H)
+        bwd_t = tokens[:, :-1].masked_fill(fwd_t == PAD, PAD)  # (m, T-1)
+        bl = head.backward_logits(bwd_states[:, 1:]).float()  # (m, T-1, V)
+        bwd_nll += F.cross_entropy(bl.flatten(0, 1), bwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
+        n_bwd += int((bwd_t != PAD).sum())
     words = sum(f["words"] for f in features)
     chars = sum(f["chars"] for f in features)
     return lm_metrics(fwd_nll, n_fwd, bwd_nll, n_bwd, words, sum(f["lines"] for f in features), chars)

@@ -39,6 +39,7 @@ HIGHER_IS_BETTER = True
 FORMATS = ("conll", "jsonl", "inline", "html")
 PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass, a linear layer and a CRF
 SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
+EVAL_OPTIONS = ()  # Viterbi decoding has no settings
 ONNX = "lstmtext.tasks.ner_onnx"  # lstmtext export: the module with its graph and the model that runs it
 
 

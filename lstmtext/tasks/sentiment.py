@@ -25,6 +25,7 @@ HIGHER_IS_BETTER = True
 FORMATS = ("text", "jsonl")
 PRECISIONS = INFERENCE_PRECISIONS  # int8 too: one encoder pass and a pooled head
 SPEED_UNIT = "words"  # benchmark speed counts whitespace words of the input lines
+EVAL_OPTIONS = ()
 ONNX = "lstmtext.tasks.sentiment_onnx"  # lstmtext export: the module with its graph and the model that runs it
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity")

@@ -33,6 +33,7 @@ HIGHER_IS_BETTER = True
 FORMATS = ("text", "jsonl")
 PRECISIONS = TRAIN_PRECISIONS  # no int8: beam search steps LSTM cells one piece at a time
 SPEED_UNIT = "sentences"  # benchmark speed counts input lines translated
+EVAL_OPTIONS = ("beam", "length_penalty", "max_length_ratio", "max_length_extra", "max_output_length")
 
 
 @dataclass
