@@ -30,15 +30,18 @@ def floats(text: str) -> list[float]:
 def dev_grid(ckpt: str, sizes: list[int], thetas: list[float], lams: list[float]) -> tuple[list[dict], float]:
     """Every setting's wiki.valid perplexity per word for one checkpoint, and the seconds the pass took."""
     import lstmtext as lt
+    from lstmtext.api import inference_precision
     from lstmtext.data import resolve_source
     from lstmtext.tasks import get_task
     from lstmtext.tasks.lm_stream import search
 
-    p = lt.load(ckpt)
+    # the device and precision `lstmtext evaluate` picks by default, which then reads test with the choice
+    p = lt.load(ckpt, device="auto")
     mod = get_task(p.task)
     feats = mod.featurize(mod.read(resolve_source("wikitext2:dev"), p.recipe.options, "dev"), p.tok, [], p.recipe)
     t0 = time.perf_counter()
-    rows = search(p.model, feats, p.device, p.batch_tokens, sizes, thetas, lams)
+    with inference_precision(p, "auto"):
+        rows = search(p.model, feats, p.device, p.batch_tokens, sizes, thetas, lams)
     return rows, time.perf_counter() - t0
 
 
@@ -96,7 +99,7 @@ def main() -> None:
             )
     command = "python benchmarks/bench_lm_cache.py " + " ".join(
         [rel(c) for c in args.checkpoints]
-        + [f"--sizes {args.sizes} --thetas {args.thetas} --lams {args.lams}"]
+        + [f"--sizes {args.sizes} --thetas {args.thetas} --lams {args.lams} --name {args.name}"]
         + (["--dev-only"] if args.dev_only else [])
     )
     for name, ds, metric, value, extra in results:

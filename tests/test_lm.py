@@ -449,6 +449,9 @@ def test_cli_evaluate_set_cache_and_refusals(lm_ckpt):
     assert plain.returncode == 0 and cached.returncode == 0, cached.stderr
     a, b = json.loads(plain.stdout), json.loads(cached.stdout)
     assert b["pieces"] == a["pieces"] and b["ppl_word"] != pytest.approx(a["ppl_word"], rel=1e-4)
+    assert "cache" not in a and b["cache"]["size"] == 500 and b["cache"]["lambda"] == 0.2  # the figure says so
+    table = run_cli("evaluate", lm_ckpt, dev, "--set", "lm.cache_size=500")
+    assert table.returncode == 0 and "continuous cache" in table.stderr and "500 states" in table.stderr
     zero = run_cli(
         "evaluate", lm_ckpt, dev, "--format", "json", "--set", "lm.cache_size=500", "--set", "lm.cache_lambda=0"
     )

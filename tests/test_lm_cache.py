@@ -48,6 +48,17 @@ def test_cache_probs_equal_brute_force_across_steps_and_shrinking_rows(size):
         assert cache.keys.shape[1] == min(size, 5 * (step + 1))
 
 
+def test_cache_scores_in_fp32_under_bf16_autocast():
+    """Evaluation in bf16 (--precision bf16, or auto on CUDA) must not round the dot products that θ scales."""
+    g = torch.Generator().manual_seed(1)
+    states = torch.randn(2, 40, 16, generator=g).bfloat16().float()  # exact in bf16: only the products could round
+    targets = torch.randint(1, 5, (2, 40), generator=g)
+    want, _ = Cache(30).probs(states, targets, [(30, 4.0)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = Cache(30).probs(states, targets, [(30, 4.0)])
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
 def test_mixed_nll_by_hand():
     log_p = torch.log(torch.tensor([[0.5, 0.5, 0.1]]))
     p_cache = torch.tensor([[0.2, 0.0, 0.9]])
@@ -94,3 +105,9 @@ def test_evaluate_with_the_cache_matches_search_and_lowers_perplexity_on_recurri
 def test_cache_settings_out_of_range_are_refused(item, fragment):
     with pytest.raises(UsageError, match=fragment):
         build_recipe("lm", lm.Options, lm.DEFAULTS, overrides=[item])
+
+
+def test_search_refuses_a_size_of_nothing(tok):  # noqa: F811
+    p = tiny_predictor(tok, layers=1, embed=16, hidden=24)
+    with pytest.raises(UsageError, match="at least 1 state"):
+        search(p.model, repetitive_features(tok), torch.device("cpu"), 4096, sizes=[0, 10], thetas=[1.0], lams=[0.1])

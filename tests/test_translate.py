@@ -10,6 +10,10 @@ import pytest
 import torch
 from conftest import REPO, TINY, assert_usage_error, run_cli
 
+from lstmtext.config import build_recipe
+from lstmtext.errors import UsageError
+from lstmtext.tasks import translate as T
+
 SAMPLE_TRAIN = REPO / "data" / "translate" / "train.tsv"
 SAMPLE_DEV = REPO / "data" / "translate" / "dev.tsv"
 SOURCES = [
@@ -290,6 +294,23 @@ def test_top_candidates_equal_a_topk_over_every_extension(V, chunk):
     finite = torch.isfinite(want_scores)
     assert torch.equal((beam * V + piece)[finite], want[finite])  # and the same places (no ties among them)
     assert bool((piece < V).all()) and bool((beam < K).all())  # -inf places still name a real piece and beam
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("translate.max_length_ratio=nan", "translate.max_length_ratio: expected a finite number > 0, got nan"),
+        ("translate.max_length_ratio=0", "translate.max_length_ratio: expected a finite number > 0, got 0.0"),
+        ("translate.length_penalty=inf", "translate.length_penalty: expected a finite number ≥ 0, got inf"),
+        ("translate.length_penalty=-1", "translate.length_penalty: expected a finite number ≥ 0, got -1.0"),
+        ("translate.max_length_extra=-2", "translate.max_length_extra: expected a number ≥ 0, got -2"),
+    ],
+)
+def test_decoding_settings_out_of_range_are_refused(override, message):
+    """What evaluate --set (and train --set) may pass to beam search: a bad value is one line, not a traceback."""
+    with pytest.raises(UsageError) as e:
+        build_recipe("translate", T.Options, T.DEFAULTS, overrides=[override])
+    assert str(e.value) == message
 
 
 def test_translate_evaluate_selects_with_select_beam_and_reports_with_beam(tiny):

@@ -244,7 +244,7 @@ def evaluate(
     The forward LM reads the text as a stream (``stream_states``), as word-level LM papers evaluate (PyTorch's
     word_language_model, AWD-LSTM): every piece after the opening EOS is scored exactly once, with all the text
     before it in its run as context. With ``lm.cache_size`` > 0 (the model's ``cache``), each piece's
-    probability mixes in the continuous cache (tasks/lm_cache.py); model selection (``selection``) never
+    probability mixes in the continuous cache (tasks/lm_stream.py); model selection (``selection``) never
     does. The backward LM's per-piece figure is per chunk (a diagnostic; generation never uses it)."""
     import torch.nn.functional as F
 
@@ -276,7 +276,10 @@ def evaluate(
         n_bwd += int((bwd_t != PAD).sum())
     words = sum(f["words"] for f in features)
     chars = sum(f["chars"] for f in features)
-    return lm_metrics(fwd_nll, n_fwd, bwd_nll, n_bwd, words, sum(f["lines"] for f in features), chars)
+    m = lm_metrics(fwd_nll, n_fwd, bwd_nll, n_bwd, words, sum(f["lines"] for f in features), chars)
+    if cache is not None:  # a figure with the cache says so wherever it goes
+        m["cache"] = {"size": settings.size, "theta": settings.theta, "lambda": settings.lam}
+    return m
 
 
 def lm_metrics(
@@ -339,6 +342,9 @@ def report(metrics: dict, console) -> None:
     t.add_row("bits per character", f"{metrics['bpc']:.4f}")
     if "ppl_piece_bwd" in metrics:
         t.add_row("backward LM perplexity per piece", f"{metrics['ppl_piece_bwd']:.2f}")
+    if "cache" in metrics:
+        c = metrics["cache"]
+        t.add_row("continuous cache", f"{c['size']} states, θ {c['theta']:g}, λ {c['lambda']:g}")
     console.print(t)
 
 

@@ -82,8 +82,13 @@ class Cache:
         after. Returns (p (len(settings), m, T), seen (T,) bool)."""
         import torch
 
+        with torch.autocast(states.device.type, enabled=False):  # bf16 dot products would shift θ·h·h_i
+            return self._probs(states.float(), targets, settings)
+
+    def _probs(self, states, targets, settings):
+        import torch
+
         m, T, _ = states.shape
-        states = states.float()
         if self.keys is None:
             past_k, past_l = states.new_zeros(m, 0, states.size(-1)), targets.new_zeros(m, 0)
         else:
@@ -123,8 +128,11 @@ def search(model, features: list[dict], device, batch_tokens: int, sizes, thetas
     import torch
     import torch.nn.functional as F
 
+    from lstmtext.errors import UsageError
     from lstmtext.tokenizer import PAD
 
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"cache sizes to search must be at least 1 state, got {list(sizes)}")
     pairs = [(s, t) for s in sizes for t in thetas]
     nll = torch.zeros(len(pairs), len(lams), dtype=torch.float64)
     base = 0.0
@@ -139,9 +147,13 @@ def search(model, features: list[dict], device, batch_tokens: int, sizes, thetas
         for a in range(len(pairs)):
             for b, lam in enumerate(lams):
                 nll[a, b] += mixed_nll(log_p, p[a], seen, lam)[real].sum().item()
-    words = sum(f["words"] for f in features)
-    rows = [{"size": 0, "theta": 0.0, "lam": 0.0, "ppl_word": math.exp(base / words)}]
+    words = max(1, sum(f["words"] for f in features))
+
+    def ppl(total: float) -> float:
+        return math.exp(min(total / words, 700.0))
+
+    rows = [{"size": 0, "theta": 0.0, "lam": 0.0, "ppl_word": ppl(base)}]
     for a, (size, theta) in enumerate(pairs):
         for b, lam in enumerate(lams):
-            rows.append({"size": size, "theta": theta, "lam": lam, "ppl_word": math.exp(nll[a, b].item() / words)})
+            rows.append({"size": size, "theta": theta, "lam": lam, "ppl_word": ppl(nll[a, b].item())})
     return sorted(rows, key=lambda r: r["ppl_word"])

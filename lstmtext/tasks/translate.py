@@ -76,6 +76,12 @@ def validate(options: Options) -> None:
             raise UsageError(f"translate.{key}: expected a beam of 1 to {MAX_BEAM}, got {getattr(options, key)}")
     if options.label_smoothing < 0 or options.label_smoothing >= 1:
         raise UsageError(f"translate.label_smoothing: expected a number in [0, 1), got {options.label_smoothing}")
+    if not (math.isfinite(options.length_penalty) and options.length_penalty >= 0):
+        raise UsageError(f"translate.length_penalty: expected a finite number ≥ 0, got {options.length_penalty}")
+    if not (math.isfinite(options.max_length_ratio) and options.max_length_ratio > 0):
+        raise UsageError(f"translate.max_length_ratio: expected a finite number > 0, got {options.max_length_ratio}")
+    if options.max_length_extra < 0:
+        raise UsageError(f"translate.max_length_extra: expected a number ≥ 0, got {options.max_length_extra}")
 
 
 def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
