@@ -2,8 +2,8 @@
 2017, "Improving Neural Language Models with a Continuous Cache") that ``lstmtext evaluate`` mixes in with
 ``lm.cache_size`` > 0.
 
-With the cache, each piece's probability mixes the model's softmax with a distribution over the pieces that followed the
-most similar recent forward states of the same text:
+With the cache, each piece's probability mixes the model's softmax with a distribution over the pieces that
+followed the most similar recent forward states of the same text:
 
     p(w | h_t) = (1 - λ) p_model(w | h_t) + λ Σ_{i: x_{i+1} = w} softmax_i(θ h_t · h_i),  t - size ≤ i < t
 
