@@ -49,9 +49,9 @@ def dev_grid(ckpt: str, dev: str, sizes: list[int], thetas: list[float], lams: l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", help="LM checkpoints (the same recipe, other seeds)")
-    ap.add_argument("--sizes", default="250,1000,4000", help="cache sizes to try (states per stream row)")
-    ap.add_argument("--thetas", default="1,2,3,5", help="θ values to try")
-    ap.add_argument("--lams", default="0.05,0.1,0.15,0.2,0.3", help="λ values to try")
+    ap.add_argument("--sizes", default="5000,10000", help="cache sizes to try (states per stream row)")
+    ap.add_argument("--thetas", default="4,5,6", help="θ values to try")
+    ap.add_argument("--lams", default="0.2,0.25,0.3", help="λ values to try")
     ap.add_argument("--dev-only", action="store_true", help="choose on wiki.valid and stop: test is not read")
     ap.add_argument("--dev", default="wikitext2:dev", help="the text to choose on (a part of it for a quick probe)")
     ap.add_argument("--name", default="lm-cache", help="benchmark name (rows, benchmarks/out/NAME.json)")
