@@ -104,8 +104,10 @@ class Cache:
         out = []
         for size, theta in settings:
             visible = (j < now) & (j >= now - size)  # (T, P+T)
-            w = torch.softmax((theta * scores).masked_fill(~visible, -math.inf), -1)  # NaN where nothing is visible
-            out.append(torch.where(hit & visible, w, 0.0).sum(-1))  # (m, T)
+            # two (m, T, P+T) tensors per setting: the hidden states' weights are already 0 after the softmax,
+            # and a position with nothing visible (all NaN) gets 0
+            w = torch.softmax((theta * scores).masked_fill_(~visible, -math.inf), -1)
+            out.append(w.mul_(hit).sum(-1).nan_to_num_(0.0))  # (m, T)
         self.keys, self.labels = keys[:, -self.size :], labels[:, -self.size :]
         return torch.stack(out), now[:, 0] > 0
 
