@@ -250,7 +250,7 @@ def evaluate(
     does. The backward LM's per-piece figure is per chunk (a diagnostic; generation never uses it)."""
     import torch.nn.functional as F
 
-    from lstmtext.tasks.lm_stream import Cache, mixed_nll
+    from lstmtext.tasks.lm_stream import Cache, mixed_nll, piece_log_probs
 
     head, enc = model.head, model.encoder
     settings = None if selection else getattr(model, "cache", None)
@@ -260,15 +260,15 @@ def evaluate(
     for batch, x, out in stream_states(model, features, device, batch_tokens):
         tokens = batch["tokens"]
         fwd_t = tokens[:, 1:]  # (m, T-1)
-        fl = head.forward_logits(out).float()  # (m, T-1, V)
+        real = fwd_t != PAD
         if cache is None:
+            fl = head.forward_logits(out).float()  # (m, T-1, V)
             fwd_nll += F.cross_entropy(fl.flatten(0, 1), fwd_t.flatten(), ignore_index=PAD, reduction="sum").item()
+            del fl
         else:
-            log_p = -F.cross_entropy(fl.transpose(1, 2), fwd_t, ignore_index=PAD, reduction="none")  # (m, T-1)
             p, seen = cache.probs(out, fwd_t, [(settings.size, settings.theta)])
-            fwd_nll += mixed_nll(log_p, p[0], seen, settings.lam)[fwd_t != PAD].sum().item()
-        del fl
-        n_fwd += int((fwd_t != PAD).sum())
+            fwd_nll += mixed_nll(piece_log_probs(head, out, fwd_t), p[0], seen, settings.lam)[real].sum().item()
+        n_fwd += int(real.sum())
         if not head.bidirectional:
             continue
         bwd_states = enc.backward_stack(x, batch["lengths"])  # (m, T, H)

@@ -123,12 +123,21 @@ def mixed_nll(log_p_model, p_cache, seen, lam: float):
     return -torch.where(seen, mixed, log_p_model)
 
 
+def piece_log_probs(head, states, targets):
+    """The model's log-probability of each target piece (m, T), 0 at padding: forward states (m, T, H)."""
+    import torch.nn.functional as F
+
+    from lstmtext.tokenizer import PAD
+
+    logits = head.forward_logits(states).float()  # (m, T, V)
+    return -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")
+
+
 def search(model, features: list[dict], device, batch_tokens: int, sizes, thetas, lams) -> list[dict]:
     """Per-word perplexity of every (size, θ, λ) over ``features`` (development text, featurized as for
     evaluation), from one pass of the LM: the states and the model's probabilities are computed once and
     each setting only rescores them. Sorted best first; the (0, 0, 0) row is the model without a cache."""
     import torch
-    import torch.nn.functional as F
 
     from lstmtext.errors import UsageError
     from lstmtext.tokenizer import PAD
@@ -141,8 +150,7 @@ def search(model, features: list[dict], device, batch_tokens: int, sizes, thetas
     cache = Cache(max(sizes))
     for batch, _, out in stream_states(model, features, device, batch_tokens):
         targets = batch["tokens"][:, 1:]  # (m, T-1)
-        logits = model.head.forward_logits(out).float()  # (m, T-1, V)
-        log_p = -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")  # (m, T-1)
+        log_p = piece_log_probs(model.head, out, targets)  # (m, T-1)
         real = targets != PAD
         base -= log_p[real].sum().item()
         p, seen = cache.probs(out, targets, pairs)
