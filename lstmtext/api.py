@@ -33,6 +33,7 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
         from lstmtext.export import load as load_exported
 
         return load_exported(path, device, task, command)
+    from lstmtext import ensemble
     from lstmtext.config import build_recipe
     from lstmtext.device import pick_device
     from lstmtext.tokenizer import Tokenizer
@@ -50,9 +51,13 @@ def load(path: str | Path, device: str = "cpu", task: str | None = None, command
         raise UsageError(f"checkpoint {path}: its labels must be a list of strings")
     # The recipe a file claims is checked against the weights it holds before the model is built for real:
     # a small file claiming a huge encoder is refused instead of allocating that encoder.
-    check_weights_fit(f"checkpoint {path}", model_shapes(mod, recipe, len(tok), labels), state)
+    n = ensemble.members(meta, path)  # lstmtext ensemble: n models of one recipe, combined by the task
+    shapes = model_shapes(mod, recipe, len(tok), labels)
+    check_weights_fit(f"checkpoint {path}", ensemble.state_names(shapes, n) if n else shapes, state)
     with _no_weight_init():
         model = mod.build_model(recipe, len(tok), labels)
+        if n:
+            model = mod.ensemble([model] + [mod.build_model(recipe, len(tok), labels) for _ in range(n - 1)])
     model.load_state_dict(state)
     model.to(dev).eval()
     predictor = mod.Predictor(model, tok, labels, recipe, dev)
@@ -207,6 +212,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
 
     from lstmtext import __version__
     from lstmtext.data import sha256_file
+    from lstmtext.ensemble import check_single
 
     if len(paths) < 2:
         raise UsageError(f"average needs at least two checkpoints, got {len(paths)}")
@@ -220,6 +226,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
         meta, state = ckpt.load(path)
         if meta.get("kind") == "resume":
             raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
+        check_single(path, meta, "lstmtext average")
         if first_meta is None:
             first_meta, dtypes = meta, {k: v.dtype for k, v in state.items()}
             total = {k: v.double() if v.is_floating_point() else v for k, v in state.items()}

@@ -73,6 +73,9 @@ def export(path: str | Path, output: str | Path, precision: str = "fp32", force:
     meta, state = ckpt.load(path)
     if meta.get("kind") == "resume":
         raise UsageError(f"{path} is resume state, not a model; pass the checkpoint written beside it")
+    from lstmtext.ensemble import check_single
+
+    check_single(path, meta, "export")
     task = meta["task"]
     mod = get_task(task)
     if not exportable(task):

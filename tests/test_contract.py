@@ -40,6 +40,7 @@ EXPECTED_MEMBERS = {
     "build_model",
     "trained_weights",
     "init_from",
+    "ensemble",
     "evaluate",
     "summary",
     "report",
@@ -96,7 +97,8 @@ def test_every_task_module_is_a_task(name):
 def test_get_task_names_the_missing_members(monkeypatch):
     monkeypatch.setitem(TASKS, "broken", "conftest")
     with pytest.raises(
-        TypeError, match=r"task module conftest lacks NAME, MAIN_METRIC, .*init_from, evaluate, summary, report, plots"
+        TypeError,
+        match=r"task module conftest lacks NAME, MAIN_METRIC, .*init_from, ensemble, evaluate, summary, report, plots",
     ):
         get_task("broken")
 

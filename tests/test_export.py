@@ -42,19 +42,19 @@ def sample():
     return Tokenizer.train(mod.tokenizer_texts(examples), 400), mod.make_labels(examples)
 
 
-def make_ckpt(path: Path, sample, *overrides: str) -> Path:
+def make_ckpt(path: Path, sample, *overrides: str, seed: int = 0) -> Path:
     """A tiny NER model with random weights (CRF scores included, so paths are not all O), saved as a checkpoint."""
     tok, labels = sample
     mod = get_task("ner")
     sets = ["encoder.embed_dim=16", "encoder.hidden_dim=12", "tokenizer.vocab_size=400", "data.max_length=64"]
     recipe = resolve_recipe("ner", None, [*sets, *overrides])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = mod.build_model(recipe, len(tok), labels)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.startswith(("head.crf", "head.proj")) or name.endswith("bias"):
                 p.normal_(0, 1.0)
-    meta = {"task": "ner", "recipe": recipe.to_dict(), "labels": labels, "metrics": {}, "provenance": {"seed": 1}}
+    meta = {"task": "ner", "recipe": recipe.to_dict(), "labels": labels, "metrics": {}, "provenance": {"seed": seed}}
     ckpt.save(path, model.state_dict(), meta, tok.model_proto)
     return path
 

@@ -108,6 +108,10 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
     return ""
 
 
+def ensemble(models: list):
+    raise UsageError("toy models do not ensemble")
+
+
 def evaluate(model, features, labels, device, batch_tokens, tok=None, selection=False) -> dict:
     from lstmtext.tasks.common import map_batches
 

@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 from lstmtext.cli import (
     average,
     benchmark,
+    ensemble,
     evaluate,
     export,
     generate,
@@ -183,6 +184,7 @@ for command in (
     predict.predict,
     info.info,
     average.average,
+    ensemble.ensemble,
     export.export,
     tag.tag,
     generate.generate,

@@ -49,6 +49,8 @@ def info(
     for section in ("encoder", "tokenizer", "train", "init", recipe.get("task")):
         if section and section in recipe and (section != "init" or any(recipe[section].values())):
             t.add_row(section, ", ".join(f"{k}={v}" for k, v in recipe[section].items()))
+    for i, part in enumerate((meta.get("ensemble") or {}).get("parts") or [], 1):  # lstmtext ensemble
+        t.add_row(f"member {i}", member_line(part))
     for k, v in (meta.get("provenance") or {}).items():
         if k == "data":
             for src in v:
@@ -95,3 +97,10 @@ def lineage_line(entry: dict) -> str:
         + (f"; data {data}" if data else "")
         + f"; {entry.get('checkpoint')}"
     )
+
+
+def member_line(part: dict) -> str:
+    """One member of an ensemble: its file, seed and the dev metrics it was selected on."""
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in (part.get("metrics") or {}).items() if isinstance(v, float))
+    seed = f"seed {part['seed']}, " if part.get("seed") is not None else ""
+    return f"{part.get('path')} sha256={str(part.get('sha256', '-'))[:12]} ({seed}dev {metrics or 'unknown'})"

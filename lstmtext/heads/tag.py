@@ -248,8 +248,8 @@ class TagHead(nn.Module):
         continued = (nxt == self._continued_by[tags]) & nxt_real
         return torch.where(continued, self._when_continued[tags], self._when_ended[tags])
 
-    def decode(self, emissions: torch.Tensor, word_lengths: torch.Tensor) -> torch.Tensor:
-        """Best BIO ids (B, W)."""
+    def decode(self, emissions: torch.Tensor, word_lengths: torch.Tensor, crf: CRF | None = None) -> torch.Tensor:
+        """Best BIO ids (B, W), by this head's CRF or by ``crf`` (an ensemble's mean of its members')."""
         mask = lengths_to_mask(word_lengths.to(emissions.device), emissions.size(1))  # (B, W)
-        paths = self.crf.decode(emissions, mask)
+        paths = (self.crf if crf is None else crf).decode(emissions, mask)
         return self._to_bio[paths] if self.bioes else paths

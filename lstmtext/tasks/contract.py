@@ -91,6 +91,10 @@ class Task(Protocol):
         """``--init-from``: after the shared encoder copy, take what else of another checkpoint fits this task's
         head into ``own`` (a state dict, updated in place); return what was taken, for the note ('' for nothing)."""
 
+    def ensemble(self, models: list) -> Any:
+        """Several trained models of one recipe as one model whose ``forward`` combines their predictions
+        (lstmtext/ensemble.py); a task whose predictions do not combine raises UsageError, for any list."""
+
     def evaluate(
         self,
         model: Any,

@@ -226,14 +226,16 @@ def trained_weights(state: dict, meta: dict) -> tuple[dict, str]:
     freshly initialised one, the same as from scratch on that half."""
     if meta.get("recipe", {}).get("lm", {}).get("bidirectional", True):
         return state, ""
-    return (
-        {k: v for k, v in state.items() if not k.startswith("encoder.bwd.")},
-        "a forward-only LM: the backward stack starts fresh",
-    )
+    kept = {k: v for k, v in state.items() if not k.startswith("encoder.bwd.")}
+    return kept, "a forward-only LM: the backward stack starts fresh"
 
 
 def init_from(own: dict, state: dict, meta: dict) -> str:
     return ""  # an LM's head fits only another LM's checkpoint (the shared copy takes that)
+
+
+def ensemble(models: list):
+    raise UsageError("lm models do not ensemble here: the stream's carried state and the cache are one model's")
 
 
 # -- evaluation --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from lstmtext.heads import WORD_STATES
 from lstmtext.tasks import ner_format
 from lstmtext.tasks.contract import one_or_many
 from lstmtext.tasks.ner_data import (
+    assemble,
     detect_scheme,
     document_streams,
     encode_sentences,
@@ -226,6 +227,12 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
     return "the LM head" if taken else ""
 
 
+def ensemble(models: list):
+    from lstmtext.ensemble import TagEnsemble
+
+    return TagEnsemble(models)  # the mean of the members' CRF scores
+
+
 def decode_features(model, features: list[dict], device, batch_tokens: int, workers: int | None = None):
     """Best tag ids for every feature (in order), and the mean loss when the features carry tags."""
     if hasattr(model, "decode_features"):  # an exported model (tasks/ner_onnx.py) batches and decodes itself
@@ -248,23 +255,15 @@ def decode_features(model, features: list[dict], device, batch_tokens: int, work
     return out, (total_loss / n if n else None)
 
 
-def _assemble(features: list[dict], paths: list[list[int]], n_sents: int) -> list[list[int]]:
-    """Per-window paths → one path per sentence (windows of a sentence come in word order)."""
-    sents: list[list[int]] = [[] for _ in range(n_sents)]
-    for f, p in sorted(zip(features, paths), key=lambda fp: (fp[0]["sent"], fp[0]["start"])):
-        sents[f["sent"]].extend(p)
-    return sents
-
-
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(
     model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False
 ) -> dict:
     paths, loss = decode_features(model, features, device, batch_tokens)
     n_sents = max((f["sent"] for f in features), default=-1) + 1
-    pred = [[labels[i] for i in p] for p in _assemble(features, paths, n_sents)]
+    pred = [[labels[i] for i in p] for p in assemble(features, paths, n_sents)]
     # tag0: a window that began inside an entity had its first I- turned into B- for training; score the original
-    gold_ids = _assemble(features, [[f["tag0"]] + f["tags"][1:] for f in features], n_sents)
+    gold_ids = assemble(features, [[f["tag0"]] + f["tags"][1:] for f in features], n_sents)
     gold = [[labels[i] for i in g] for g in gold_ids]
     metrics = entity_metrics(gold, pred)
     if loss is not None:  # an exported model computes no loss
@@ -327,7 +326,7 @@ class Predictor:
         if earlier:  # the carried lines were read for context only: drop their features, renumber the rest
             feats = [{**f, "sent": f["sent"] - len(earlier)} for f in feats if f["sent"] >= len(earlier)]
         paths, _ = decode_features(self.model, feats, self.device, self.batch_tokens, workers=self.workers)
-        sents = _assemble(feats, paths, len(keep))
+        sents = assemble(feats, paths, len(keep))
         out = [{"text": t, "tokens": [], "tags": [], "entities": []} for t in texts]
         for i, path in zip(keep, sents):
             tags = [self.labels[k] for k in path]

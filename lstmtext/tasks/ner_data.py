@@ -318,3 +318,11 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
         "token_accuracy": correct / tokens if tokens else 0.0,
         "per_type": dict(sorted(per_type.items())),
     }
+
+
+def assemble(features: list[dict], paths: list[list[int]], n_sents: int) -> list[list[int]]:
+    """Per-window paths → one path per sentence (windows of a sentence come in word order)."""
+    sents: list[list[int]] = [[] for _ in range(n_sents)]
+    for f, p in sorted(zip(features, paths), key=lambda fp: (fp[0]["sent"], fp[0]["start"])):
+        sents[f["sent"]].extend(p)
+    return sents

@@ -173,6 +173,12 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
     return ""  # a classifier's head fits only a checkpoint of its own task (the shared copy takes that)
 
 
+def ensemble(models: list):
+    from lstmtext.ensemble import ClassifyEnsemble
+
+    return ClassifyEnsemble(models)  # the mean of the members' class probabilities
+
+
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(
     model, features: list[dict], labels: list[str], device, batch_tokens: int, tok=None, selection: bool = False

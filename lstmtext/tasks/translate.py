@@ -92,6 +92,10 @@ def init_from(own: dict, state: dict, meta: dict) -> str:
     return ""  # a decoder fits only another translation checkpoint (the shared copy takes that)
 
 
+def ensemble(models: list):
+    raise UsageError("translate models do not ensemble here: beam search steps one decoder")
+
+
 @dataclass
 class Decoding:
     """The decoding settings build_model hangs on the model, so evaluate() needs no recipe."""
@@ -113,8 +117,7 @@ class Decoding:
 def read(source: str, opts: Options, split: str = "train") -> list[dict]:
     """Examples {"source", "target", "where"}; pairs with an empty side are skipped (and counted, not kept:
     each line is checked as it is read, and memory grows only with the pairs kept)."""
-    kept: list[dict] = []
-    skipped = 0
+    kept, skipped = [], 0
     for e in _pairs(source, opts, split):
         if e["source"] and e["target"]:
             kept.append(e)

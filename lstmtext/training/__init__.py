@@ -90,6 +90,10 @@ def _train(
     stored_meta, stored, state = resume_state.read(output.resume, mod.NAME) if resume else ({}, {}, LoopState())
     clock.carry(state)
     init_meta, init_tensors = ckpt.load(init_from) if init_from else ({}, {})
+    if init_from:
+        from lstmtext.ensemble import check_single
+
+        check_single(init_from, init_meta, "--init-from")
     shape = encoder_shape(init_meta.get("recipe", {}))
     recipe = resolve_recipe(
         mod.NAME,
