@@ -50,6 +50,7 @@ class DataConfig:
     valid_fraction: float = 0.05
     valid_max: int = 2000  # cap on the slice taken from train, in examples (in sentences when valid_by is sentence)
     valid_by: str = choice(*VALID_BY)  # "sentence": phrase treebanks such as SST-2 (holdout.py)
+    split_seed: int = 0  # seeds the held-out slice and the tokenizer's sample; 0 = train.seed (train.members share it)
     max_length: int = 512  # pieces per example; longer inputs are cut so memory stays bounded
 
 
@@ -99,6 +100,7 @@ class TrainConfig:
     patience: int = 4  # evaluations without improvement before stopping; 0 = never stop early
     seed: int = 1
     init_seed: int = 0  # seeds the model's random initial weights alone; 0 = train.seed (see lstmtext average)
+    members: int = 1  # models trained one after another (train.seed, +1, …) and kept as one ensemble (ensemble.py)
     device: str = choice("auto", "cpu", "cuda")
     precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
@@ -331,6 +333,8 @@ def _validate_shared(recipe: Recipe) -> None:
         "train.eval_every": (t.eval_every, 0, "0 (once per epoch) or a positive number of steps"),
         "train.patience": (t.patience, 0, "0 (never stop early) or a positive number of evaluations"),
         "train.init_seed": (t.init_seed, 0, "0 (train.seed) or a positive seed"),
+        "train.members": (t.members, 1, "at least 1 (1 = one model, no ensemble)"),
+        "data.split_seed": (d.split_seed, 0, "0 (train.seed) or a positive seed"),
         "train.weight_decay": (t.weight_decay, 0, "a number at least 0"),
         "train.clip": (t.clip, 0, "a number at least 0 (0 = no clipping)"),
         "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),

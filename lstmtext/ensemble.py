@@ -118,10 +118,13 @@ def state_names(shapes: dict[str, tuple[int, ...]], n: int) -> dict[str, tuple[i
     return {f"{PREFIX}.{i}.{k}": s for i in range(n) for k, s in shapes.items()}
 
 
-def write(paths: list[str | Path], output: str | Path, force: bool = False) -> dict:
+def write(
+    paths: list[str | Path], output: str | Path, force: bool = False, train: dict | None = None, metrics=None
+) -> dict:
     """Write the checkpoints at ``paths`` as one ensemble checkpoint at ``output`` and return its meta. The
     members share task, labels, tokenizer and the recipe's [encoder] and task sections (the weights' shapes and
-    how they are read); their training may differ in anything else."""
+    how they are read); their training may differ in anything else. The ensemble's recipe is the first
+    member's, its [train] updated by ``train``; ``metrics``, its dev scores where they were measured."""
     import time
 
     from lstmtext import __version__
@@ -164,7 +167,9 @@ def write(paths: list[str | Path], output: str | Path, force: bool = False) -> d
             }
         )
     out = {k: v for k, v in first.items() if k not in ("format", "format_version", "tokenizer", "provenance")}
-    out["metrics"] = {}  # the ensemble's own are unknown until it is evaluated; each member's are in its part
+    out["metrics"] = metrics or {}  # unknown until it is evaluated; each member's are in its part
+    if train:
+        out["recipe"] = {**out["recipe"], "train": {**out["recipe"].get("train", {}), **train}}
     out["ensemble"] = {"members": len(paths), "parts": parts}
     out["provenance"] = {
         **{k: v for k, v in (first.get("provenance") or {}).items() if k == "data"},

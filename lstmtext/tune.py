@@ -130,6 +130,8 @@ def _check_inputs(base: Recipe, params: list[Param], settings: dict, overrides: 
             "tuning needs dev data: pass --dev (and --train without that split, where the recipe trains on its "
             "dev split) or set data.valid_fraction above 0"
         )
+    if base.train.members > 1:
+        raise UsageError("tune trains one model per trial: leave train.members at 1, and train the best recipe's")
     streamed = isinstance(get_task(base.task), Streamed)  # folders expand as prepare expands them
     refuse_dev_in_train(base.data.dev, named_sources(base.data.train, folders=streamed))
     tuned = {p.key for p in params}

@@ -138,3 +138,34 @@ def test_ensemble_refusals(classifiers, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert_usage_error(run_cli("ensemble", lm, lm, "-o", tmp_path / "x.ckpt"), "lm models do not ensemble")
     assert not (tmp_path / "x.ckpt").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_train_members_trains_each_seed_and_keeps_their_ensemble_scored_on_the_shared_dev_slice(tmp_path):
+    out = tmp_path / "e.ckpt"
+    train = ["--train", REPO / "data/sentiment/train.tsv", "--epochs", "2", "--seed", "3", *TINY]
+    proc = run_cli("train", "sentiment", "-o", out, *train, "--set", "train.members=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "ensemble member 2 of 2: seed 4" in proc.stderr and "ensemble of 2: dev accuracy" in proc.stderr
+    meta = json.loads(run_cli("info", out, "--format", "json").stdout)
+    parts = [tmp_path / "e.member1.ckpt", tmp_path / "e.member2.ckpt"]
+    assert [p["path"] for p in meta["ensemble"]["parts"]] == [str(p) for p in parts]
+    assert [p["seed"] for p in meta["ensemble"]["parts"]] == [3, 4]
+    assert meta["recipe"]["train"]["members"] == 2 and meta["recipe"]["train"]["seed"] == 3
+    member_meta = [json.loads(run_cli("info", p, "--format", "json").stdout) for p in parts]
+    assert [m["recipe"]["data"]["split_seed"] for m in member_meta] == [3, 3]  # one held-out slice for both
+    # the ensemble's dev score is that of the slice both members held out: the same slice a seed-3 run holds out
+    from lstmtext.tasks import sentiment
+    from lstmtext.training.prepare import read_split
+
+    p = api.load(out)
+    dev = read_split(sentiment, p.recipe)[-1]
+    alone = read_split(sentiment, api.load(parts[1]).recipe)[-1]
+    assert dev == alone and len(dev) == 80
+    feats = sentiment.featurize(dev, p.tok, p.labels, p.recipe)
+    got = sentiment.evaluate(p.model, feats, p.labels, p.device, p.batch_tokens)
+    assert meta["metrics"]["accuracy"] == pytest.approx(got["accuracy"]) and meta["metrics"]["loss"] > 0
+    # a streamed or decoded task refuses before it trains anything
+    proc = run_cli("train", "lm", "-o", tmp_path / "lm.ckpt", "--epochs", "1", *TINY, "--set", "train.members=2")
+    assert_usage_error(proc, "lm models do not ensemble")
+    assert not list(tmp_path.glob("lm*"))
+    assert_usage_error(run_cli("train", "sentiment", "-o", tmp_path / "z.ckpt", "--set", "train.members=0"), "members")

@@ -192,6 +192,7 @@ def space(text: str) -> list[str]:
         (["--set", "tune.space={}"], ["nothing to tune"]),
         (["--set", "train.lr=0.01"], ["train.lr is both tuned ([tune.space]) and set on the command line"]),
         (["--trials", "0"], ["--trials 0: expected at least 1"]),
+        (["--set", "train.members=3"], ["tune trains one model per trial: leave train.members at 1"]),
         (["--max-time", "0s"], ["--max-time 0s: expected a positive duration"]),
         (["--trial-time", "soon"], ["tune.trial_time 'soon': expected a duration"]),
     ],

@@ -21,7 +21,7 @@ from lstmtext import checkpoint as ckpt
 from lstmtext.config import encoder_shape, parse_duration, resolve_recipe
 from lstmtext.device import pick_device
 from lstmtext.errors import UsageError
-from lstmtext.paths import default_model_path
+from lstmtext.paths import companion, default_model_path
 from lstmtext.progress import fmt_seconds, is_main, note
 from lstmtext.tasks import get_task
 from lstmtext.training import distributed, stages
@@ -30,7 +30,7 @@ from lstmtext.training.build import build
 from lstmtext.training.evaluation import Evaluator, OnEval
 from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
 from lstmtext.training.output import Output, OutputLock
-from lstmtext.training.prepare import prepare
+from lstmtext.training.prepare import prepare, read_split
 from lstmtext.training.state import Clock, LoopState
 
 __all__ = ["train", "Interrupted"]
@@ -76,7 +76,12 @@ def train(
                 task, recipe, settings, overrides, init_from, resume, show_progress, train
             )
         init = (init_from, lineage)
-        summary = _train(mod, recipe, settings, overrides, output, init, resume, show_progress, on_eval)
+        members = resolve_recipe(task, recipe, overrides, settings=settings).train.members if not resume else 1
+        if members > 1:
+            mod.ensemble([])  # a task whose predictions do not combine refuses before any training
+            summary = _train_members(mod, recipe, settings, overrides, output, init, force, show_progress, members)
+        else:
+            summary = _train(mod, recipe, settings, overrides, output, init, resume, show_progress, on_eval)
         if main:
             stages.note_total(summary["lineage"], summary)
         return summary
@@ -157,6 +162,49 @@ def _train(
         )
     distributed.teardown(d)
     return _summary(mod, output.checkpoint, state, stop, clock, d.main) | {"lineage": context["lineage"]}
+
+
+def _train_members(mod, recipe_path, settings, overrides, output: Output, init, force, show_progress, n) -> dict:
+    """train.members > 1: n runs of the recipe one after another, seeds train.seed, +1, …, each to its own
+    OUT.memberI.ckpt (its resume state and log beside it), all holding out the same dev slice and starting from
+    the same stages; then OUT, the ensemble of their best checkpoints, scored on that dev data. train.max_time
+    bounds each run. A run that stops early is continued on its own (``-o OUT.memberI.ckpt --resume``), then
+    ``lstmtext ensemble`` puts the members together."""
+    from lstmtext import api
+    from lstmtext.ensemble import write
+
+    recipe = resolve_recipe(mod.NAME, recipe_path, overrides, settings=settings)
+    seed, parts, summaries = recipe.train.seed, [], []
+    together = {"seed": seed, "members": n}  # the ensemble's own recipe: its first seed, its size
+    for i in range(n):
+        part = Output.at(companion(output.checkpoint, f"member{i + 1}.ckpt"))
+        note(f"ensemble member {i + 1} of {n}: seed {seed + i}, {part.checkpoint}")
+        member = [f"train.seed={seed + i}", f"data.split_seed={recipe.data.split_seed or seed}", "train.members=1"]
+        with OutputLock(part.lock, part.checkpoint):
+            part.check(False, force)
+            part.remove_stale_temp_files()
+            summaries.append(
+                _train(mod, recipe_path, settings, [*overrides, *member], part, init, False, show_progress, None)
+            )
+        parts.append(part.checkpoint)
+    meta = write(parts, output.checkpoint, force=True, train=together)
+    p = api.load(output.checkpoint)  # scored on the dev split its members selected on, if they had one
+    dev = read_split(mod, p.recipe)[-1]
+    if dev:
+        feats = mod.featurize(dev, p.tok, p.labels, p.recipe)
+        metrics = mod.summary(mod.evaluate(p.model, feats, p.labels, p.device, p.batch_tokens, p.tok))
+        meta = write(parts, output.checkpoint, force=True, train=together, metrics=metrics)
+        note(f"ensemble of {n}: dev {mod.MAIN_METRIC} {metrics[mod.MAIN_METRIC]:.4f}")
+    elapsed = sum(s["train_seconds"] for s in summaries)
+    note(f"ensemble of {n}: {output.checkpoint} ({fmt_seconds(elapsed)} of training in all)")
+    return {
+        **summaries[0],
+        "checkpoint": str(output.checkpoint),
+        "steps": sum(s["steps"] for s in summaries),
+        "train_seconds": round(elapsed, 1),
+        "best": meta["metrics"],
+        "members": summaries,
+    }
 
 
 def _summary(mod, out: Path, state: LoopState, stop: str, clock: Clock, main: bool) -> dict:

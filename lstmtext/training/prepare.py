@@ -39,19 +39,9 @@ def prepare(
         tok, train_feats, dev_feats, read, index = prepare_streamed(mod, recipe, d, clock, stored_meta, init_meta, show)
         provenance = [describe_source(*s) for s in read] + [{"token_stream": index["key"], "pieces": index["pieces"]}]
         return Prepared(tok, [], train_feats, dev_feats, provenance, ", ".join(recipe.data.train) or read[0])
-    task, tc = recipe.task, recipe.train
+    task = recipe.task
     with clock.phase("read"):
-        named = recipe.data.train or [str(sample_path(task, "train"))]
-        train_srcs = named_sources(named, folders=False)
-        dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
-        refuse_dev_in_train(dev_src, train_srcs)
-        train_examples = [e for _, src in train_srcs for e in mod.read(src, recipe.options, "train")]
-        if dev_src:
-            dev_examples = mod.read(resolve_source(dev_src), recipe.options, "validation")
-        else:
-            train_examples, dev_examples = split_valid(
-                train_examples, recipe.data.valid_fraction, recipe.data.valid_max, tc.seed, recipe.data.valid_by
-            )
+        named, train_srcs, dev_src, train_examples, dev_examples = read_split(mod, recipe)
     with clock.phase("tokenizer"):
         tok = _tokenizer(mod, recipe, d, stored_meta or init_meta, train_examples)
     with clock.phase("featurize"):
@@ -67,6 +57,29 @@ def prepare(
     return Prepared(tok, labels, train_feats, dev_feats, provenance, ", ".join(named))
 
 
+def read_split(mod, recipe) -> tuple[list[str], list, str, list[dict], list[dict]]:
+    """(the training sources as named, as resolved, the dev source, the training and the dev examples): the dev
+    split is data.dev, else a seeded slice of train (data.split_seed, else train.seed: the runs of one ensemble,
+    train.members, hold out the same one)."""
+    task = recipe.task
+    named = recipe.data.train or [str(sample_path(task, "train"))]
+    train_srcs = named_sources(named, folders=False)
+    dev_src = recipe.data.dev or ("" if recipe.data.train else str(sample_path(task, "dev")))
+    refuse_dev_in_train(dev_src, train_srcs)
+    train_examples = [e for _, src in train_srcs for e in mod.read(src, recipe.options, "train")]
+    if dev_src:
+        return (
+            named,
+            train_srcs,
+            dev_src,
+            train_examples,
+            mod.read(resolve_source(dev_src), recipe.options, "validation"),
+        )
+    d = recipe.data
+    seed = d.split_seed or recipe.train.seed
+    return named, train_srcs, dev_src, *split_valid(train_examples, d.valid_fraction, d.valid_max, seed, d.valid_by)
+
+
 def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dict]) -> Tokenizer:
     if meta:
         return Tokenizer(ckpt.tokenizer_proto(meta))
@@ -80,7 +93,7 @@ def _tokenizer(mod, recipe, d: Dist, meta: dict | None, train_examples: list[dic
             tk.model_type,
             tk.character_coverage,
             tk.max_sentences,
-            tc.init_seed or tc.seed,
+            recipe.data.split_seed or tc.init_seed or tc.seed,
             tk.max_chars,
         ).model_proto
         note(f"tokenizer: trained in {time.perf_counter() - t0:.1f}s")

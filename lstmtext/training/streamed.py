@@ -47,7 +47,11 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
         refuse_dev_in_train(dev_src, pairs)
         corpus = Corpus([src for _, src in pairs], lambda src: mod.stream_lines(src, recipe.options, "train"))
         corpus.keys()  # hash (or recall) every source now, so a missing file fails before any work
-    holdout = None if dev_src or dc.valid_fraction <= 0 else Holdout(tc.seed, dc.valid_fraction, dc.valid_max)
+    holdout = (
+        None
+        if dev_src or dc.valid_fraction <= 0
+        else Holdout(dc.split_seed or tc.seed, dc.valid_fraction, dc.valid_max)
+    )
     with clock.phase("tokenizer"):
         tok = _tokenizer(corpus, recipe, holdout, d, stored_meta or init_meta)
     with clock.phase("featurize"):
@@ -79,7 +83,7 @@ def _tokenizer(corpus: Corpus, recipe, holdout: Holdout | None, d: Dist, meta: d
         return Tokenizer(ckpt.tokenizer_proto(meta))
     proto = None
     if d.main:
-        tk, seed = recipe.tokenizer, recipe.train.init_seed or recipe.train.seed
+        tk, seed = recipe.tokenizer, recipe.data.split_seed or recipe.train.init_seed or recipe.train.seed
         spec = {"format": FORMAT, "sources": corpus.keys(), "holdout": _spec(holdout), "tokenizer": asdict(tk)}
         spec["seed"] = seed
         path = cache_dir() / "tokenizers" / (hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:24] + ".model")
