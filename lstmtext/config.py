@@ -32,7 +32,7 @@ INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
 # A recipe key added from data.valid_by on goes here with its default (keys before it rebuilt every stage when they
 # came): a stored recipe without one had the default, so a stage's key and a study's comparison leave it out at
 # that value (training/stages.py, tune.py).
-LATER_FIELDS = {"data.valid_by": "example"}
+LATER_FIELDS = {"data.valid_by": "example", "data.split_seed": 0, "train.members": 1}
 
 
 def check_precision(precision: str, option: str = "--precision", choices: tuple = INFERENCE_PRECISIONS) -> None:
