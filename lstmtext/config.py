@@ -29,9 +29,8 @@ def choice(default: str, *others: str) -> Any:
 # Training (train.precision) takes these; inference (--precision) also takes int8 (api.quantize_int8).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
-# A recipe key added from data.valid_by on goes here with its default (keys before it rebuilt every stage when they
-# came): a stored recipe without one had the default, so a stage's key and a study's comparison leave it out at
-# that value (training/stages.py, tune.py).
+# Recipe keys added from data.valid_by on, with their defaults: a stored recipe without one had the default, so a
+# stage's key and a study's comparison leave it out at that value (training/stages.py, tune.py).
 LATER_FIELDS = {"data.valid_by": "example", "data.split_seed": 0, "train.members": 1}
 
 
@@ -319,7 +318,7 @@ def _refuse(key: str, value: Any, allowed: str) -> None:
 
 
 def _validate_shared(recipe: Recipe) -> None:
-    c, t, d = recipe.encoder, recipe.train, recipe.data
+    c, t, d, u = recipe.encoder, recipe.train, recipe.data, recipe.tune
     for name in ("embed_dim", "hidden_dim", "num_layers"):
         if getattr(c, name) < 1:
             raise UsageError(f"encoder.{name}: must be at least 1")
@@ -340,6 +339,8 @@ def _validate_shared(recipe: Recipe) -> None:
         "train.max_batch_size": (t.max_batch_size, 1, "at least 1"),
         "data.max_length": (d.max_length, 1, "at least 1 piece"),
         "tokenizer.max_chars": (recipe.tokenizer.max_chars, 0, "0 (no bound) or a positive number of characters"),
+        "tune.trials": (u.trials, 1, "at least 1"),
+        "tune.startup_trials": (u.startup_trials, 0, "0 or more trials"),
     }
     for key, (value, low, allowed) in at_least.items():
         if value < low:
@@ -365,11 +366,6 @@ def _validate_shared(recipe: Recipe) -> None:
         raise UsageError(
             f"init: recipe {recipe.init.recipe!r} and checkpoint {recipe.init.checkpoint!r} both name where the "
             "weights start; keep one of them"
-        )
-    u = recipe.tune
-    if u.trials < 1 or u.startup_trials < 0:
-        raise UsageError(
-            f"tune: trials must be at least 1 and startup_trials at least 0, got {u.trials}, {u.startup_trials}"
         )
     if parse_duration(u.trial_time, "tune.trial_time") == 0:
         _refuse("tune.trial_time", u.trial_time, "a positive duration such as 10m (empty: each trial runs its epochs)")
