@@ -138,7 +138,7 @@ def write(
         raise UsageError(f"output {output} is a folder; pass a file path such as {output / 'ensemble.ckpt'}")
     if output.exists() and not force:
         raise UsageError(f"output {output} exists; pass --force to overwrite it")
-    first, state, parts = None, {}, []
+    first, state, parts, seconds = None, {}, [], 0.0
     for i, path in enumerate(paths):
         meta, weights = ckpt.load(path)
         if meta.get("kind") == "resume":
@@ -158,6 +158,7 @@ def write(
                 )
         state.update({f"{PREFIX}.{i}.{k}": v for k, v in weights.items()})
         prov = meta.get("provenance") or {}
+        seconds += prov.get("train_seconds") or 0
         parts.append(
             {
                 "path": str(path),
@@ -171,8 +172,10 @@ def write(
     if train:
         out["recipe"] = {**out["recipe"], "train": {**out["recipe"].get("train", {}), **train}}
     out["ensemble"] = {"members": len(paths), "parts": parts}
+    shared = ("data", "seed", "init_from", "lineage", "device", "precision")  # the first member's; all share stages
     out["provenance"] = {
-        **{k: v for k, v in (first.get("provenance") or {}).items() if k == "data"},
+        **{k: v for k, v in (first.get("provenance") or {}).items() if k in shared},
+        "train_seconds": round(seconds, 1),  # the members' together: what the ensemble cost to train
         "lstmtext": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

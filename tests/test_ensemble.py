@@ -152,6 +152,8 @@ def test_train_members_trains_each_seed_and_keeps_their_ensemble_scored_on_the_s
     assert [p["seed"] for p in meta["ensemble"]["parts"]] == [3, 4]
     assert meta["recipe"]["train"]["members"] == 2 and meta["recipe"]["train"]["seed"] == 3
     member_meta = [json.loads(run_cli("info", p, "--format", "json").stdout) for p in parts]
+    spent = sum(m["provenance"]["train_seconds"] for m in member_meta)
+    assert meta["provenance"]["train_seconds"] == pytest.approx(spent, abs=0.11) and meta["provenance"]["seed"] == 3
     assert [m["recipe"]["data"]["split_seed"] for m in member_meta] == [3, 3]  # one held-out slice for both
     # the ensemble's dev score is that of the slice both members held out: the same slice a seed-3 run holds out
     from lstmtext.tasks import sentiment
