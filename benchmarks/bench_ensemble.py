@@ -65,8 +65,11 @@ def main() -> None:
         mean = round(statistics.mean(each), 2)
         print(f"{a.name}: dev {key} members {each} (mean {mean}), ensemble {together} ({together - mean:+.2f})")
         cmd = f"{command} --dev {a.dev}"
-        emit(f"{a.name}-members", f"{a.dev} (each: {each})", f"{key}, members' mean", mean, None, None, cmd)
-        emit(a.name, f"{a.dev} (members' mean {mean})", f"{key}, ensemble of {len(each)}", together, None, None, cmd)
+        if not a.test:  # a --test run shows dev again; its rows are the --dev run's, which chose the ensemble
+            emit(f"{a.name}-members", f"{a.dev} (each: {each})", f"{key}, members' mean", mean, None, None, cmd)
+            emit(
+                a.name, f"{a.dev} (members' mean {mean})", f"{key}, ensemble of {len(each)}", together, None, None, cmd
+            )
     if a.test:
         key, value = main_metric(ens, a.test)
         print(f"{a.name}: test {key} {value} (the ensemble's, read once)")
