@@ -164,7 +164,7 @@ def write(
                 "path": str(path),
                 "sha256": sha256_file(path),
                 "metrics": meta.get("metrics") or {},
-                **{k: prov[k] for k in ("seed", "init_from", "lineage") if k in prov},
+                **{k: prov[k] for k in ("seed", "init_from") if k in prov},  # the stages are in provenance
             }
         )
     out = {k: v for k, v in first.items() if k not in ("format", "format_version", "tokenizer", "provenance")}

@@ -171,3 +171,6 @@ def test_train_members_trains_each_seed_and_keeps_their_ensemble_scored_on_the_s
     assert_usage_error(proc, "lm models do not ensemble")
     assert not list(tmp_path.glob("lm*"))
     assert_usage_error(run_cli("train", "sentiment", "-o", tmp_path / "z.ckpt", "--set", "train.members=0"), "members")
+    proc = run_cli("train", "sentiment", "-o", tmp_path / "z.ckpt", *TINY, "--set", "train.members=2", WORLD_SIZE="2")
+    assert_usage_error(proc, "train.members runs in one process")
+    assert not list(tmp_path.glob("z*"))

@@ -10,6 +10,7 @@ written beside the checkpoint as ``NAME.resume.safetensors`` at every evaluation
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import ExitStack
 from pathlib import Path
@@ -79,6 +80,11 @@ def train(
         members = resolve_recipe(task, recipe, overrides, settings=settings).train.members if not resume else 1
         if members > 1:
             mod.ensemble([])  # a task whose predictions do not combine refuses before any training
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError(
+                    "train.members runs in one process: under torchrun train each member with its own --seed and "
+                    "--set data.split_seed=N, then put them together with lstmtext ensemble"
+                )
             summary = _train_members(mod, recipe, settings, overrides, output, init, force, show_progress, members)
         else:
             summary = _train(mod, recipe, settings, overrides, output, init, resume, show_progress, on_eval)
