@@ -189,6 +189,7 @@ def test_cli_modules_import_downward_only():
         "predict",
         "info",
         "average",
+        "ensemble",
         "tag",
         "generate",
         "translate",
