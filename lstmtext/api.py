@@ -214,13 +214,7 @@ def average(paths: list[str | Path], output: str | Path, force: bool = False) ->
     from lstmtext.data import sha256_file
     from lstmtext.ensemble import check_single
 
-    if len(paths) < 2:
-        raise UsageError(f"average needs at least two checkpoints, got {len(paths)}")
-    output = Path(output)
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; pass a file path such as {output / 'soup.ckpt'}")
-    if output.exists() and not force:
-        raise UsageError(f"output {output} exists; pass --force to overwrite it")
+    output = ckpt.check_combined_output("average", paths, output, force, "soup.ckpt")
     first_meta, total, dtypes, parts = None, {}, {}, []
     for path in paths:
         meta, state = ckpt.load(path)

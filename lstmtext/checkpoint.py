@@ -220,3 +220,16 @@ def tokenizer_proto(meta: dict, path: str | Path | None = None) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error is a ValueError
         raise UsageError(f"{where}: its tokenizer is missing or not valid base64") from None
+
+
+def check_combined_output(what: str, paths: list, output: str | Path, force: bool, example: str) -> Path:
+    """``lstmtext average`` and ``ensemble``: at least two inputs, and an output that is a file path, new or
+    --force'd."""
+    if len(paths) < 2:
+        raise UsageError(f"{what} needs at least two checkpoints, got {len(paths)}")
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; pass a file path such as {output / example}")
+    if output.exists() and not force:
+        raise UsageError(f"output {output} exists; pass --force to overwrite it")
+    return output

@@ -131,13 +131,7 @@ def write(
     from lstmtext.data import sha256_file
     from lstmtext.tasks import get_task
 
-    if len(paths) < 2:
-        raise UsageError(f"ensemble needs at least two checkpoints, got {len(paths)}")
-    output = Path(output)
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; pass a file path such as {output / 'ensemble.ckpt'}")
-    if output.exists() and not force:
-        raise UsageError(f"output {output} exists; pass --force to overwrite it")
+    output = ckpt.check_combined_output("ensemble", paths, output, force, "ensemble.ckpt")
     first, state, parts, seconds = None, {}, [], 0.0
     for i, path in enumerate(paths):
         meta, weights = ckpt.load(path)
