@@ -48,9 +48,10 @@ def prepare(
         labels = (stored_meta or {}).get("labels") or mod.make_labels(train_examples)
         train_feats = mod.featurize(train_examples, tok, labels, recipe)
         dev_feats = mod.featurize(dev_examples, tok, labels, recipe) if dev_examples else []
+    held = f" (a seeded slice of train, by {recipe.data.valid_by})" if not dev_src else ""
+    dev_note = f"{len(dev_feats)} for validation{held}" if dev_feats else "none held out (the last checkpoint is kept)"
     note(
-        f"{task}: {len(train_feats)} training examples, {len(dev_feats)} for validation"
-        f"{'' if dev_src else f' (a seeded slice of train, by {recipe.data.valid_by})'}, vocabulary {len(tok)}"
+        f"{task}: {len(train_feats)} training examples, {dev_note}, vocabulary {len(tok)}"
         + (f", labels {', '.join(labels)}" if labels else "")
     )
     provenance = [describe_source(*s) for s in [*train_srcs, (dev_src, resolve_source(dev_src))] if s[0]]

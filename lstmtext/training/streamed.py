@@ -66,10 +66,11 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
             ]
         dev_feats = mod.featurize(dev_examples, tok, [], recipe) if dev_examples else []
     index = stream.index
+    held = "" if dev_src else " (a seeded slice of train)"
+    dev_note = f"{len(dev_feats)} for validation{held}" if dev_feats else "none held out (the last checkpoint is kept)"
     note(
         f"{task}: {index['pieces']:,} training pieces from {index['bytes'] / 1e6:,.1f} MB of text "
-        f"({len(train_feats):,} windows), {len(dev_feats)} for validation"
-        f"{'' if dev_src else ' (a seeded slice of train)'}, vocabulary {len(tok)}; token stream {stream.folder}"
+        f"({len(train_feats):,} windows), {dev_note}, vocabulary {len(tok)}; token stream {stream.folder}"
     )
     read = [*pairs, (dev_src, resolve_source(dev_src))] if dev_src else pairs
     return tok, train_feats, dev_feats, read, index
