@@ -8,7 +8,12 @@ that ``lstmtext train lm`` builds, on random ids, so only the arithmetic differs
     python benchmarks/speed_lm_shapes.py --shapes 256x512x4000 --batch-tokens 2048 --chunk 128 \
         --precisions fp32,bf16 --repeats 3 --record          # does bf16 pay on this CPU? (alternated, medians)
 
+    python benchmarks/speed_lm_shapes.py --shapes 256x512x4000 --batch-tokens 2048 --chunk 128 \
+        --precisions fp32,bf16 --repeats 3 --fastest --record   # and does train.precision "fastest" pick the faster?
+
 Prints one JSON object per shape; --record also writes a BENCHMARKS.md row per shape and precision, with the CPU.
+--fastest adds what train.precision "fastest" (lstmtext/training/precision.py) sees on the same model and batch:
+its fp32/bf16 time ratio beside the training steps' bf16/fp32 rate ratio, and its pick.
 """
 
 from __future__ import annotations
@@ -24,6 +29,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
 
+def model_and_batch(embed: int, hidden: int, vocab: int, batch_tokens: int, chunk: int, bidirectional: bool):
+    import torch
+
+    from lstmtext.config import resolve_recipe
+    from lstmtext.tasks import lm
+
+    recipe = resolve_recipe(
+        "lm",
+        "recipes/wikitext2.toml",
+        [
+            f"encoder.embed_dim={embed}",
+            f"encoder.hidden_dim={hidden}",
+            f"lm.bidirectional={str(bidirectional).lower()}",
+        ],
+    )
+    B = max(1, batch_tokens // chunk)
+    return lm.build_model(recipe, vocab, []), {
+        "tokens": torch.randint(5, vocab, (B, chunk)),
+        "lengths": torch.full((B,), chunk),
+    }
+
+
 def measure(
     embed: int,
     hidden: int,
@@ -36,23 +63,11 @@ def measure(
 ) -> float:
     import torch
 
-    from lstmtext.config import resolve_recipe
     from lstmtext.device import autocast_for
-    from lstmtext.tasks import lm
 
-    recipe = resolve_recipe(
-        "lm",
-        "recipes/wikitext2.toml",
-        [
-            f"encoder.embed_dim={embed}",
-            f"encoder.hidden_dim={hidden}",
-            f"lm.bidirectional={str(bidirectional).lower()}",
-        ],
-    )
-    model = lm.build_model(recipe, vocab, [])
+    model, batch = model_and_batch(embed, hidden, vocab, batch_tokens, chunk, bidirectional)
+    B = batch["tokens"].shape[0]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
-    B = max(1, batch_tokens // chunk)
-    batch = {"tokens": torch.randint(5, vocab, (B, chunk)), "lengths": torch.full((B,), chunk)}
     autocast = autocast_for(torch.device("cpu"), precision)[0]  # as training wraps each step
     for i in range(steps + 3):
         if i == 3:  # the first steps allocate and pick kernels
@@ -79,6 +94,7 @@ def main() -> None:
     ap.add_argument("--directions", default="both", help="both, forward (lm.bidirectional=false), or both,forward")
     ap.add_argument("--precisions", default="fp32", help="train.precision values, alternated: fp32 or fp32,bf16")
     ap.add_argument("--repeats", type=int, default=1, help="rounds over the precisions; the median is reported")
+    ap.add_argument("--fastest", action="store_true", help='also time what train.precision "fastest" sees')
     ap.add_argument("--record", action="store_true", help="also write BENCHMARKS.md rows")
     a = ap.parse_args()
     import torch
@@ -92,6 +108,16 @@ def main() -> None:
             for _ in range(a.repeats):
                 for p in precisions:
                     rates[p].append(measure(e, h, v, a.batch_tokens, a.chunk, a.steps, d == "both", p))
+            seen = {}
+            if a.fastest:
+                from lstmtext.training.precision import faster, time_model
+
+                model, batch = model_and_batch(e, h, v, a.batch_tokens, a.chunk, d == "both")
+                times = time_model(model, batch, torch.device("cpu"))
+                seen = {
+                    "fastest": faster(times),
+                    "fastest_fp32_over_bf16": round(min(times["fp32"]) / min(times["bf16"]), 3),
+                }
             for p, runs in rates.items():
                 row = {
                     "embed": e,
@@ -105,6 +131,7 @@ def main() -> None:
                     "pieces_per_s": round(statistics.median(runs)),
                     "runs": [round(r) for r in runs],
                     "vs_first": round(statistics.median(runs) / statistics.median(rates[precisions[0]]), 3),
+                    **seen,
                 }
                 print(json.dumps(row))
                 if a.record:

@@ -101,7 +101,7 @@ class TrainConfig:
     init_seed: int = 0  # seeds the model's random initial weights alone; 0 = train.seed (see lstmtext average)
     members: int = 1  # models trained one after another (train.seed, +1, …) and kept as one ensemble (ensemble.py)
     device: str = choice("auto", "cpu", "cuda")
-    precision: str = choice(*PRECISIONS)  # auto: bf16 on CUDA, fp32 on CPU
+    precision: str = choice(*PRECISIONS, "fastest")  # auto: bf16 on CUDA, fp32 on CPU; fastest: training/precision.py
     ema: float = 0.0  # evaluate and save an exponential moving average of the weights with this decay; 0 = off
     sparse_embeddings: bool = False  # row-sparse embedding gradients, lazy Adam on the rows used (training/optim.py)
 

@@ -209,13 +209,21 @@ def test_train_ranks_split_each_epochs_batches_without_overlap():
 TORCHRUN = Path(sys.executable).parent / "torchrun"  # beside the interpreter: the venv's, on CI too
 
 
+FASTEST = ["--set", "train.precision=fastest"]
+
+
 @pytest.mark.skipif(not TORCHRUN.exists(), reason=f"torchrun missing: no {TORCHRUN} beside this Python")
-@pytest.mark.parametrize("extra", [[], ["--set", "train.sparse_embeddings=true"]], ids=["dense", "sparse-embeddings"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--set", "train.sparse_embeddings=true"], FASTEST],
+    ids=["dense", "sparse-embeddings", "precision-fastest"],
+)
 def test_train_distributed_two_cpu_processes(tmp_path, extra):
     """One torchrun launch of two CPU ranks: they train on disjoint halves of every epoch's batches, end with
     identical weights (DDP keeps them in sync; with train.sparse_embeddings each rank's batches use other rows,
     so the embedding stays in sync only if DDP sums the sparse gradients too), and only rank 0 writes the
-    checkpoint and the log."""
+    checkpoint and the log. With train.precision fastest, rank 0 times and every rank trains in its choice
+    (ddp_probe.py makes rank 1's own timing disagree)."""
     out = tmp_path / "ddp.ckpt"
     proc = subprocess.run(
         [
@@ -236,18 +244,20 @@ def test_train_distributed_two_cpu_processes(tmp_path, extra):
         ],
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env=cli_env(**({"DDP_PROBE_FASTEST": "1"} if extra == FASTEST else {})),
         cwd=REPO,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # rank 0 alone prints: each note and evaluation line once
     lines = proc.stderr.splitlines()
-    for start in ("sentiment: 1600 training examples", "  step ", "finished after", "best validation accuracy"):
+    notes = ["sentiment: 1600 training examples", "  step ", "finished after", "best validation accuracy"]
+    for start in notes + (["train.precision fastest: fp32"] if extra == FASTEST else []):
         assert sum(line.startswith(start) for line in lines) == 1, (start, proc.stderr[-3000:])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["lengths"] == ranks[1]["lengths"]  # the same features, so indices mean the same examples
-    assert {r["optimizer"] for r in ranks} == {"DenseSparseAdamW" if extra else "AdamW"}
+    assert {r["optimizer"] for r in ranks} == {"DenseSparseAdamW" if "sparse" in str(extra) else "AdamW"}
+    assert {r["precision"] for r in ranks} == {"fp32"}
     assert ranks[0]["one_process"] == ranks[1]["one_process"] and sorted(ranks[0]["one_process"]) == ["0", "1"]
     for epoch, alone in ranks[0]["one_process"].items():
         trained = [[b for e, b in r["steps"] if e == int(epoch)] for r in ranks]

@@ -29,7 +29,7 @@ from lstmtext.training import distributed, stages
 from lstmtext.training import resume as resume_state
 from lstmtext.training.build import build
 from lstmtext.training.evaluation import Evaluator, OnEval
-from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop
+from lstmtext.training.loop import MAX_STEPS, Interrupted, Loop, first_batch
 from lstmtext.training.output import Output, OutputLock
 from lstmtext.training.prepare import prepare, read_split
 from lstmtext.training.state import Clock, LoopState
@@ -125,6 +125,8 @@ def _train(
     if resume:
         resume_state.check_same_data(stored_meta, prepared.provenance)
     with clock.phase("setup"):
+        precision = stored_meta.get("precision") if resume else None
+        timed = tc.precision == "fastest" and precision is None
         run = build(
             mod,
             recipe,
@@ -134,6 +136,8 @@ def _train(
             d,
             init=(init_from, init_meta, init_tensors) if init_from else None,
             weights=resume_state.model_weights(stored) if resume else None,
+            precision=precision,
+            first=first_batch(mod, prepared.train_feats, recipe, d, device) if timed else None,
         )
     if resume:
         resume_state.restore(run, stored_meta, stored, state)

@@ -12,6 +12,7 @@ from lstmtext.device import autocast_for, resolve_precision
 from lstmtext.errors import UsageError
 from lstmtext.training.distributed import Dist
 from lstmtext.training.optim import DenseSparseAdamW, make_embeddings_sparse
+from lstmtext.training.precision import fastest as pick_fastest
 from lstmtext.transfer import check_fits, copy_encoder
 
 
@@ -109,12 +110,15 @@ class Built:
     autocast: Any
     scaler: Any
     average: WeightAverage | None
-    precision: str  # what train.precision resolved to on this device ("auto" → bf16 or fp32)
+    precision: str  # what train.precision resolved to on this device ("auto", "fastest" → bf16 or fp32)
 
 
-def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, init=None, weights=None) -> Built:
+def build(
+    mod, recipe, tok, labels, device: torch.device, d: Dist, init=None, weights=None, precision=None, first=None
+) -> Built:
     """The model and its optimizer. ``init`` = (path, meta, tensors) of --init-from; ``weights``: a resumed
-    run's model, loaded before DDP spreads rank 0's weights."""
+    run's model, loaded before DDP spreads rank 0's weights; ``precision``: the one a resumed run trained in;
+    ``first``: the run's first batch, on which train.precision "fastest" times the model."""
     tc = recipe.train
     # Before anything is allocated, the recipe a file claims must match the weights it holds.
     if init:
@@ -142,7 +146,9 @@ def build(mod, recipe, tok, labels: list[str], device: torch.device, d: Dist, in
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(raw_model, tc, device)
-    precision = resolve_precision(device, tc.precision)
+    if precision is None:
+        fastest = tc.precision == "fastest"
+        precision = pick_fastest(raw_model, first, device, d) if fastest else resolve_precision(device, tc.precision)
     autocast, scaler = autocast_for(device, precision)
     average = WeightAverage(raw_model, tc.ema) if tc.ema else None
     return Built(recipe, tok, labels, device, model, raw_model, opt, autocast, scaler, average, precision)

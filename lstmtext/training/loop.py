@@ -113,6 +113,26 @@ class CtrlC:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def feature_lengths(feats) -> list[int]:
+    # a corpus.Windows knows its lengths without reading a window from disk
+    return feats.lengths if isinstance(feats, Windows) else [f["length"] for f in feats]
+
+
+def epoch_batches(mod, feats, lengths, recipe, epoch: int, d) -> list[list[int]]:
+    """This rank's batches of one epoch (lists of feature indices), in training order."""
+    if isinstance(mod, Streamed):
+        batches = mod.stream_batches(feats, recipe, epoch, d.world)
+    else:
+        batches = shuffled_epoch(lengths, recipe.train, epoch)
+    return rank_batches(batches, d.rank, d.world) if d.world > 1 else batches
+
+
+def first_batch(mod, feats, recipe, d, device) -> dict | None:
+    """The batch a new run's first step trains on, collated on ``device`` (training/precision.py times it)."""
+    batches = epoch_batches(mod, feats, feature_lengths(feats), recipe, 0, d)
+    return to_device(mod.collate([feats[i] for i in batches[0]]), device) if len(batches) else None
+
+
 class Loop:
     """Trains ``run`` (a training.build.Built) from ``state`` on the prepared features."""
 
@@ -120,8 +140,7 @@ class Loop:
         self.mod, self.run, self.feats, self.state = mod, run, prepared.train_feats, state
         self.evaluate, self.save_resume, self.d, self.clock, self.max_time = evaluate, save_resume, d, clock, max_time
         self.tc = run.recipe.train
-        # a corpus.Windows knows its lengths without reading a window from disk
-        self.lengths = self.feats.lengths if isinstance(self.feats, Windows) else [f["length"] for f in self.feats]
+        self.lengths = feature_lengths(self.feats)
         self._batches: tuple[int, list] = (0, self.epoch_batches(0))
         self.steps_per_epoch = len(self._batches[1])
         if self.steps_per_epoch == 0:
@@ -136,12 +155,7 @@ class Loop:
         self.shown = (float("nan"), 0.0)  # progress bar: mean loss and tokens/s of the last window
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        tc, d = self.tc, self.d
-        if isinstance(self.mod, Streamed):
-            batches = self.mod.stream_batches(self.feats, self.run.recipe, epoch, d.world)
-        else:
-            batches = shuffled_epoch(self.lengths, tc, epoch)
-        return rank_batches(batches, d.rank, d.world) if d.world > 1 else batches
+        return epoch_batches(self.mod, self.feats, self.lengths, self.run.recipe, epoch, self.d)
 
     def reserve(self) -> float:
         """Seconds kept back from the time limit for the final evaluation."""

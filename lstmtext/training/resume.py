@@ -71,6 +71,7 @@ def save(path: Path, run, state: LoopState, data: list[dict], context: dict | No
         "recipe": run.recipe.to_dict(),
         "labels": run.labels,
         "optimizer": opt_meta,
+        "precision": run.precision,  # what train.precision resolved to: "fastest" is not timed again on resuming
         "loop": state.to_dict(),
         "data": data,
         "context": context or {},
