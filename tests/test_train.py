@@ -182,19 +182,19 @@ def test_train_ema_checkpoint_holds_the_average_and_resume_keeps_it(tmp_path):
 
 
 def test_train_ranks_split_each_epochs_batches_without_overlap():
-    """Loop.epoch_batches under two processes: each epoch's batches of one process, minus the odd one out, dealt
+    """loop.epoch_batches under two processes: each epoch's batches of one process, minus the odd one out, dealt
     alternately, so the ranks train on disjoint examples and the same number of steps."""
     from types import SimpleNamespace
 
     from lstmtext.training.distributed import Dist
-    from lstmtext.training.loop import Loop
+    from lstmtext.training.loop import epoch_batches
 
     lengths = [3 + (i * 7) % 23 for i in range(301)]
-    tc = SimpleNamespace(batch_tokens=120, max_batch_size=16, seed=5)
+    recipe = SimpleNamespace(train=SimpleNamespace(batch_tokens=120, max_batch_size=16, seed=5))
     one, two = Dist(), [Dist(rank, 2) for rank in range(2)]
 
     def plan(d, epoch):
-        return [b.tolist() for b in Loop.epoch_batches(SimpleNamespace(tc=tc, d=d, lengths=lengths, mod=None), epoch)]
+        return [b.tolist() for b in epoch_batches(None, None, lengths, recipe, epoch, d)]
 
     for epoch in range(4):
         alone = plan(one, epoch)
