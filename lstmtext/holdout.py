@@ -85,3 +85,8 @@ def sentence_groups(texts: list[str]) -> tuple[list[int], list[int]]:
                 index[w].append(found)
         group[i] = found
     return group, roots
+
+
+def dev_note(n: int, held: str) -> str:
+    """What a training run's first note says of its validation data: ``n`` examples (``held``: where from)."""
+    return f"{n} for validation{held}" if n else "none held out (the last checkpoint is kept)"

@@ -10,7 +10,7 @@ from pathlib import Path
 from lstmtext import checkpoint as ckpt
 from lstmtext.corpus import content_hash, named_sources, refuse_dev_in_train
 from lstmtext.data import is_hf, resolve_source, sample_path
-from lstmtext.holdout import split_valid
+from lstmtext.holdout import dev_note, split_valid
 from lstmtext.progress import note
 from lstmtext.tasks.contract import Streamed
 from lstmtext.tokenizer import Tokenizer
@@ -49,9 +49,8 @@ def prepare(
         train_feats = mod.featurize(train_examples, tok, labels, recipe)
         dev_feats = mod.featurize(dev_examples, tok, labels, recipe) if dev_examples else []
     held = f" (a seeded slice of train, by {recipe.data.valid_by})" if not dev_src else ""
-    dev_note = f"{len(dev_feats)} for validation{held}" if dev_feats else "none held out (the last checkpoint is kept)"
     note(
-        f"{task}: {len(train_feats)} training examples, {dev_note}, vocabulary {len(tok)}"
+        f"{task}: {len(train_feats)} training examples, {dev_note(len(dev_feats), held)}, vocabulary {len(tok)}"
         + (f", labels {', '.join(labels)}" if labels else "")
     )
     provenance = [describe_source(*s) for s in [*train_srcs, (dev_src, resolve_source(dev_src))] if s[0]]

@@ -26,6 +26,7 @@ from lstmtext.corpus import (
 )
 from lstmtext.data import resolve_source, sample_path
 from lstmtext.errors import UsageError
+from lstmtext.holdout import dev_note
 from lstmtext.progress import ByteProgress, note
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.tokenstream import FORMAT, TokenStream, open_stream
@@ -67,10 +68,9 @@ def prepare_streamed(mod, recipe, d: Dist, clock, stored_meta: dict | None, init
         dev_feats = mod.featurize(dev_examples, tok, [], recipe) if dev_examples else []
     index = stream.index
     held = "" if dev_src else " (a seeded slice of train)"
-    dev_note = f"{len(dev_feats)} for validation{held}" if dev_feats else "none held out (the last checkpoint is kept)"
     note(
         f"{task}: {index['pieces']:,} training pieces from {index['bytes'] / 1e6:,.1f} MB of text "
-        f"({len(train_feats):,} windows), {dev_note}, vocabulary {len(tok)}; token stream {stream.folder}"
+        f"({len(train_feats):,} windows), {dev_note(len(dev_feats), held)}, vocabulary {len(tok)}; token stream {stream.folder}"
     )
     read = [*pairs, (dev_src, resolve_source(dev_src))] if dev_src else pairs
     return tok, train_feats, dev_feats, read, index
