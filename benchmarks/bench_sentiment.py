@@ -130,6 +130,15 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
         f"whole loop {med['loop_dense']:,.0f} tok/s, ratio {ratio['dense']:.3f}; with train.sparse_embeddings "
         f"{med['loop_sparse']:,.0f} tok/s, ratio {ratio['sparse']:.3f}; medians of {repeats}"
     )
+    parts = {
+        "encoder": 1000 * n_tokens / med["raw_dense"] / len(pre),
+        "loop": 1000 * n_tokens / med["loop_dense"] / len(pre),
+    }
+    parts |= breakdown(models["dense"], opts["dense"], mod, feats, idx, pre, recipe.train.clip, repeats)
+    print(
+        "the dense loop's step, ms (medians; each part timed alone): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+    )
 
     # CLI: --help, and predict over SST-2 dev end to end (start-up included)
     helps = []
@@ -148,6 +157,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
     print(f"lstmtext --help {help_s:.3f}s (median of 5); predict over SST-2 dev {pred_s:.2f}s (median of 3)")
     if save:
         cmd = f"python benchmarks/bench_sentiment.py --only speed --checkpoint {ckpt.relative_to(REPO) if ckpt.is_relative_to(REPO) else ckpt}"
+        cmd += (f" --batches {batches}" if batches != 150 else "") + (f" --repeats {repeats}" if repeats != 3 else "")
         metrics = {"dense": "loop/raw tokens/s", "sparse": "loop/raw tokens/s (raw: the faster embedding)"}
         for name, label in (("dense", ""), ("sparse", "-sparse-embeddings")):
             record(
@@ -163,6 +173,7 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
                     "raw_sparse_tokens_per_s": round(med["raw_sparse"]),
                     "batches": len(idx),
                     "repeats": repeats,
+                    "dense_step_ms": {k: round(v, 3) for k, v in parts.items()},
                 },
             )
         record("cli-help", "-", "seconds", round(help_s, 3), None, None, "lstmtext --help")
@@ -175,6 +186,41 @@ def speed(ckpt: Path, save: bool, batches: int, repeats: int) -> None:
             round(sum(len(l.split()) for l in lines) / pred_s),
             f"lstmtext predict {rel(ckpt)} dev.txt",
         )
+
+
+def breakdown(model, opt, mod, feats, idx, pre, clip: float, repeats: int) -> dict[str, float]:
+    """Milliseconds per step of what the loop adds to the encoder, each timed alone over the same batches and
+    alternated: the head's forward and backward from fixed encoder states (pooling, MLP, loss), AdamW's step,
+    the clip, and collating. Their sum beside the loop's step says whether anything else is left."""
+    import torch
+
+    from lstmtext.training.loop import clip_gradients
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    with torch.no_grad():
+        states = [model.encoder(b["tokens"], b["lengths"]) for b in pre]  # (B, T, 2H) each
+    for b in pre[:1]:  # gradients on every parameter, as after a loop's backward
+        opt.zero_grad(set_to_none=True)
+        model(b)[1].backward()
+
+    def head():
+        for s, b in zip(states, pre):
+            model.head(s.requires_grad_(), b)[1].backward()
+            s.grad = None
+
+    arms = {
+        "head": head,
+        "adamw": lambda: [opt.step() for _ in pre],
+        "clip": lambda: [clip_gradients(params, clip) for _ in pre],
+        "collate": lambda: [mod.collate([feats[i] for i in b]) for b in idx],
+    }
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    for _ in range(repeats + 1):  # the first pass warms up
+        for k, arm in arms.items():
+            t0 = time.perf_counter()
+            arm()
+            times[k].append(1000 * (time.perf_counter() - t0) / len(pre))
+    return {k: statistics.median(v[1:]) for k, v in times.items()}
 
 
 def main() -> None:
