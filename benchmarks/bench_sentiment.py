@@ -203,8 +203,9 @@ def breakdown(model, opt, mod, feats, idx, pre, clip: float, repeats: int) -> di
         opt.zero_grad(set_to_none=True)
         model(b)[1].backward()
 
-    def head():
+    def head():  # the loop's backward writes fresh gradients (zero_grad sets them to None), never adds to old ones
         for s, b in zip(states, pre):
+            model.head.zero_grad(set_to_none=True)
             model.head(s.requires_grad_(), b)[1].backward()
             s.grad = None
 
